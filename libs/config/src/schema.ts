@@ -1,0 +1,211 @@
+import { z } from "zod";
+
+/** The five services of the mesh; one name per service everywhere (folder, port key, OTEL_SERVICE_NAME). */
+export const SERVICE_NAMES = ["gateway", "classifier", "policy", "cache", "provider"] as const;
+export type ServiceName = (typeof SERVICE_NAMES)[number];
+
+const port = z.number().int().min(0).max(65535);
+const usdPerMtok = z
+  .number()
+  .finite()
+  .min(0, "a price cannot be negative")
+  .max(10_000, "over $10,000 per million tokens is not a real price");
+const name = z
+  .string()
+  .min(1)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, "use letters, digits, '.', '_', ':' or '-' (no '/')");
+
+const simulatorProfile = z
+  .object({
+    ttft_ms: z.number().min(0).max(60_000).default(150),
+    ttft_jitter_ms: z.number().min(0).max(60_000).default(0),
+    tokens_per_second: z.number().positive().max(100_000).default(80),
+    output_tokens: z.number().int().min(1).max(32_768).default(120),
+    quality: z.number().min(0).max(1).default(0.7),
+  })
+  .strict();
+
+const model = z
+  .object({
+    name: z.string().min(1),
+    input_usd_per_mtok: usdPerMtok,
+    output_usd_per_mtok: usdPerMtok,
+    cached_input_usd_per_mtok: usdPerMtok.optional(),
+    tiers: z.array(name).min(1, "list at least one tier this model may serve"),
+    context_window: z.number().int().positive().default(128_000),
+    /** Name of this model in the router's training data, when it differs. */
+    router_name: z.string().optional(),
+    simulator: simulatorProfile.optional(),
+  })
+  .strict();
+
+const provider = z
+  .object({
+    name,
+    kind: z.enum(["openai", "anthropic", "gemini", "simulator"]),
+    base_url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+    api_key_env: z
+      .string()
+      .regex(/^[A-Z_][A-Z0-9_]*$/, "must be the NAME of an environment variable (the key itself never goes in the config)")
+      .optional(),
+    /**
+     * true: always on; false: off; "auto": real providers are on when their key variable is set,
+     * the simulator is on when no real provider is.
+     */
+    enabled: z.union([z.boolean(), z.literal("auto")]).default("auto"),
+    max_concurrency: z.number().int().positive().default(64),
+    requests_per_second: z.number().positive().optional(),
+    first_token_timeout_ms: z.number().int().positive().default(15_000),
+    pool_connections: z.number().int().positive().default(8),
+    models: z.array(model).min(1, "a provider needs at least one model"),
+  })
+  .strict();
+
+const tier = z
+  .object({
+    name,
+    /** Requests whose difficulty is at most this go to this tier (the first that matches). */
+    max_difficulty: z.number().min(0).max(1),
+    quality_target: z.number().min(0).max(1).default(0),
+    latency_slo_ms: z.number().int().positive().optional(),
+    expected_output_tokens: z.number().int().positive().default(256),
+  })
+  .strict();
+
+const tenant = z
+  .object({
+    name,
+    /** SHA-256 (hex) of each API key of this tenant; none = no authentication. */
+    api_key_sha256: z.array(z.string().regex(/^[0-9a-f]{64}$/, "must be a lowercase hex SHA-256")).default([]),
+    quality_target: z.number().min(0).max(1).optional(),
+    cost_weight: z.number().min(0).max(1).optional(),
+    /** Cap on the share of requests routed to the most expensive tier. */
+    max_top_tier_share: z.number().min(0).max(1).default(1),
+  })
+  .strict();
+
+const serviceEndpoints = z
+  .object({
+    classifier: z.string().optional(),
+    policy: z.string().optional(),
+    cache: z.string().optional(),
+    provider: z.string().optional(),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    listen_host: z.string().default("127.0.0.1"),
+    ports: z
+      .object({
+        gateway_http: port.default(8080),
+        gateway_grpc: port.default(8081),
+        classifier: port.default(9101),
+        policy: port.default(9102),
+        cache: port.default(9103),
+        provider: port.default(9104),
+      })
+      .strict()
+      .prefault({}),
+    /** Base URLs where the gateway finds the other services; default http://127.0.0.1:<port>. */
+    endpoints: serviceEndpoints.prefault({}),
+    providers: z.array(provider).min(1, "configure at least one provider"),
+    tiers: z.array(tier).min(1, "configure at least one tier"),
+    tenants: z.array(tenant).min(1, "configure at least one tenant").prefault([{ name: "default" }]),
+    limits: z
+      .object({
+        max_body_bytes: z.number().int().positive().default(2_000_000),
+        max_messages: z.number().int().positive().default(1_000),
+        request_timeout_ms: z.number().int().positive().default(300_000),
+        shutdown_grace_ms: z.number().int().min(0).default(10_000),
+      })
+      .strict()
+      .prefault({}),
+    cache: z
+      .object({
+        enabled: z.boolean().default(true),
+        backend: z.enum(["memory", "redis"]).default("memory"),
+        redis_url: z.string().default("redis://127.0.0.1:6379"),
+        ttl_seconds: z.number().int().positive().default(3_600),
+        max_entries: z.number().int().positive().default(100_000),
+        max_bytes: z.number().int().positive().default(256 * 1024 * 1024),
+        lookup_budget_ms: z.number().int().positive().default(50),
+        /** Environment variable holding the HMAC key for cache keys; a random per-process key when unset. */
+        hmac_key_env: z.string().default("SWITCHYARD_CACHE_HMAC_KEY"),
+      })
+      .strict()
+      .prefault({}),
+    nats: z
+      .object({
+        url: z.string().default("nats://127.0.0.1:4222"),
+        price_bucket: name.default("switchyard-prices"),
+        health_subject: z.string().default("switchyard.health"),
+        stale_after_ms: z.number().int().positive().default(60_000),
+        health_publish_interval_ms: z.number().int().positive().default(1_000),
+      })
+      .strict()
+      .prefault({}),
+    router: z
+      .object({
+        /** Router weights JSON; empty = the default router shipped with Switchyard. */
+        path: z.string().default(""),
+        decision_cache_entries: z.number().int().min(0).default(10_000),
+      })
+      .strict()
+      .prefault({}),
+    telemetry: z
+      .object({
+        log_level: z.enum(["debug", "info", "warn", "error"]).default("info"),
+        /** Put prompt and completion text on spans and logs (off by default). */
+        capture_content: z.boolean().default(false),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    const tierNames = new Set(cfg.tiers.map((t) => t.name));
+    const providerNames = new Set<string>();
+    cfg.providers.forEach((p, pi) => {
+      if (providerNames.has(p.name)) {
+        ctx.addIssue({ code: "custom", path: ["providers", pi, "name"], message: `duplicate provider name "${p.name}"` });
+      }
+      providerNames.add(p.name);
+      if (p.kind !== "simulator" && !p.api_key_env && p.kind !== "openai") {
+        ctx.addIssue({ code: "custom", path: ["providers", pi, "api_key_env"], message: `a ${p.kind} provider needs api_key_env` });
+      }
+      const modelNames = new Set<string>();
+      p.models.forEach((m, mi) => {
+        if (modelNames.has(m.name)) {
+          ctx.addIssue({ code: "custom", path: ["providers", pi, "models", mi, "name"], message: `duplicate model "${m.name}" in provider "${p.name}"` });
+        }
+        modelNames.add(m.name);
+        m.tiers.forEach((t, ti) => {
+          if (!tierNames.has(t)) {
+            ctx.addIssue({
+              code: "custom",
+              path: ["providers", pi, "models", mi, "tiers", ti],
+              message: `unknown tier "${t}" (tiers are: ${[...tierNames].join(", ")})`,
+            });
+          }
+        });
+      });
+    });
+    for (let i = 1; i < cfg.tiers.length; i++) {
+      if (cfg.tiers[i]!.max_difficulty <= cfg.tiers[i - 1]!.max_difficulty) {
+        ctx.addIssue({ code: "custom", path: ["tiers", i, "max_difficulty"], message: "tiers must be listed by increasing max_difficulty" });
+      }
+    }
+    const tenantNames = new Set<string>();
+    cfg.tenants.forEach((t, i) => {
+      if (tenantNames.has(t.name)) ctx.addIssue({ code: "custom", path: ["tenants", i, "name"], message: `duplicate tenant "${t.name}"` });
+      tenantNames.add(t.name);
+    });
+  });
+
+/** The validated configuration, keys exactly as in switchyard.yaml. */
+export type Config = z.output<typeof configSchema>;
+export type ProviderConfig = Config["providers"][number];
+export type ModelConfig = ProviderConfig["models"][number];
+export type TierConfig = Config["tiers"][number];
+export type TenantConfig = Config["tenants"][number];
