@@ -81,6 +81,10 @@ const PORT_ENV: Record<keyof Config["ports"], string> = {
   policy: "SWITCHYARD_POLICY_PORT",
   cache: "SWITCHYARD_CACHE_PORT",
   provider: "SWITCHYARD_PROVIDER_PORT",
+  classifier_http: "SWITCHYARD_CLASSIFIER_HTTP_PORT",
+  policy_http: "SWITCHYARD_POLICY_HTTP_PORT",
+  cache_http: "SWITCHYARD_CACHE_HTTP_PORT",
+  provider_http: "SWITCHYARD_PROVIDER_HTTP_PORT",
 };
 
 /** Environment variables override the file: ports, service endpoints, listen host and NATS_URL. */

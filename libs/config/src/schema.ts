@@ -104,6 +104,11 @@ export const configSchema = z
         policy: port.default(9102),
         cache: port.default(9103),
         provider: port.default(9104),
+        // HTTP/1.1 side ports of the internal services: Connect protocol, /metrics, /healthz.
+        classifier_http: port.default(9111),
+        policy_http: port.default(9112),
+        cache_http: port.default(9113),
+        provider_http: port.default(9114),
       })
       .strict()
       .prefault({}),

@@ -1,0 +1,4 @@
+export * from "./client.js";
+export * from "./health.js";
+export * from "./server.js";
+export * from "./shutdown.js";

@@ -1,0 +1,117 @@
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import type { AddressInfo } from "node:net";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Logger } from "@switchyard/telemetry";
+import { HealthStatus, ServingStatus } from "./health.js";
+
+/** Handles plain HTTP/1.1 requests that are not RPCs (metrics, probes). Return false to 404. */
+export type HttpFallback = (req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>;
+
+export interface RpcServerOptions {
+  /** Service name for logs. */
+  name: string;
+  host: string;
+  /** HTTP/2 cleartext: gRPC, Connect and gRPC-Web. 0 = any free port. */
+  port: number;
+  /** HTTP/1.1: Connect protocol, gRPC-Web and `httpFallback` (metrics, probes). Omit for none. */
+  httpPort?: number;
+  routes: (router: ConnectRouter) => void;
+  health: HealthStatus;
+  logger: Logger;
+  interceptors?: Interceptor[];
+  /** Requests over HTTP/1.1 that are not RPCs (for example GET /metrics). */
+  httpFallback?: HttpFallback;
+}
+
+/** A server that does not listen until asked, and stops gracefully. */
+export interface RpcServer {
+  /** Starts listening; resolves to the ports bound (useful with port 0). */
+  listen(): Promise<{ port: number; httpPort?: number }>;
+  /** Stops accepting, lets in-flight RPCs and streams finish for up to `graceMs`, then cuts the rest. */
+  close(graceMs: number): Promise<void>;
+}
+
+/**
+ * Serves a Connect router on an HTTP/2 cleartext port (the fast path between services) and,
+ * optionally, an HTTP/1.1 port. Node's cleartext HTTP/2 server cannot also speak HTTP/1.1 on
+ * Node 20, hence two ports.
+ */
+export function createRpcServer(options: RpcServerOptions): RpcServer {
+  const adapter = connectNodeAdapter({
+    routes: (router) => {
+      options.health.register(router);
+      options.routes(router);
+    },
+    interceptors: options.interceptors ?? [],
+    fallback: (req, res) => {
+      void (async () => {
+        const handled = options.httpFallback ? await options.httpFallback(req as never, res as never) : false;
+        if (!handled && !res.headersSent) {
+          res.writeHead(404, { "content-type": "text/plain" });
+          res.end("not found\n");
+        }
+      })();
+    },
+  });
+  const h2 = http2.createServer({}, adapter);
+  let h1InFlight = 0;
+  const h1 = http.createServer({ keepAlive: true }, (req, res) => {
+    h1InFlight++;
+    res.once("close", () => h1InFlight--);
+    adapter(req, res);
+  });
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on("session", (s) => {
+    sessions.add(s);
+    s.once("close", () => sessions.delete(s));
+  });
+  let closing: Promise<void> | undefined;
+
+  return {
+    listen: async () => {
+      const port = await listen(h2, options.port, options.host);
+      const httpPort = options.httpPort === undefined ? undefined : await listen(h1, options.httpPort, options.host);
+      options.health.set(ServingStatus.SERVING);
+      options.logger.info("listening", { host: options.host, port, httpPort });
+      return httpPort === undefined ? { port } : { port, httpPort };
+    },
+    close: (graceMs) =>
+      (closing ??= (async () => {
+        options.health.set(ServingStatus.NOT_SERVING);
+        const stopped = Promise.all([stop(h2), options.httpPort === undefined ? undefined : stop(h1)]);
+        for (const s of sessions) s.close(); // GOAWAY: no new streams, in-flight ones finish
+        h1.closeIdleConnections();
+        const drained = (async () => {
+          while (sessions.size > 0 || h1InFlight > 0) {
+            h1.closeIdleConnections();
+            await new Promise((r) => setTimeout(r, 25));
+          }
+        })();
+        const timedOut = await Promise.race([
+          drained.then(() => false),
+          new Promise<boolean>((r) => setTimeout(() => r(true), graceMs).unref()),
+        ]);
+        if (timedOut) options.logger.warn("grace period over, closing remaining connections", { graceMs });
+        for (const s of sessions) s.destroy();
+        h1.closeAllConnections();
+        await stopped;
+      })()),
+  };
+}
+
+function listen(server: net.Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+function stop(server: net.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}

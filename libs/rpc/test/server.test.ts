@@ -1,0 +1,68 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { health } from "@switchyard/proto";
+import { createLogger } from "@switchyard/telemetry";
+import { createRpcServer, createServiceClient, HealthStatus, ServingStatus, type RpcServer } from "../src/index.js";
+
+const logger = createLogger({ service: "test", level: "error" });
+let server: RpcServer | undefined;
+afterEach(async () => server?.close(100));
+
+async function start(): Promise<{ port: number; httpPort: number; status: HealthStatus }> {
+  const status = new HealthStatus(["switchyard.test.v1.TestService"]);
+  server = createRpcServer({
+    name: "test",
+    host: "127.0.0.1",
+    port: 0,
+    httpPort: 0,
+    routes: () => {},
+    health: status,
+    logger,
+    httpFallback: (req, res) => {
+      if (req.url !== "/metrics") return false;
+      res.end("up 1\n");
+      return true;
+    },
+  });
+  const { port, httpPort } = await server.listen();
+  return { port, httpPort: httpPort!, status };
+}
+
+describe("rpc server", () => {
+  it("answers grpc.health.v1 over gRPC (HTTP/2) and Connect (HTTP/1.1) ", async () => {
+    const { port, httpPort } = await start();
+    const grpc = createServiceClient(health.Health, `http://127.0.0.1:${port}`);
+    expect((await grpc.client.check({ service: "" })).status).toBe(ServingStatus.SERVING);
+    const h1 = createClient(health.Health, createConnectTransport({ baseUrl: `http://127.0.0.1:${httpPort}`, httpVersion: "1.1" }));
+    expect((await h1.check({ service: "switchyard.test.v1.TestService" })).status).toBe(ServingStatus.SERVING);
+    await expect(h1.check({ service: "nope" })).rejects.toThrow(/unknown service "nope"/);
+    grpc.close();
+  });
+
+  it("serves plain HTTP/1.1 requests through the fallback and 404s the rest", async () => {
+    const { httpPort } = await start();
+    expect(await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text()).toBe("up 1\n");
+    expect((await fetch(`http://127.0.0.1:${httpPort}/other`)).status).toBe(404);
+  });
+
+  it("reports NOT_SERVING to watchers when it shuts down", async () => {
+    const { port, status } = await start();
+    const grpc = createServiceClient(health.Health, `http://127.0.0.1:${port}`);
+    const seen: ServingStatus[] = [];
+    const watching = (async () => {
+      try {
+        for await (const r of grpc.client.watch({ service: "" })) {
+          seen.push(r.status);
+          if (seen.length === 1) status.set(ServingStatus.NOT_SERVING);
+          if (seen.length === 2) break;
+        }
+      } catch {
+        /* the server went away */
+      }
+    })();
+    await watching;
+    expect(seen).toEqual([ServingStatus.SERVING, ServingStatus.NOT_SERVING]);
+    grpc.close();
+  });
+});
