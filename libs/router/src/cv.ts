@@ -1,0 +1,102 @@
+/** k-fold cross-validation: deterministic folds, out-of-fold predictions for every row. */
+import { extractFeatures, normalisePrompt, type SparseVector } from "./features.js";
+import { hashString, seededRandom, shuffleInPlace } from "./hash.js";
+import { modelsOf, type RoutingRow } from "./data.js";
+import { RouterModel } from "./model.js";
+import { featurizeRows, trainRouter, type TrainOptions } from "./train.js";
+import type { RowPredictions } from "./report.js";
+import { estimateTokens, fitCostRates, promptChars } from "./cost.js";
+
+/**
+ * How rows are split. "plain": a seeded shuffle of rows. "grouped": rows whose question is the same
+ * after normalisation (the last 300 characters of the last user message, lowercased and
+ * whitespace-collapsed, which is where few-shot prompts put the actual question) share a fold, so
+ * near-duplicate prompts never sit on both sides of a split.
+ */
+export type FoldScheme = "plain" | "grouped";
+
+/** The group key of a row under the "grouped" scheme. */
+export function groupKey(row: RoutingRow): string {
+  const users = row.messages.filter((m) => m.role === "user");
+  const last = users[users.length - 1] ?? row.messages[row.messages.length - 1];
+  const text = last ? normalisePrompt([{ role: "user", content: last.content }]) : "";
+  return text.slice(-300);
+}
+
+/** Fold index (0..k-1) of each row, deterministic in the seed. */
+export function assignFolds(rows: readonly RoutingRow[], k: number, seed: number, scheme: FoldScheme = "plain"): number[] {
+  if (!Number.isInteger(k) || k < 2) throw new Error("k-fold needs k >= 2");
+  const random = seededRandom(seed);
+  const folds = new Array<number>(rows.length).fill(0);
+  if (scheme === "plain") {
+    const order = shuffleInPlace(rows.map((_, i) => i), random);
+    order.forEach((row, position) => {
+      folds[row] = position % k;
+    });
+    return folds;
+  }
+  const groups = new Map<string, number[]>();
+  rows.forEach((row, i) => {
+    const key = groupKey(row);
+    const members = groups.get(key);
+    if (members) members.push(i);
+    else groups.set(key, [i]);
+  });
+  const keys = [...groups.keys()].sort((a, b) => hashString(a) - hashString(b) || (a < b ? -1 : a > b ? 1 : 0));
+  shuffleInPlace(keys, random);
+  keys.forEach((key, position) => {
+    for (const row of groups.get(key) as number[]) folds[row] = position % k;
+  });
+  return folds;
+}
+
+/** Out-of-fold predictions for every row: each fold is predicted by a router trained on the other folds. */
+export function crossValidate(rows: readonly RoutingRow[], k: number, options: TrainOptions & { scheme?: FoldScheme; foldSeed?: number } = {}): RowPredictions & { folds: number[] } {
+  const models = options.models ?? modelsOf(rows);
+  const featureSet = options.featureSet ?? "full";
+  const vectors: SparseVector[] = featurizeRows(rows, featureSet);
+  const folds = assignFolds(rows, k, options.foldSeed ?? 2024, options.scheme ?? "plain");
+  const predicted: Float64Array[] = new Array(rows.length);
+  const difficulty: number[] = new Array(rows.length).fill(0);
+  const expectedCost: Float64Array[] = new Array(rows.length);
+  for (let fold = 0; fold < k; fold++) {
+    const trainIdx: number[] = [];
+    const testIdx: number[] = [];
+    folds.forEach((f, i) => (f === fold ? testIdx : trainIdx).push(i));
+    if (testIdx.length === 0) continue;
+    const router = RouterModel.fromJSON(
+      trainRouter(
+        trainIdx.map((i) => rows[i] as RoutingRow),
+        { ...options, models, featureSet },
+        trainIdx.map((i) => vectors[i] as SparseVector),
+      ),
+    );
+    for (const i of testIdx) {
+      const scores = router.scoreVector(vectors[i] as SparseVector);
+      predicted[i] = scores;
+      difficulty[i] = router.difficultyOf(scores);
+      expectedCost[i] = expectedCosts(router, rows[i] as RoutingRow);
+    }
+  }
+  return { models, predicted, difficulty, rates: fitCostRates(rows, models, options.prices), expectedCost, folds };
+}
+
+function expectedCosts(router: RouterModel, row: RoutingRow): Float64Array {
+  const tokens = estimateTokens(promptChars(row.messages));
+  return Float64Array.from(router.models, (model) => {
+    const rate = router.costs[model];
+    return rate ? rate.perInputToken * tokens + rate.perCall : Number.NaN;
+  });
+}
+
+/** Predictions of a fixed router for rows (features extracted per row, as at inference). */
+export function predictRows(router: RouterModel, rows: readonly RoutingRow[]): RowPredictions {
+  const predicted: Float64Array[] = [];
+  const difficulty: number[] = [];
+  for (const row of rows) {
+    const scores = router.scoreVector(extractFeatures(row.messages, router.featureSet).vector);
+    predicted.push(scores);
+    difficulty.push(router.difficultyOf(scores));
+  }
+  return { models: [...router.models], predicted, difficulty, rates: router.costs };
+}

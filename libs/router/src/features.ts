@@ -1,0 +1,489 @@
+/**
+ * Request features: what the router knows about a chat request before any model sees it.
+ *
+ * A request becomes a sparse vector in a fixed space of {@link FEATURE_DIM} dimensions:
+ * - the first {@link DENSE_FEATURE_NAMES}.length indices are hand-crafted, readable features
+ *   (length, digits, operators, code markers, multiple-choice options, cues, task type, script);
+ * - the remaining 2^{@link HASH_BITS} indices are hashed word unigrams and bigrams of the whole
+ *   conversation, and again of its "focus" (the last paragraph(s) of the last user message, where a
+ *   few-shot prompt puts the actual question), each namespace scaled by 1/sqrt(its token count).
+ * One pass over the text, no regular expressions on the hot path, no substrings per token.
+ */
+import { FNV_OFFSET, combine, fnvStep, hashString, mix32 } from "./hash.js";
+
+/** One chat message, as in the OpenAI chat API. */
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
+
+/** The kinds of request the classifier tells apart. */
+export type TaskType = "code" | "math" | "multiple_choice" | "translation" | "extraction" | "creative" | "chat";
+
+/** Every task type, in detection order. */
+export const TASK_TYPES: readonly TaskType[] = ["code", "multiple_choice", "translation", "math", "extraction", "creative", "chat"];
+
+/** The dominant script of a request (`en` = Latin script with English function words). */
+export type Language = "en" | "latin" | "cyrillic" | "cjk" | "arabic" | "indic" | "other";
+
+/** Every language label. */
+export const LANGUAGES: readonly Language[] = ["en", "latin", "cyrillic", "cjk", "arabic", "indic", "other"];
+
+/** Which features a router uses: everything, or only the prompt's length (a baseline). */
+export type FeatureSet = "full" | "length";
+
+/** A readable digest of a request, for logs, traces and the classifier's response. */
+export interface FeatureSummary {
+  taskType: TaskType;
+  chars: number;
+  /** About chars/4, the usual rule of thumb for English with BPE tokenisers; CJK counts a token per character. */
+  estimatedTokens: number;
+  words: number;
+  lines: number;
+  turns: number;
+  hasSystemPrompt: boolean;
+  language: Language;
+  digits: number;
+  mathOperators: number;
+  multipleChoiceOptions: number;
+  codeMarkers: number;
+  questionWords: number;
+  reasoningCues: number;
+  paragraphs: number;
+}
+
+/** A sparse vector: parallel arrays of indices and values (indices may repeat; values then add up). */
+export interface SparseVector {
+  indices: Int32Array;
+  values: Float32Array;
+}
+
+/** The features of one request. */
+export interface PromptFeatures {
+  vector: SparseVector;
+  summary: FeatureSummary;
+}
+
+/** log2 of the number of hashed dimensions. */
+export const HASH_BITS = 18;
+const HASH_MASK = (1 << HASH_BITS) - 1;
+
+const LENGTH_BUCKETS = 12;
+
+/** Names of the dense features, in index order (hashed features follow them). */
+export const DENSE_FEATURE_NAMES: readonly string[] = [
+  "log_chars",
+  "log_words",
+  "log_lines",
+  "log_focus_chars",
+  "log_paragraphs",
+  "log_turns",
+  "has_system_prompt",
+  "digit_ratio",
+  "log_numbers",
+  "math_operator_ratio",
+  "uppercase_ratio",
+  "non_ascii_ratio",
+  "log_multiple_choice_options",
+  "log_code_markers",
+  "log_question_marks",
+  "log_question_words",
+  "log_reasoning_cues",
+  "mean_word_length",
+  ...Array.from({ length: LENGTH_BUCKETS }, (_, i) => `length_bucket_${i}`),
+  ...TASK_TYPES.map((t) => `task_${t}`),
+  ...LANGUAGES.map((l) => `language_${l}`),
+];
+
+const DENSE = DENSE_FEATURE_NAMES.length;
+
+/** Size of the feature space: dense features, then the hashed ones. */
+export const FEATURE_DIM = DENSE + (1 << HASH_BITS);
+
+const Dense = {
+  LogChars: 0,
+  LogWords: 1,
+  LogLines: 2,
+  LogFocusChars: 3,
+  LogParagraphs: 4,
+  LogTurns: 5,
+  HasSystem: 6,
+  DigitRatio: 7,
+  LogNumbers: 8,
+  MathOperatorRatio: 9,
+  UppercaseRatio: 10,
+  NonAsciiRatio: 11,
+  LogOptions: 12,
+  LogCode: 13,
+  LogQuestionMarks: 14,
+  LogQuestionWords: 15,
+  LogReasoning: 16,
+  MeanWordLength: 17,
+  LengthBucket0: 18,
+} as const;
+const TASK_BASE = Dense.LengthBucket0 + LENGTH_BUCKETS;
+const LANGUAGE_BASE = TASK_BASE + TASK_TYPES.length;
+
+const NS_UNIGRAM = hashString("ns:unigram");
+const NS_BIGRAM = hashString("ns:bigram");
+const NS_FOCUS_UNIGRAM = hashString("ns:focus-unigram");
+const NS_FOCUS_BIGRAM = hashString("ns:focus-bigram");
+const NS_ROLE = hashString("ns:role");
+
+/** The hash a token gets from the scanner: FNV-1a over its lowercased code units. */
+function tokenHash(token: string): number {
+  let h = FNV_OFFSET;
+  for (let i = 0; i < token.length; i++) h = fnvStep(h, token.charCodeAt(i));
+  return h;
+}
+
+function hashSet(words: string): Set<number> {
+  return new Set(words.split(/\s+/).filter(Boolean).map(tokenHash));
+}
+
+const QUESTION_WORDS = hashSet("what how why which who whom whose when where whether");
+const REASONING_CUES = hashSet(
+  "prove proof explain derive justify step steps reason reasoning analyze analyse evaluate compare calculate compute solve determine estimate show why",
+);
+const CODE_WORDS = hashSet(
+  "def function return import class const let var public private void static include printf println console lambda async await elif struct sql select python javascript typescript java golang rust regex algorithm",
+);
+const CODE_VERBS = hashSet("write implement code program script debug refactor compile");
+const MATH_WORDS = hashSet(
+  "calculate compute solve equation sum total how many much percent percentage cost costs price average ratio times each per remaining left integer number numbers value area volume probability",
+);
+const TRANSLATION_WORDS = hashSet("translate translation translated traduire übersetze traducir");
+const EXTRACTION_WORDS = hashSet("extract summarize summarise summary tldr classify json parse list label entities keywords");
+const CREATIVE_WORDS = hashSet("story poem haiku essay song lyrics limerick fiction novel screenplay creative imagine joke");
+const ENGLISH_WORDS = hashSet("the of and to in is that for it with as was on be are this which by an or");
+
+function isCjk(c: number): boolean {
+  return (c >= 0x3040 && c <= 0x30ff) || (c >= 0x3400 && c <= 0x9fff) || (c >= 0xac00 && c <= 0xd7af) || (c >= 0xf900 && c <= 0xfaff);
+}
+
+/** Letters and digits in any script, except general punctuation and CJK (which tokenise per character). */
+function isWordChar(c: number): boolean {
+  if (c < 128) return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57);
+  if (c >= 0x2000 && c <= 0x2bff) return false;
+  if (c === 0xa0 || c === 0xd7 || c === 0xf7 || (c >= 0x3000 && c <= 0x303f) || (c >= 0xff00 && c <= 0xff0f)) return false;
+  return !isCjk(c);
+}
+
+function isSpace(c: number): boolean {
+  return c === 32 || c === 10 || c === 13 || c === 9 || c === 11 || c === 12 || c === 0xa0 || c === 0x3000 || (c >= 0x2000 && c <= 0x200b);
+}
+
+function isMathOperator(c: number): boolean {
+  return c === 43 || c === 45 || c === 42 || c === 47 || c === 61 || c === 94 || c === 37 || c === 60 || c === 62 || c === 0xd7 || c === 0xf7 || (c >= 0x2200 && c <= 0x22ff);
+}
+
+/** Where the focus of a message starts: the last paragraphs holding at least 80 characters. */
+function focusStart(text: string): number {
+  let start = text.length;
+  let end = text.length;
+  while (end > 0 && isSpace(text.charCodeAt(end - 1))) end--;
+  let pos = end;
+  while (pos > 0) {
+    const brk = text.lastIndexOf("\n\n", pos - 1);
+    start = brk < 0 ? 0 : brk + 2;
+    if (end - start >= 80 || brk < 0) break;
+    pos = brk;
+  }
+  return Math.min(start, end);
+}
+
+// Scratch buffers reused across calls: extraction is synchronous, so one set is enough per process.
+let tokenBuffer = new Int32Array(4096);
+let focusFlags = new Uint8Array(4096);
+
+/**
+ * Turns a conversation into its feature vector and readable summary.
+ * @param messages the chat messages, in order.
+ * @param featureSet "length" keeps only the length features (the prompt-length baseline).
+ */
+export function extractFeatures(messages: readonly ChatMessage[], featureSet: FeatureSet = "full"): PromptFeatures {
+  let chars = 0;
+  let digits = 0;
+  let uppercase = 0;
+  let nonAscii = 0;
+  let cjk = 0;
+  let cyrillic = 0;
+  let arabic = 0;
+  let indic = 0;
+  let latinLetters = 0;
+  let lines = 0;
+  let paragraphs = 0;
+  let mathOperators = 0;
+  let options = 0;
+  let braces = 0;
+  let questionMarks = 0;
+  let numbers = 0;
+  let wordChars = 0;
+  let codeFences = 0;
+  let hasSystemPrompt = false;
+  let tokens = 0;
+  let focusChars = 0;
+
+  let lastUser = -1;
+  for (let m = 0; m < messages.length; m++) if (messages[m]?.role === "user") lastUser = m;
+  if (lastUser < 0) lastUser = messages.length - 1;
+
+  let roleFeatures = 0;
+  const roleHashes: number[] = [];
+  for (let m = 0; m < messages.length; m++) {
+    const message = messages[m];
+    if (!message) continue;
+    const text = typeof message.content === "string" ? message.content : "";
+    if (message.role === "system" || message.role === "developer") hasSystemPrompt = true;
+    if (roleFeatures < 8) {
+      roleHashes.push(hashString(message.role));
+      roleFeatures++;
+    }
+    const focusFrom = m === lastUser ? focusStart(text) : Number.MAX_SAFE_INTEGER;
+    if (m === lastUser) focusChars = text.length - focusFrom;
+    chars += text.length;
+    lines += text.length > 0 ? 1 : 0;
+    paragraphs += text.length > 0 ? 1 : 0;
+
+    let h = FNV_OFFSET;
+    let inWord = false;
+    let wordHasDigit = false;
+    let lineStart = true;
+    let prev = 10;
+    const n = text.length;
+    const ensure = (): void => {
+      if (tokens >= tokenBuffer.length) {
+        const bigger = new Int32Array(tokenBuffer.length * 2);
+        bigger.set(tokenBuffer);
+        tokenBuffer = bigger;
+        const flags = new Uint8Array(focusFlags.length * 2);
+        flags.set(focusFlags);
+        focusFlags = flags;
+      }
+    };
+    for (let i = 0; i <= n; i++) {
+      const c = i < n ? text.charCodeAt(i) : 32;
+      if (i < n && isWordChar(c)) {
+        if (c >= 48 && c <= 57) {
+          digits++;
+          wordHasDigit = true;
+        } else if (c >= 65 && c <= 90) uppercase++;
+        else if (c >= 97 && c <= 122) latinLetters++;
+        else if (c >= 128) {
+          nonAscii++;
+          if (c >= 0x400 && c <= 0x4ff) cyrillic++;
+          else if (c >= 0x600 && c <= 0x6ff) arabic++;
+          else if (c >= 0x900 && c <= 0xdff) indic++;
+          else if (c < 0x250) latinLetters++;
+        }
+        if (lineStart && c >= 65 && c <= 74 && i + 1 < n) {
+          const next = text.charCodeAt(i + 1);
+          if ((next === 41 || next === 46 || next === 58) && (i + 2 >= n || isSpace(text.charCodeAt(i + 2)))) options++;
+        }
+        h = fnvStep(h, c >= 65 && c <= 90 ? c + 32 : c);
+        inWord = true;
+        wordChars++;
+        lineStart = false;
+        prev = c;
+        continue;
+      }
+      if (inWord) {
+        ensure();
+        tokenBuffer[tokens] = h;
+        focusFlags[tokens] = i > focusFrom ? 1 : 0;
+        tokens++;
+        if (wordHasDigit) numbers++;
+        h = FNV_OFFSET;
+        inWord = false;
+        wordHasDigit = false;
+      }
+      if (i >= n) break;
+      if (c === 10) {
+        lines++;
+        if (prev === 10) paragraphs++;
+        lineStart = true;
+        prev = c;
+        continue;
+      }
+      if (isSpace(c)) continue;
+      if (c >= 128) nonAscii++;
+      if (isCjk(c)) cjk++;
+      if (isMathOperator(c)) mathOperators++;
+      else if (c === 123 || c === 125 || c === 59) braces++;
+      else if (c === 63 || c === 0xff1f) questionMarks++;
+      else if (c === 96 && i + 2 < n && text.charCodeAt(i + 1) === 96 && text.charCodeAt(i + 2) === 96) codeFences++;
+      if (lineStart && c === 40 && i + 2 < n) {
+        const letter = text.charCodeAt(i + 1);
+        if (letter >= 65 && letter <= 74 && text.charCodeAt(i + 2) === 41) options++;
+      }
+      lineStart = false;
+      prev = c;
+      // Punctuation and CJK characters are tokens of their own.
+      ensure();
+      tokenBuffer[tokens] = fnvStep(FNV_OFFSET, c);
+      focusFlags[tokens] = i >= focusFrom ? 1 : 0;
+      tokens++;
+    }
+  }
+
+  let questionWords = 0;
+  let reasoningCues = 0;
+  let codeWords = 0;
+  let codeVerbs = 0;
+  let mathWords = 0;
+  let translationWords = 0;
+  let extractionWords = 0;
+  let creativeWords = 0;
+  let englishWords = 0;
+  let focusTokens = 0;
+  for (let t = 0; t < tokens; t++) {
+    const h = tokenBuffer[t] as number;
+    if (focusFlags[t]) focusTokens++;
+    if (QUESTION_WORDS.has(h)) questionWords++;
+    if (REASONING_CUES.has(h)) reasoningCues++;
+    if (CODE_WORDS.has(h)) codeWords++;
+    if (CODE_VERBS.has(h)) codeVerbs++;
+    if (MATH_WORDS.has(h)) mathWords++;
+    if (TRANSLATION_WORDS.has(h)) translationWords++;
+    if (EXTRACTION_WORDS.has(h)) extractionWords++;
+    if (CREATIVE_WORDS.has(h)) creativeWords++;
+    if (ENGLISH_WORDS.has(h)) englishWords++;
+  }
+  const words = tokens;
+  const codeMarkers = codeFences * 3 + codeWords + (braces >= 4 ? 2 : 0);
+
+  let taskType: TaskType = "chat";
+  if (codeFences > 0 || codeWords >= 3 || (codeWords >= 1 && codeVerbs >= 1)) taskType = "code";
+  else if (options >= 2) taskType = "multiple_choice";
+  else if (translationWords > 0) taskType = "translation";
+  else if ((digits > 0 && mathWords >= 2) || mathOperators >= 3) taskType = "math";
+  else if (extractionWords > 0) taskType = "extraction";
+  else if (creativeWords > 0) taskType = "creative";
+
+  const letters = latinLetters + uppercase;
+  const scripts: [Language, number][] = [
+    ["latin", letters],
+    ["cyrillic", cyrillic],
+    ["cjk", cjk],
+    ["arabic", arabic],
+    ["indic", indic],
+  ];
+  let language: Language = "other";
+  let best = 0;
+  for (const [name, count] of scripts) {
+    if (count > best) {
+      best = count;
+      language = name;
+    }
+  }
+  if (language === "latin" && englishWords * 12 >= Math.min(words, 400)) language = "en";
+
+  const estimatedTokens = Math.max(1, Math.round((chars - cjk) / 4 + cjk));
+  const summary: FeatureSummary = {
+    taskType,
+    chars,
+    estimatedTokens,
+    words,
+    lines,
+    turns: messages.length,
+    hasSystemPrompt,
+    language,
+    digits,
+    mathOperators,
+    multipleChoiceOptions: options,
+    codeMarkers,
+    questionWords,
+    reasoningCues,
+    paragraphs,
+  };
+
+  const dense = new Float32Array(DENSE);
+  const safe = Math.max(chars, 1);
+  dense[Dense.LogChars] = Math.log1p(chars) / 8;
+  dense[Dense.LogWords] = Math.log1p(words) / 7;
+  dense[Dense.LogLines] = Math.log1p(lines) / 4;
+  const bucket = Math.min(LENGTH_BUCKETS - 1, Math.max(0, Math.floor(Math.log2(Math.max(chars, 1))) - 4));
+  dense[Dense.LengthBucket0 + bucket] = 1;
+
+  if (featureSet === "length") return { vector: lengthOnly(dense), summary };
+
+  dense[Dense.LogFocusChars] = Math.log1p(focusChars) / 8;
+  dense[Dense.LogParagraphs] = Math.log1p(paragraphs) / 3;
+  dense[Dense.LogTurns] = Math.log1p(messages.length) / 2;
+  dense[Dense.HasSystem] = hasSystemPrompt ? 1 : 0;
+  dense[Dense.DigitRatio] = Math.min(1, (digits / safe) * 5);
+  dense[Dense.LogNumbers] = Math.log1p(numbers) / 4;
+  dense[Dense.MathOperatorRatio] = Math.min(1, (mathOperators / safe) * 10);
+  dense[Dense.UppercaseRatio] = Math.min(1, (uppercase / safe) * 5);
+  dense[Dense.NonAsciiRatio] = nonAscii / safe;
+  dense[Dense.LogOptions] = Math.log1p(options) / 3;
+  dense[Dense.LogCode] = Math.log1p(codeMarkers) / 3;
+  dense[Dense.LogQuestionMarks] = Math.log1p(questionMarks) / 3;
+  dense[Dense.LogQuestionWords] = Math.log1p(questionWords) / 3;
+  dense[Dense.LogReasoning] = Math.log1p(reasoningCues) / 3;
+  dense[Dense.MeanWordLength] = words > 0 ? Math.min(2, wordChars / words / 6) : 0;
+  dense[TASK_BASE + TASK_TYPES.indexOf(taskType)] = 1;
+  dense[LANGUAGE_BASE + LANGUAGES.indexOf(language)] = 1;
+
+  const hashedCount = tokens * 2 + focusTokens * 2 + roleHashes.length;
+  const indices = new Int32Array(DENSE + hashedCount);
+  const values = new Float32Array(DENSE + hashedCount);
+  let k = 0;
+  for (let i = 0; i < DENSE; i++) {
+    const v = dense[i] as number;
+    if (v !== 0) {
+      indices[k] = i;
+      values[k] = v;
+      k++;
+    }
+  }
+  const allScale = tokens > 0 ? 1 / Math.sqrt(tokens) : 0;
+  const focusScale = focusTokens > 0 ? 1 / Math.sqrt(focusTokens) : 0;
+  let prevToken = 0;
+  let prevFocus = 0;
+  for (let t = 0; t < tokens; t++) {
+    const h = tokenBuffer[t] as number;
+    indices[k] = DENSE + (mix32(h ^ NS_UNIGRAM) & HASH_MASK);
+    values[k++] = allScale;
+    indices[k] = DENSE + (combine(prevToken ^ NS_BIGRAM, h) & HASH_MASK);
+    values[k++] = allScale;
+    prevToken = h;
+    if (focusFlags[t]) {
+      indices[k] = DENSE + (mix32(h ^ NS_FOCUS_UNIGRAM) & HASH_MASK);
+      values[k++] = focusScale;
+      indices[k] = DENSE + (combine(prevFocus ^ NS_FOCUS_BIGRAM, h) & HASH_MASK);
+      values[k++] = focusScale;
+      prevFocus = h;
+    }
+  }
+  for (let r = 0; r < roleHashes.length; r++) {
+    indices[k] = DENSE + (combine(NS_ROLE, (roleHashes[r] as number) + r * 7919) & HASH_MASK);
+    values[k++] = 0.5;
+  }
+  return { vector: { indices: indices.subarray(0, k), values: values.subarray(0, k) }, summary };
+}
+
+/** The length features (log chars, words, lines and the length bucket) as a sparse vector. */
+function lengthOnly(dense: Float32Array): SparseVector {
+  const indices: number[] = [];
+  const values: number[] = [];
+  for (let i = 0; i < DENSE; i++) {
+    const v = dense[i] as number;
+    const isLength = i < 3 || (i >= Dense.LengthBucket0 && i < Dense.LengthBucket0 + LENGTH_BUCKETS);
+    if (v !== 0 && isLength) {
+      indices.push(i);
+      values.push(v);
+    }
+  }
+  return { indices: Int32Array.from(indices), values: Float32Array.from(values) };
+}
+
+/**
+ * A cache key for routing decisions: every message as `role: content`, lowercased, whitespace
+ * collapsed to single spaces, digits kept (so "2+2" and "2+3" do not share a decision).
+ */
+export function normalisePrompt(messages: readonly ChatMessage[]): string {
+  return messages
+    .map((m) => `${m.role}: ${typeof m.content === "string" ? m.content : ""}`.toLowerCase().replace(/\s+/g, " ").trim())
+    .join("\n");
+}

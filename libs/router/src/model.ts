@@ -1,0 +1,223 @@
+/**
+ * The router at inference: per-model logistic heads over the request's features.
+ *
+ * `predicted[m]` is the probability that model m answers the request correctly (its expected score).
+ * `difficulty` is how hard the request is for the pool as a whole: raw = 1 - mean over models of
+ * predicted[m], mapped through the empirical distribution of raw over the training prompts (stored as
+ * quantile knots), so difficulty 0.3 means "harder than about 30% of the training prompts". Tiers are
+ * then quantiles too: the default tiers send the easiest share of traffic to "simple" and so on.
+ */
+import { readFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { extractFeatures, FEATURE_DIM, HASH_BITS, type ChatMessage, type FeatureSet, type SparseVector, type TaskType } from "./features.js";
+import { fromBase64 } from "./hash.js";
+import type { CostRates } from "./cost.js";
+import { RouterInputError } from "./data.js";
+
+/** A complexity tier: requests with difficulty up to `maxDifficulty` belong to it. */
+export interface Tier {
+  name: string;
+  maxDifficulty: number;
+}
+
+/** One model's logistic head, as stored: bias plus the non-zero weights (sorted indices). */
+export interface HeadJSON {
+  bias: number;
+  /** base64 of little-endian Int32 feature indices, ascending. */
+  indices: string;
+  /** base64 of little-endian Float32 weights, one per index. */
+  weights: string;
+  /** Rows this head was trained on, and their mean score. */
+  rows: number;
+  meanScore: number;
+}
+
+/** The router file: everything `RouterModel.fromJSON` needs. */
+export interface RouterJSON {
+  format: "switchyard-router/1";
+  /** Hash of the weights and feature settings. */
+  version: string;
+  featureSet: FeatureSet;
+  hashBits: number;
+  models: string[];
+  heads: Record<string, HeadJSON>;
+  /** Expected cost per call by model (USD), for cost-aware choice. */
+  costs: CostRates;
+  difficulty: {
+    definition: string;
+    /** Raw difficulty (1 - mean predicted score) at quantiles 0, 1/(n-1), ..., 1 of the training prompts. */
+    knots: number[];
+  };
+  tiers: Tier[];
+  training: Record<string, unknown>;
+}
+
+/** What the router says about one request. */
+export interface RouterPrediction {
+  /** In [0, 1]: the request's difficulty quantile among the training prompts. */
+  difficulty: number;
+  taskType: TaskType;
+  /** Expected score in [0, 1] by model. */
+  predicted: Record<string, number>;
+  estimatedInputTokens: number;
+}
+
+/**
+ * The tier for a difficulty: the first tier whose `maxDifficulty` is at least `difficulty`, or the
+ * last tier when none is. Throws on an empty tier list.
+ */
+export function tierFor(difficulty: number, tiers: readonly Tier[]): string {
+  if (tiers.length === 0) throw new RouterInputError("tierFor needs at least one tier");
+  for (const tier of tiers) if (difficulty <= tier.maxDifficulty) return tier.name;
+  return (tiers[tiers.length - 1] as Tier).name;
+}
+
+function sigmoid(z: number): number {
+  return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));
+}
+
+/** Maps a raw value through quantile knots to its quantile in [0, 1] (piecewise linear). */
+export function quantileOf(raw: number, knots: readonly number[]): number {
+  const n = knots.length;
+  if (n === 0) return Math.min(1, Math.max(0, raw));
+  if (n === 1 || raw <= (knots[0] as number)) return 0;
+  if (raw >= (knots[n - 1] as number)) return 1;
+  let lo = 0;
+  let hi = n - 1;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if ((knots[mid] as number) <= raw) lo = mid;
+    else hi = mid;
+  }
+  const a = knots[lo] as number;
+  const b = knots[hi] as number;
+  const frac = b > a ? (raw - a) / (b - a) : 0;
+  return (lo + frac) / (n - 1);
+}
+
+/** Hash of a router's weights and feature settings: its version. */
+export function routerVersion(json: Pick<RouterJSON, "featureSet" | "hashBits" | "models" | "heads">): string {
+  const hash = createHash("sha256");
+  hash.update(JSON.stringify([json.featureSet, json.hashBits, json.models]));
+  for (const model of json.models) {
+    const head = json.heads[model];
+    if (head) hash.update(`${model}\n${head.bias}\n${head.indices}\n${head.weights}\n`);
+  }
+  return hash.digest("hex").slice(0, 16);
+}
+
+/** A loaded router: predicts per-model quality and difficulty for chat requests. */
+export class RouterModel {
+  /** The models this router predicts, in file order. */
+  readonly models: string[];
+  /** Hash of the weights. */
+  readonly version: string;
+  /** The default tiers, calibrated on the training data. */
+  readonly tiers: Tier[];
+  /** Expected cost rates by model, where known. */
+  readonly costs: CostRates;
+  readonly featureSet: FeatureSet;
+  private readonly weights: Float32Array;
+  private readonly biases: Float64Array;
+  private readonly knots: number[];
+  private readonly scratch: Float64Array;
+
+  private constructor(json: RouterJSON) {
+    this.models = [...json.models];
+    this.version = json.version;
+    this.tiers = json.tiers.map((t) => ({ ...t }));
+    this.costs = json.costs ?? {};
+    this.featureSet = json.featureSet;
+    this.knots = [...json.difficulty.knots];
+    const m = this.models.length;
+    // Interleaved by feature, so one feature's weights for every model sit side by side.
+    this.weights = new Float32Array(FEATURE_DIM * m);
+    this.biases = new Float64Array(m);
+    this.scratch = new Float64Array(m);
+    this.models.forEach((model, j) => {
+      const head = json.heads[model];
+      if (!head) throw new RouterInputError(`router has no head for model "${model}"`);
+      this.biases[j] = head.bias;
+      const indices = new Int32Array(fromBase64(head.indices));
+      const weights = new Float32Array(fromBase64(head.weights));
+      if (indices.length !== weights.length) throw new RouterInputError(`router head "${model}": ${indices.length} indices but ${weights.length} weights`);
+      for (let k = 0; k < indices.length; k++) {
+        const index = indices[k] as number;
+        if (index < 0 || index >= FEATURE_DIM) throw new RouterInputError(`router head "${model}": feature index ${index} out of range`);
+        this.weights[index * m + j] = weights[k] as number;
+      }
+    });
+  }
+
+  /** Builds a router from its parsed JSON, checking the format. */
+  static fromJSON(value: unknown): RouterModel {
+    const json = value as Partial<RouterJSON> | null;
+    if (typeof json !== "object" || json === null || json.format !== "switchyard-router/1") {
+      throw new RouterInputError('not a router file (expected "format": "switchyard-router/1")');
+    }
+    if (json.hashBits !== HASH_BITS) throw new RouterInputError(`router uses ${json.hashBits} hash bits; this build expects ${HASH_BITS}`);
+    if (!Array.isArray(json.models) || typeof json.heads !== "object" || !json.difficulty || !Array.isArray(json.tiers)) {
+      throw new RouterInputError("router file is missing models, heads, difficulty or tiers");
+    }
+    return new RouterModel(json as RouterJSON);
+  }
+
+  /** Per-model predicted scores for a precomputed feature vector, written into `out` (model order). */
+  scoreVector(vector: SparseVector, out: Float64Array = new Float64Array(this.models.length)): Float64Array {
+    const m = this.models.length;
+    const w = this.weights;
+    out.set(this.biases);
+    const { indices, values } = vector;
+    for (let k = 0; k < indices.length; k++) {
+      const base = (indices[k] as number) * m;
+      const v = values[k] as number;
+      for (let j = 0; j < m; j++) out[j] = (out[j] as number) + (w[base + j] as number) * v;
+    }
+    for (let j = 0; j < m; j++) out[j] = sigmoid(out[j] as number);
+    return out;
+  }
+
+  /** Difficulty in [0, 1] from per-model predicted scores (model order). */
+  difficultyOf(scores: ArrayLike<number>): number {
+    if (scores.length === 0) return 0.5;
+    let sum = 0;
+    for (let j = 0; j < scores.length; j++) sum += scores[j] as number;
+    return quantileOf(1 - sum / scores.length, this.knots);
+  }
+
+  /** Predicts difficulty, task type and each model's expected score for a conversation. */
+  predict(messages: readonly ChatMessage[]): RouterPrediction {
+    const { vector, summary } = extractFeatures(messages, this.featureSet);
+    const scores = this.scoreVector(vector, this.scratch);
+    const predicted: Record<string, number> = {};
+    for (let j = 0; j < this.models.length; j++) predicted[this.models[j] as string] = scores[j] as number;
+    return {
+      difficulty: this.difficultyOf(scores),
+      taskType: summary.taskType,
+      predicted,
+      estimatedInputTokens: summary.estimatedTokens,
+    };
+  }
+}
+
+/** Loads a router from a JSON file; errors name the file and the problem. */
+export async function loadRouter(path: string | URL): Promise<RouterModel> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new RouterInputError(code === "ENOENT" ? `router file not found: ${String(path)}` : `cannot read router file ${String(path)}: ${(error as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new RouterInputError(`router file ${String(path)} is not valid JSON: ${(error as Error).message}`);
+  }
+  try {
+    return RouterModel.fromJSON(value);
+  } catch (error) {
+    throw new RouterInputError(`router file ${String(path)}: ${(error as Error).message}`);
+  }
+}
