@@ -109,7 +109,11 @@ export function applyEnvOverrides(config: Config, env: NodeJS.ProcessEnv): Confi
     listen_host: env.SWITCHYARD_LISTEN_HOST || config.listen_host,
     ports,
     endpoints,
-    nats: { ...config.nats, url: env.NATS_URL || config.nats.url },
+    nats: {
+      ...config.nats,
+      url: env.NATS_URL || config.nats.url,
+      enabled: env.SWITCHYARD_NATS_ENABLED ? env.SWITCHYARD_NATS_ENABLED !== "false" : config.nats.enabled,
+    },
   };
 }
 

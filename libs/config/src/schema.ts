@@ -142,6 +142,8 @@ export const configSchema = z
       .prefault({}),
     nats: z
       .object({
+        /** false: no broadcast; prices from this file, health observed where it happens. */
+        enabled: z.boolean().default(true),
         url: z.string().default("nats://127.0.0.1:4222"),
         price_bucket: name.default("switchyard-prices"),
         health_subject: z.string().default("switchyard.health"),

@@ -1,0 +1,213 @@
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Kvm, type KV } from "@nats-io/kv";
+import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { events } from "@switchyard/proto";
+import type { Logger } from "@switchyard/telemetry";
+import { parsePriceKey, priceKey } from "./keys.js";
+
+export interface BusOptions {
+  url: string;
+  /** Connection name shown by the NATS server (the service name). */
+  name: string;
+  priceBucket: string;
+  healthSubject: string;
+  logger: Logger;
+}
+
+export type BusState = "connecting" | "connected" | "reconnecting" | "closed";
+
+/** A price entry seen in the KV bucket (undefined update = deleted). */
+export type PriceHandler = (provider: string, model: string, update: events.PriceUpdate | undefined) => void;
+export type HealthHandler = (update: events.HealthUpdate, traceparent: string) => void;
+/** Called for every message that could not be decoded, with why. */
+export type InvalidHandler = (what: "price" | "health", reason: string) => void;
+
+/**
+ * The NATS side of a service: prices in a JetStream KV bucket (a late starter sees the whole table
+ * at once), health on subjects. It never blocks start-up and never throws at callers: while NATS
+ * is away, publishes are dropped (and counted by the caller via the return value), the service
+ * keeps its last-known tables, the client reconnects forever, and watches resync on reconnect.
+ */
+export class Bus {
+  private nc: NatsConnection | undefined;
+  private kv: KV | undefined;
+  private currentState: BusState = "connecting";
+  private lastChange = Date.now();
+  private readonly priceHandlers: PriceHandler[] = [];
+  private readonly healthHandlers: HealthHandler[] = [];
+  private invalid: InvalidHandler = () => {};
+  private stopWatch: (() => void) | undefined;
+  private closed = false;
+
+  private constructor(private readonly options: BusOptions) {}
+
+  /** Starts connecting in the background and returns at once. */
+  static start(options: BusOptions): Bus {
+    const bus = new Bus(options);
+    void bus.run();
+    return bus;
+  }
+
+  get state(): BusState {
+    return this.currentState;
+  }
+
+  /** Milliseconds since the state last changed (how long NATS has been away, when it is). */
+  sinceStateChangeMs(now = Date.now()): number {
+    return now - this.lastChange;
+  }
+
+  onInvalid(handler: InvalidHandler): void {
+    this.invalid = handler;
+  }
+
+  /** Receives every price now in the bucket, then every change; again in full after a reconnect. */
+  watchPrices(handler: PriceHandler): void {
+    this.priceHandlers.push(handler);
+    if (this.kv && this.priceHandlers.length === 1) void this.restartWatch();
+  }
+
+  subscribeHealth(handler: HealthHandler): void {
+    this.healthHandlers.push(handler);
+    if (this.nc && this.healthHandlers.length === 1) this.subscribeHealthSubject(this.nc);
+  }
+
+  /** Publishes a health update; false when NATS is not connected (the update is dropped). */
+  publishHealth(update: events.HealthUpdate, traceparent = ""): boolean {
+    if (!this.nc || this.currentState !== "connected") return false;
+    const h = natsHeaders();
+    if (traceparent) h.set("traceparent", traceparent);
+    this.nc.publish(`${this.options.healthSubject}.${subjectToken(update.provider)}`, toBinary(events.HealthUpdateSchema, update), { headers: h });
+    return true;
+  }
+
+  /** Writes prices to the KV bucket. Throws when NATS is not connected. */
+  async putPrices(updates: events.PriceUpdate[]): Promise<void> {
+    const kv = this.kv ?? (await this.waitForKv(5_000));
+    for (const u of updates) await kv.put(priceKey(u.provider, u.model), toBinary(events.PriceUpdateSchema, u));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.stopWatch?.();
+    this.currentState = "closed";
+    if (this.nc) await this.nc.drain().catch(() => this.nc?.close());
+  }
+
+  private async run(): Promise<void> {
+    const { logger } = this.options;
+    try {
+      this.nc = await connect({
+        servers: this.options.url.split(","),
+        name: this.options.name,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 500,
+        waitOnFirstConnect: true,
+        pingInterval: 5_000,
+        maxPingOut: 2,
+      });
+    } catch (err) {
+      if (!this.closed) logger.warn("NATS connection failed; serving on last-known values", { err });
+      return;
+    }
+    if (this.closed) {
+      await this.nc.close();
+      return;
+    }
+    await this.onConnected();
+    for await (const status of this.nc.status()) {
+      if (status.type === "disconnect") {
+        this.setState("reconnecting");
+        logger.warn("NATS connection lost; serving on last-known values");
+      } else if (status.type === "reconnect") {
+        logger.info("NATS reconnected; resyncing");
+        await this.onConnected();
+      }
+    }
+  }
+
+  private async onConnected(): Promise<void> {
+    const nc = this.nc!;
+    try {
+      this.kv = await new Kvm(nc).create(this.options.priceBucket, { history: 5 });
+    } catch (err) {
+      this.options.logger.warn("JetStream KV unavailable; prices come from the config only", { err });
+    }
+    this.setState("connected");
+    this.options.logger.info("NATS connected", { server: nc.getServer() });
+    if (this.healthHandlers.length > 0 && !this.healthSubscribed) this.subscribeHealthSubject(nc);
+    if (this.priceHandlers.length > 0) await this.restartWatch();
+  }
+
+  private healthSubscribed = false;
+
+  private subscribeHealthSubject(nc: NatsConnection): void {
+    this.healthSubscribed = true;
+    // Core NATS subscriptions survive reconnects by themselves.
+    nc.subscribe(`${this.options.healthSubject}.>`, {
+      callback: (err, msg) => {
+        if (err) return;
+        let update: events.HealthUpdate;
+        try {
+          update = fromBinary(events.HealthUpdateSchema, msg.data);
+        } catch {
+          this.invalid("health", "payload is not a HealthUpdate");
+          return;
+        }
+        const traceparent = msg.headers?.get("traceparent") ?? "";
+        for (const h of this.healthHandlers) h(update, traceparent);
+      },
+    });
+  }
+
+  private async restartWatch(): Promise<void> {
+    this.stopWatch?.();
+    const kv = this.kv;
+    if (!kv) return;
+    try {
+      const watch = await kv.watch({ key: ">" });
+      this.stopWatch = () => watch.stop();
+      void (async () => {
+        for await (const entry of watch) {
+          const id = parsePriceKey(entry.key);
+          if (!id) {
+            this.invalid("price", `key "${entry.key}" is not <provider>.<model>`);
+            continue;
+          }
+          if (entry.operation !== "PUT") {
+            for (const h of this.priceHandlers) h(id.provider, id.model, undefined);
+            continue;
+          }
+          let update: events.PriceUpdate;
+          try {
+            update = fromBinary(events.PriceUpdateSchema, entry.value);
+          } catch {
+            this.invalid("price", `value of "${entry.key}" is not a PriceUpdate`);
+            continue;
+          }
+          for (const h of this.priceHandlers) h(id.provider, id.model, update);
+        }
+      })();
+    } catch (err) {
+      this.options.logger.warn("price watch failed; keeping last-known prices", { err });
+    }
+  }
+
+  private async waitForKv(timeoutMs: number): Promise<KV> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (this.kv && this.currentState === "connected") return this.kv;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`NATS at ${this.options.url} is not reachable`);
+  }
+
+  private setState(state: BusState): void {
+    if (state !== this.currentState) this.lastChange = Date.now();
+    this.currentState = state;
+  }
+}
+
+function subjectToken(name: string): string {
+  return name.replace(/[.*>\s]/g, "_");
+}

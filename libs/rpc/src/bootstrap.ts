@@ -1,0 +1,114 @@
+import type * as http from "node:http";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { ConfigError, loadConfig, type Config, type ServiceName } from "@switchyard/config";
+import { createLogger, createMetricsRegistry, type Logger, type Registry } from "@switchyard/telemetry";
+import { HealthStatus } from "./health.js";
+import { createRpcServer, type HttpFallback } from "./server.js";
+import { onShutdown } from "./shutdown.js";
+
+/** What every service's composition root starts from. */
+export interface ServiceRuntime {
+  name: ServiceName;
+  config: Config;
+  /** The file the configuration came from. */
+  configSource: string;
+  logger: Logger;
+  metrics: Registry;
+}
+
+/**
+ * Loads and validates the configuration and sets up logging and metrics. A bad configuration
+ * prints every problem (naming the key) and exits 2: no stack trace.
+ */
+export function loadRuntime(name: ServiceName): ServiceRuntime {
+  try {
+    const { config, source } = loadConfig();
+    const logger = createLogger({ service: name, level: config.telemetry.log_level });
+    return { name, config, configSource: source, logger, metrics: createMetricsRegistry(name) };
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`switchyard ${name}: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+/** Readiness of one service: what it depends on and whether it can serve. */
+export interface Readiness {
+  /** false = take this replica out of rotation. */
+  ready: boolean;
+  /** One line per dependency, e.g. { nats: "connected" }. "degraded" values still serve. */
+  checks: Record<string, string>;
+}
+
+export interface ServeOptions {
+  runtime: ServiceRuntime;
+  port: number;
+  httpPort?: number;
+  /** Fully-qualified Protobuf service names served, for grpc.health.v1. */
+  serviceNames: string[];
+  routes: (router: ConnectRouter) => void;
+  interceptors?: Interceptor[];
+  readiness?: () => Readiness;
+  /** Extra plain-HTTP routes, tried before /metrics, /healthz and /readyz. */
+  httpFallback?: HttpFallback;
+  /** Runs after the server stopped taking requests and drained (close clients, flush). */
+  onStop?: () => Promise<void>;
+}
+
+/** Serves a service until SIGTERM/SIGINT, then drains within the configured grace period. */
+export async function serve(options: ServeOptions): Promise<{ port: number; httpPort?: number }> {
+  const { runtime } = options;
+  const health = new HealthStatus(options.serviceNames);
+  const readiness = options.readiness ?? (() => ({ ready: true, checks: {} }));
+  const server = createRpcServer({
+    name: runtime.name,
+    host: runtime.config.listen_host,
+    port: options.port,
+    ...(options.httpPort === undefined ? {} : { httpPort: options.httpPort }),
+    routes: options.routes,
+    health,
+    logger: runtime.logger,
+    interceptors: options.interceptors ?? [],
+    httpFallback: async (req, res) => {
+      if (options.httpFallback && (await options.httpFallback(req, res))) return true;
+      return serveOpsEndpoint(req, res, runtime.metrics, readiness);
+    },
+  });
+  const bound = await server.listen();
+  onShutdown(runtime.logger, async () => {
+    await server.close(runtime.config.limits.shutdown_grace_ms);
+    await options.onStop?.();
+  });
+  return bound;
+}
+
+/** GET /metrics, /healthz and /readyz; false for anything else. */
+export async function serveOpsEndpoint(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  metrics: Registry,
+  readiness: () => Readiness,
+): Promise<boolean> {
+  const path = (req.url ?? "").split("?")[0];
+  if (req.method !== "GET" && req.method !== "HEAD") return false;
+  if (path === "/metrics") {
+    const body = await metrics.metrics();
+    res.writeHead(200, { "content-type": metrics.contentType });
+    res.end(body);
+    return true;
+  }
+  if (path === "/healthz") {
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end('{"status":"ok"}\n');
+    return true;
+  }
+  if (path === "/readyz") {
+    const r = readiness();
+    res.writeHead(r.ready ? 200 : 503, { "content-type": "application/json" });
+    res.end(JSON.stringify({ status: r.ready ? "ready" : "not ready", checks: r.checks }) + "\n");
+    return true;
+  }
+  return false;
+}
