@@ -7,10 +7,13 @@ const dir = process.env["SWITCHYARD_ROUTING_DATA"] ?? "/work/shared/data/routing
 const options = JSON.parse(process.argv[2] ?? "{}") as Record<string, unknown>;
 const files = (process.argv[3] ?? "mmlu,gsm8k,routerbench").split(",");
 const prices = await readPrices(`${dir}/prices.json`);
+const all = Object.fromEntries(await Promise.all(["mmlu", "gsm8k", "routerbench"].map(async (f) => [f, await readRows(`${dir}/${f}.jsonl`)] as const)));
+const withExtra = process.env["EXTRA"] === "1";
 for (const file of files) {
-  const rows = await readRows(`${dir}/${file}.jsonl`);
+  const rows = all[file]!;
   const t0 = performance.now();
-  const cv = crossValidate(rows, 5, { ...options, prices });
+  const extraRows = withExtra ? Object.entries(all).filter(([f]) => f !== file).flatMap(([, r]) => r) : [];
+  const cv = crossValidate(rows, 5, { ...options, prices, extraRows });
   const pair = defaultPair(rows, cv.models, prices, cv.rates)!;
   const line = PAIR_RANKINGS.map((r) => `${r}=${pairReport(rows, cv, pair.strong, pair.weak, r, prices).apgr.toFixed(4)}`).join(" ");
   let extra = "";

@@ -50,11 +50,26 @@ export function assignFolds(rows: readonly RoutingRow[], k: number, seed: number
   return folds;
 }
 
-/** Out-of-fold predictions for every row: each fold is predicted by a router trained on the other folds. */
-export function crossValidate(rows: readonly RoutingRow[], k: number, options: TrainOptions & { scheme?: FoldScheme; foldSeed?: number } = {}): RowPredictions & { folds: number[] } {
-  const models = options.models ?? modelsOf(rows);
+/** Cross-validation settings on top of the training options. */
+export interface CrossValidationOptions extends TrainOptions {
+  scheme?: FoldScheme;
+  /** Seed of the fold assignment (default 2024). */
+  foldSeed?: number;
+  /**
+   * Rows added to every fold's training set and never evaluated (e.g. the other data files, as the
+   * shipped router is trained on all of them), with their feature vectors if already computed.
+   */
+  extraRows?: readonly RoutingRow[];
+  extraVectors?: readonly SparseVector[];
+}
+
+/** Out-of-fold predictions for every row: each fold is predicted by a router trained on the other folds (plus any extra rows). */
+export function crossValidate(rows: readonly RoutingRow[], k: number, options: CrossValidationOptions = {}): RowPredictions & { folds: number[] } {
+  const extraRows = options.extraRows ?? [];
+  const models = options.models ?? modelsOf([...rows, ...extraRows]);
   const featureSet = options.featureSet ?? "full";
   const vectors: SparseVector[] = featurizeRows(rows, featureSet);
+  const extraVectors = options.extraVectors ?? featurizeRows(extraRows, featureSet);
   const folds = assignFolds(rows, k, options.foldSeed ?? 2024, options.scheme ?? "plain");
   const predicted: Float64Array[] = new Array(rows.length);
   const difficulty: number[] = new Array(rows.length).fill(0);
@@ -66,9 +81,9 @@ export function crossValidate(rows: readonly RoutingRow[], k: number, options: T
     if (testIdx.length === 0) continue;
     const router = RouterModel.fromJSON(
       trainRouter(
-        trainIdx.map((i) => rows[i] as RoutingRow),
+        [...trainIdx.map((i) => rows[i] as RoutingRow), ...extraRows],
         { ...options, models, featureSet },
-        trainIdx.map((i) => vectors[i] as SparseVector),
+        [...trainIdx.map((i) => vectors[i] as SparseVector), ...extraVectors],
       ),
     );
     for (const i of testIdx) {

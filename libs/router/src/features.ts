@@ -129,6 +129,8 @@ const NS_BIGRAM = hashString("ns:bigram");
 const NS_FOCUS_UNIGRAM = hashString("ns:focus-unigram");
 const NS_FOCUS_BIGRAM = hashString("ns:focus-bigram");
 const NS_ROLE = hashString("ns:role");
+const NS_TASK_DENSE = hashString("ns:task-dense");
+const NS_TASK_UNIGRAM = hashString("ns:task-unigram");
 
 /** The hash a token gets from the scanner: FNV-1a over its lowercased code units. */
 function tokenHash(token: string): number {
@@ -425,7 +427,8 @@ export function extractFeatures(messages: readonly ChatMessage[], featureSet: Fe
   dense[TASK_BASE + TASK_TYPES.indexOf(taskType)] = 1;
   dense[LANGUAGE_BASE + LANGUAGES.indexOf(language)] = 1;
 
-  const hashedCount = tokens * 2 + focusTokens * 2 + roleHashes.length;
+  const taskSeed = TASK_TYPES.indexOf(taskType) + 1;
+  const hashedCount = DENSE + tokens * 2 + focusTokens * 3 + roleHashes.length;
   const indices = new Int32Array(DENSE + hashedCount);
   const values = new Float32Array(DENSE + hashedCount);
   let k = 0;
@@ -433,6 +436,10 @@ export function extractFeatures(messages: readonly ChatMessage[], featureSet: Fe
     const v = dense[i] as number;
     if (v !== 0) {
       indices[k] = i;
+      values[k] = v;
+      k++;
+      // The same feature again, specific to the task type: lets one router weigh length (say) differently for code and for math.
+      indices[k] = DENSE + (combine(NS_TASK_DENSE + taskSeed, i) & HASH_MASK);
       values[k] = v;
       k++;
     }
@@ -452,6 +459,8 @@ export function extractFeatures(messages: readonly ChatMessage[], featureSet: Fe
       indices[k] = DENSE + (mix32(h ^ NS_FOCUS_UNIGRAM) & HASH_MASK);
       values[k++] = focusScale;
       indices[k] = DENSE + (combine(prevFocus ^ NS_FOCUS_BIGRAM, h) & HASH_MASK);
+      values[k++] = focusScale;
+      indices[k] = DENSE + (combine(NS_TASK_UNIGRAM + taskSeed, h) & HASH_MASK);
       values[k++] = focusScale;
       prevFocus = h;
     }

@@ -41,6 +41,8 @@ export interface RouterJSON {
   hashBits: number;
   models: string[];
   heads: Record<string, HeadJSON>;
+  /** Weights every model shares (added to each head's own), when trained with them. */
+  shared?: { indices: string; weights: string };
   /** Expected cost per call by model (USD), for cost-aware choice. */
   costs: CostRates;
   difficulty: {
@@ -96,9 +98,10 @@ export function quantileOf(raw: number, knots: readonly number[]): number {
 }
 
 /** Hash of a router's weights and feature settings: its version. */
-export function routerVersion(json: Pick<RouterJSON, "featureSet" | "hashBits" | "models" | "heads">): string {
+export function routerVersion(json: Pick<RouterJSON, "featureSet" | "hashBits" | "models" | "heads" | "shared">): string {
   const hash = createHash("sha256");
   hash.update(JSON.stringify([json.featureSet, json.hashBits, json.models]));
+  if (json.shared) hash.update(`shared\n${json.shared.indices}\n${json.shared.weights}\n`);
   for (const model of json.models) {
     const head = json.heads[model];
     if (head) hash.update(`${model}\n${head.bias}\n${head.indices}\n${head.weights}\n`);
@@ -134,18 +137,23 @@ export class RouterModel {
     this.weights = new Float32Array(FEATURE_DIM * m);
     this.biases = new Float64Array(m);
     this.scratch = new Float64Array(m);
+    const add = (what: string, stored: { indices: string; weights: string }, j: number): void => {
+      const indices = new Int32Array(fromBase64(stored.indices));
+      const weights = new Float32Array(fromBase64(stored.weights));
+      if (indices.length !== weights.length) throw new RouterInputError(`router ${what}: ${indices.length} indices but ${weights.length} weights`);
+      for (let k = 0; k < indices.length; k++) {
+        const index = indices[k] as number;
+        if (index < 0 || index >= FEATURE_DIM) throw new RouterInputError(`router ${what}: feature index ${index} out of range`);
+        const slots = j < 0 ? this.models.map((_, jj) => jj) : [j];
+        for (const slot of slots) this.weights[index * m + slot] = (this.weights[index * m + slot] as number) + (weights[k] as number);
+      }
+    };
+    if (json.shared) add("shared weights", json.shared, -1);
     this.models.forEach((model, j) => {
       const head = json.heads[model];
       if (!head) throw new RouterInputError(`router has no head for model "${model}"`);
       this.biases[j] = head.bias;
-      const indices = new Int32Array(fromBase64(head.indices));
-      const weights = new Float32Array(fromBase64(head.weights));
-      if (indices.length !== weights.length) throw new RouterInputError(`router head "${model}": ${indices.length} indices but ${weights.length} weights`);
-      for (let k = 0; k < indices.length; k++) {
-        const index = indices[k] as number;
-        if (index < 0 || index >= FEATURE_DIM) throw new RouterInputError(`router head "${model}": feature index ${index} out of range`);
-        this.weights[index * m + j] = weights[k] as number;
-      }
+      add(`head "${model}"`, head, j);
     });
   }
 

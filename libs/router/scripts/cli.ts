@@ -1,0 +1,12 @@
+/** Development entry point: `node dist/scripts/cli.js train|score|eval <flags>` (the real CLI is `switchyard`). */
+import { evalCommand, scoreCommand, trainCommand } from "../src/commands.js";
+
+const commands: Record<string, (argv: string[]) => Promise<number>> = { train: trainCommand, score: scoreCommand, eval: evalCommand };
+const name = process.argv[2];
+const command = name ? commands[name] : undefined;
+if (!command) {
+  process.stderr.write(`usage: cli.js train|score|eval <flags>${name ? ` (unknown command "${name}")` : ""}\n`);
+  process.exitCode = 2;
+} else {
+  process.exitCode = await command(process.argv.slice(3));
+}

@@ -1,0 +1,140 @@
+import { describe, it, expect, vi, beforeAll, afterEach } from "vitest";
+import { mkdtemp, writeFile, readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { evalCommand, scoreCommand, trainCommand } from "../src/commands.js";
+import { defaultRouterPath } from "../src/index.js";
+import { syntheticRows, toJsonl } from "./fixtures.js";
+
+let dir: string;
+let dataPath: string;
+let routerPath: string;
+
+async function capture(run: () => Promise<number>): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = "";
+  let stderr = "";
+  const out = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+    stdout += String(chunk);
+    return true;
+  });
+  const err = vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  });
+  try {
+    const code = await run();
+    return { code, stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "router-test-"));
+  dataPath = join(dir, "data.jsonl");
+  routerPath = join(dir, "router.json");
+  await writeFile(dataPath, toJsonl(syntheticRows(150)));
+  const result = await capture(() => trainCommand(["--data", dataPath, "--out", routerPath, "--epochs", "3"]));
+  expect(result.code).toBe(0);
+});
+
+afterEach(() => vi.restoreAllMocks());
+
+describe("train", () => {
+  it("writes a router file and says what it trained", async () => {
+    const json = JSON.parse(await readFile(routerPath, "utf8"));
+    expect(json.format).toBe("switchyard-router/1");
+    expect(json.models).toEqual(["strong", "weak", "middle"]);
+  });
+
+  it("names a missing data file, a bad JSON line and an unknown flag, without a stack trace", async () => {
+    const missing = await capture(() => trainCommand(["--data", join(dir, "nope.jsonl"), "--out", routerPath]));
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/data file not found: .*nope\.jsonl/);
+
+    const bad = join(dir, "bad.jsonl");
+    await writeFile(bad, toJsonl(syntheticRows(2)) + "{not json}\n");
+    const badLine = await capture(() => trainCommand(["--data", bad, "--out", routerPath]));
+    expect(badLine.code).toBe(1);
+    expect(badLine.stderr).toMatch(/bad JSON on line 3/);
+
+    const unknown = await capture(() => trainCommand(["--data", dataPath, "--out", routerPath, "--fast"]));
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown flag --fast/);
+
+    const noOut = await capture(() => trainCommand(["--data", dataPath]));
+    expect(noOut.code).toBe(2);
+    expect(noOut.stderr).toMatch(/missing --out/);
+    for (const r of [missing, badLine, unknown, noOut]) expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe("score", () => {
+  it("prints one JSON line per input row, same order, with a tier and every model's prediction", async () => {
+    const { code, stdout } = await capture(() => scoreCommand(["--router", routerPath, "--data", dataPath]));
+    expect(code).toBe(0);
+    const lines = stdout.trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(150);
+    expect(lines[0].id).toBe("syn/0");
+    expect(lines[149].id).toBe("syn/149");
+    for (const line of lines) {
+      expect(Object.keys(line)).toEqual(["id", "tier", "predicted"]);
+      expect(["simple", "standard", "complex"]).toContain(line.tier);
+      expect(Object.keys(line.predicted)).toEqual(["strong", "weak", "middle"]);
+      for (const v of Object.values(line.predicted) as number[]) expect(v >= 0 && v <= 1).toBe(true);
+    }
+  });
+
+  it("scores rows that have messages only", async () => {
+    const plain = join(dir, "plain.jsonl");
+    await writeFile(plain, '{"id": 7, "messages": [{"role": "user", "content": "hello"}]}\n');
+    const { code, stdout } = await capture(() => scoreCommand(["--router", routerPath, "--data", plain]));
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout).id).toBe(7);
+  });
+
+  it("names a router file that is not a router", async () => {
+    const { code, stderr } = await capture(() => scoreCommand(["--router", dataPath, "--data", dataPath]));
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/router file .*data\.jsonl/);
+  });
+});
+
+describe("eval", () => {
+  it("prints the pair metrics and the quality/cost comparison, and writes the SVG", async () => {
+    const svg = join(dir, "curve.svg");
+    const { code, stdout } = await capture(() => evalCommand(["--router", routerPath, "--data", dataPath, "--strong", "strong", "--weak", "weak", "--svg", svg]));
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/router\s+APGR 0\.\d{4}/);
+    expect(stdout).toMatch(/CPT\(50%\)/);
+    expect(stdout).toMatch(/best single model: strong/);
+    const text = await readFile(svg, "utf8");
+    expect(text.startsWith("<svg")).toBe(true);
+    expect(text).toContain("zero router (hull)");
+  });
+
+  it("cross-validates with --kfold", async () => {
+    const { code, stdout } = await capture(() => evalCommand(["--data", dataPath, "--kfold", "3", "--epochs", "2"]));
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/3-fold cross-validation/);
+    expect(stdout).toMatch(/strong strong vs weak weak/);
+  });
+
+  it("rejects an unknown model and contradictory flags", async () => {
+    const unknown = await capture(() => evalCommand(["--router", routerPath, "--data", dataPath, "--strong", "gpt-9"]));
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/--strong gpt-9/);
+    const both = await capture(() => evalCommand(["--router", routerPath, "--data", dataPath, "--kfold", "3"]));
+    expect(both.code).toBe(2);
+    const neither = await capture(() => evalCommand(["--data", dataPath]));
+    expect(neither.code).toBe(2);
+    expect(neither.stderr).toMatch(/--router/);
+  });
+});
+
+describe("defaultRouterPath", () => {
+  it("points into the package's models folder", () => {
+    expect(defaultRouterPath()).toMatch(/libs[/\\]router[/\\]models[/\\]default-router\.json$/);
+  });
+});
