@@ -76,11 +76,28 @@ export async function serve(options: ServeOptions): Promise<{ port: number; http
       return serveOpsEndpoint(req, res, runtime.metrics, readiness);
     },
   });
-  const bound = await server.listen();
-  onShutdown(runtime.logger, async () => {
+  let bound: { port: number; httpPort?: number };
+  try {
+    bound = await server.listen();
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { port?: number };
+    if (e.code === "EADDRINUSE" || e.code === "EACCES") {
+      runtime.logger.error(`cannot listen on ${runtime.config.listen_host}:${e.port ?? "?"}: ${e.code === "EADDRINUSE" ? "the port is in use" : "permission denied"}; change ports in the configuration or with SWITCHYARD_*_PORT`, { code: e.code });
+      process.exit(1);
+    }
+    throw err;
+  }
+  const stop = async () => {
     await server.close(runtime.config.limits.shutdown_grace_ms);
     await options.onStop?.();
-  });
+  };
+  onShutdown(runtime.logger, stop);
+  // Started by `switchyard start` with an IPC channel: if the supervisor dies (even by SIGKILL),
+  // the channel closes and this service stops too instead of lingering on its port.
+  if (process.send) {
+    if (!process.connected) process.kill(process.pid, "SIGTERM");
+    else process.once("disconnect", () => process.kill(process.pid, "SIGTERM"));
+  }
   return bound;
 }
 

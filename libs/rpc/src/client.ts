@@ -12,24 +12,20 @@ export interface ServiceClient<T extends DescService> {
 
 export interface ServiceClientOptions {
   interceptors?: Interceptor[];
-  /** Keep the connection verified with HTTP/2 PINGs (default 15 s). */
-  pingIntervalMs?: number;
 }
 
 /**
- * Creates a gRPC client over one long-lived HTTP/2 session. Requests are multiplexed on it; it is
- * pinged while idle so it stays warm, and re-established transparently after a failure.
+ * Creates a gRPC client over one long-lived HTTP/2 session. Requests are multiplexed on it, it is
+ * never closed for idleness, and it is re-established transparently after the peer goes away.
+ * No keep-alive PINGs: connect-node 2.1 can fire a PING on a session it already destroyed, which
+ * throws outside any handler and kills the process (seen when a peer restarts).
  */
 export function createServiceClient<T extends DescService>(
   service: T,
   baseUrl: string,
   options: ServiceClientOptions = {},
 ): ServiceClient<T> {
-  const sessionManager = new Http2SessionManager(baseUrl, {
-    pingIntervalMs: options.pingIntervalMs ?? 15_000,
-    pingIdleConnection: true,
-    idleConnectionTimeoutMs: 24 * 60 * 60 * 1000,
-  });
+  const sessionManager = new Http2SessionManager(baseUrl, { idleConnectionTimeoutMs: 24 * 60 * 60 * 1000 });
   const transport = createGrpcTransport({
     baseUrl,
     sessionManager,

@@ -1,0 +1,45 @@
+import { evalCommand, scoreCommand, trainCommand } from "@switchyard/router";
+import { benchCommand } from "./commands/bench.js";
+import { pricesCommand } from "./commands/prices.js";
+import { startCommand } from "./commands/start.js";
+
+const USAGE = `usage: switchyard <command> [options]
+
+commands:
+  start                                   run the mesh (five services) with the configuration in
+                                          SWITCHYARD_CONFIG or ./switchyard.yaml, else the embedded defaults
+  train --data FILE... --out ROUTER.json  fit the router on routing-outcome JSONL files
+  score --router ROUTER.json --data FILE  predicted quality of every known model, one JSON line per prompt
+  eval  --router ROUTER.json --data FILE  APGR, CPT, quality/cost curve (--svg OUT.svg)
+  bench                                   gateway overhead: direct vs through the mesh
+  prices publish FILE                     publish a price table (YAML or JSON) to NATS
+`;
+
+const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  start: startCommand,
+  train: trainCommand,
+  score: scoreCommand,
+  eval: evalCommand,
+  bench: benchCommand,
+  prices: pricesCommand,
+};
+
+/** Runs one `switchyard` command; resolves to the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === "help" || name === "--help" || name === "-h") {
+    process.stdout.write(USAGE);
+    return name ? 0 : 2;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`switchyard: unknown command "${name}"\n\n${USAGE}`);
+    return 2;
+  }
+  try {
+    return await command(rest);
+  } catch (err) {
+    process.stderr.write(`switchyard ${name}: ${(err as Error).message}\n`);
+    return 1;
+  }
+}

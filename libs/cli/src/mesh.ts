@@ -1,0 +1,117 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { SERVICE_NAMES, type Config, type ServiceName } from "@switchyard/config";
+import { health } from "@switchyard/proto";
+import { createServiceClient, ServingStatus } from "@switchyard/rpc";
+
+const require = createRequire(import.meta.url);
+
+/** Where a service's compiled entry point is. */
+export function serviceEntry(name: ServiceName): string {
+  return join(dirname(require.resolve(`@switchyard/${name}/package.json`)), "dist", "main.js");
+}
+
+/** The port that serves grpc.health.v1 for a service. */
+export function healthPort(config: Config, name: ServiceName): number {
+  return name === "gateway" ? config.ports.gateway_grpc : config.ports[name];
+}
+
+export interface MeshOptions {
+  config: Config;
+  /** Environment of every child (config file, NATS, keys). */
+  env: NodeJS.ProcessEnv;
+  /** Called with each line a supervisor event produces. */
+  log: (event: string, fields?: Record<string, unknown>) => void;
+  /** "inherit" shows children's logs; "ignore" hides them (benchmarks). */
+  childOutput?: "inherit" | "ignore";
+  /** Restart a child that exits unexpectedly (default true). */
+  restart?: boolean;
+}
+
+/** Five service processes, watched and restarted. */
+export class Mesh {
+  private readonly children = new Map<ServiceName, ChildProcess>();
+  private readonly restarts = new Map<ServiceName, number>();
+  private stopping = false;
+
+  constructor(private readonly options: MeshOptions) {}
+
+  /** Starts every service; the gateway last, so its warm-up finds the others listening. */
+  start(): void {
+    const order: ServiceName[] = ["provider", "policy", "cache", "classifier", "gateway"];
+    for (const name of order) this.spawn(name);
+  }
+
+  /** Waits until every service reports SERVING over grpc.health.v1, or throws naming the laggards. */
+  async waitReady(timeoutMs = 60_000): Promise<void> {
+    const host = this.options.config.listen_host === "0.0.0.0" ? "127.0.0.1" : this.options.config.listen_host;
+    const pending = new Set<ServiceName>(SERVICE_NAMES);
+    const clients = new Map(SERVICE_NAMES.map((n) => [n, createServiceClient(health.Health, `http://${host}:${healthPort(this.options.config, n)}`)]));
+    const deadline = Date.now() + timeoutMs;
+    try {
+      while (pending.size > 0) {
+        if (Date.now() > deadline) throw new Error(`not ready after ${timeoutMs} ms: ${[...pending].join(", ")}`);
+        await Promise.all(
+          [...pending].map(async (name) => {
+            try {
+              const res = await clients.get(name)!.client.check({ service: "" }, { timeoutMs: 500 });
+              if (res.status === ServingStatus.SERVING) pending.delete(name);
+            } catch {
+              // not listening yet
+            }
+          }),
+        );
+        if (pending.size > 0) await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      for (const c of clients.values()) c.close();
+    }
+  }
+
+  /** SIGTERM to every child, SIGKILL to any still running after `graceMs`. */
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    const exits = [...this.children.values()].map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+          child.once("exit", () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          child.kill("SIGTERM");
+        }),
+    );
+    await Promise.all(exits);
+  }
+
+  /** Kills one service (fault tests and demos); the supervisor restarts it. */
+  kill(name: ServiceName, signal: NodeJS.Signals = "SIGKILL"): void {
+    this.children.get(name)?.kill(signal);
+  }
+
+  private spawn(name: ServiceName): void {
+    const child = spawn(process.execPath, [serviceEntry(name)], {
+      env: { ...this.options.env, OTEL_SERVICE_NAME: name },
+      stdio: ["ignore", this.options.childOutput ?? "inherit", this.options.childOutput ?? "inherit", "ipc"],
+    });
+    this.children.set(name, child);
+    child.once("exit", (code, signal) => {
+      if (this.stopping) return;
+      const count = (this.restarts.get(name) ?? 0) + 1;
+      this.restarts.set(name, count);
+      if (this.options.restart === false) {
+        this.options.log("service exited", { service: name, code, signal });
+        return;
+      }
+      // Back off when a service keeps dying (a bad config would otherwise spin).
+      const delay = Math.min(10_000, 250 * 2 ** Math.min(count - 1, 6));
+      this.options.log("service exited; restarting", { service: name, code, signal, restart: count, in_ms: delay });
+      setTimeout(() => {
+        if (!this.stopping) this.spawn(name);
+      }, delay).unref();
+    });
+  }
+}

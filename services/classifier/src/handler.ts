@@ -1,0 +1,57 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { classifier as pb } from "@switchyard/proto";
+import { normalisePrompt, tierFor, type RouterModel, type Tier } from "@switchyard/router";
+
+/** Counters the handler reports to; the composition root binds them to metrics. */
+export interface ClassifierCounters {
+  decision(cached: boolean): void;
+  tier(tier: string, taskType: string): void;
+}
+
+/**
+ * `switchyard.classifier.v1.ClassifierService`: the learned router in process, no network on the
+ * hot path. Frequent prompts skip feature extraction through a routing-decision cache keyed by the
+ * normalised prompt.
+ */
+export class ClassifierHandler implements ServiceImpl<typeof pb.ClassifierService> {
+  private readonly decisions = new Map<string, pb.ClassifyResponse>();
+
+  constructor(
+    private readonly router: RouterModel,
+    private readonly tiers: readonly Tier[],
+    private readonly decisionCacheEntries: number,
+    private readonly counters: ClassifierCounters,
+  ) {}
+
+  classify(req: pb.ClassifyRequest): pb.ClassifyResponse {
+    if (req.messages.length === 0) throw new ConnectError("messages must not be empty", Code.InvalidArgument);
+    const messages = req.messages.map((m) => ({ role: m.role, content: m.content }));
+    const key = this.decisionCacheEntries > 0 ? normalisePrompt(messages) : "";
+    const cached = key ? this.decisions.get(key) : undefined;
+    if (cached) {
+      // Re-insert: the Map's first key stays the least recently used.
+      this.decisions.delete(key);
+      this.decisions.set(key, cached);
+      this.counters.decision(true);
+      this.counters.tier(cached.tier, cached.taskType);
+      return create(pb.ClassifyResponseSchema, { ...cached, decisionCached: true });
+    }
+    const p = this.router.predict(messages);
+    const response = create(pb.ClassifyResponseSchema, {
+      tier: tierFor(p.difficulty, this.tiers),
+      difficulty: p.difficulty,
+      taskType: p.taskType,
+      predictedQuality: p.predicted,
+      estimatedInputTokens: BigInt(Math.round(p.estimatedInputTokens)),
+      routerVersion: this.router.version,
+    });
+    if (key) {
+      this.decisions.set(key, response);
+      if (this.decisions.size > this.decisionCacheEntries) this.decisions.delete(this.decisions.keys().next().value!);
+    }
+    this.counters.decision(false);
+    this.counters.tier(response.tier, response.taskType);
+    return response;
+  }
+}

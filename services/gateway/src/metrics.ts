@@ -1,0 +1,30 @@
+import { Counter, Histogram, LATENCY_BUCKETS, type Registry } from "@switchyard/telemetry";
+
+/** What the gateway measures of every completion. */
+export interface GatewayMetrics {
+  requests: Counter<"api" | "status" | "model" | "tier" | "cache">;
+  ttft: Histogram<"api" | "model">;
+  duration: Histogram<"api" | "model">;
+  /** From arrival to the provider call: what routing costs. */
+  overhead: Histogram<string>;
+  tokens: Counter<"model" | "direction">;
+  costMicroUsd: Counter<"model" | "tier">;
+  savedMicroUsd: Counter<string>;
+  fallbacks: Counter<"model" | "code">;
+  dependencyFailures: Counter<"dependency">;
+}
+
+export function createGatewayMetrics(registry: Registry): GatewayMetrics {
+  const registers = [registry];
+  return {
+    requests: new Counter({ name: "switchyard_gateway_requests_total", help: "Completions by API, final status, model, tier and cache result.", labelNames: ["api", "status", "model", "tier", "cache"], registers }),
+    ttft: new Histogram({ name: "switchyard_gateway_time_to_first_token_seconds", help: "From request arrival to the first answer byte sent.", labelNames: ["api", "model"], buckets: LATENCY_BUCKETS, registers }),
+    duration: new Histogram({ name: "switchyard_gateway_request_duration_seconds", help: "From request arrival to the end of the answer.", labelNames: ["api", "model"], buckets: LATENCY_BUCKETS, registers }),
+    overhead: new Histogram({ name: "switchyard_gateway_routing_overhead_seconds", help: "From request arrival to the provider call (cache, classifier, policy).", buckets: LATENCY_BUCKETS, registers }),
+    tokens: new Counter({ name: "switchyard_gateway_tokens_total", help: "Tokens by model and direction (input, output).", labelNames: ["model", "direction"], registers }),
+    costMicroUsd: new Counter({ name: "switchyard_gateway_cost_micro_usd_total", help: "What answers cost, micro-dollars.", labelNames: ["model", "tier"], registers }),
+    savedMicroUsd: new Counter({ name: "switchyard_gateway_cache_saved_micro_usd_total", help: "What cache hits saved, micro-dollars.", registers }),
+    fallbacks: new Counter({ name: "switchyard_gateway_fallbacks_total", help: "Routes abandoned before the first token, by model and error code.", labelNames: ["model", "code"], registers }),
+    dependencyFailures: new Counter({ name: "switchyard_gateway_dependency_failures_total", help: "Calls to internal services that failed and were degraded around.", labelNames: ["dependency"], registers }),
+  };
+}

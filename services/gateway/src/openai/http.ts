@@ -1,0 +1,306 @@
+import type * as http from "node:http";
+import type { Client } from "@connectrpc/connect";
+import type { Config } from "@switchyard/config";
+import type { policy as policyPb } from "@switchyard/proto";
+import type { Logger } from "@switchyard/telemetry";
+import { formatUsd } from "@switchyard/usage";
+import { GatewayError, invalidRequest } from "../errors.js";
+import type { GatewayMetrics } from "../metrics.js";
+import { AUTO_MODEL } from "../model-name.js";
+import { StreamInterrupted, type CompletionEvent, type FinalUsage, type Orchestrator, type RouteTaken } from "../orchestrator.js";
+import { newRequestIdentity, type RequestIdentity } from "../request-context.js";
+import type { TenantResolver } from "../tenants.js";
+import { parseChatRequest } from "./validate.js";
+
+export interface OpenAiApiDeps {
+  config: Config;
+  orchestrator: Orchestrator;
+  policy: Client<typeof policyPb.PolicyService>;
+  tenants: TenantResolver;
+  metrics: GatewayMetrics;
+  logger: Logger;
+}
+
+/**
+ * The OpenAI-compatible REST API: `POST /v1/chat/completions` (streaming and not) and
+ * `GET /v1/models`. Returns false for any other path.
+ */
+export function openAiApi(deps: OpenAiApiDeps): (req: http.IncomingMessage, res: http.ServerResponse) => Promise<boolean> {
+  return async (req, res) => {
+    const path = (req.url ?? "").split("?")[0];
+    if (path === "/v1/chat/completions") {
+      if (req.method !== "POST") return methodNotAllowed(res, "POST");
+      await chatCompletions(deps, req, res);
+      return true;
+    }
+    if (path === "/v1/models") {
+      if (req.method !== "GET") return methodNotAllowed(res, "GET");
+      await listModels(deps, req, res);
+      return true;
+    }
+    return false;
+  };
+}
+
+async function chatCompletions(deps: OpenAiApiDeps, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const receivedAt = performance.now();
+  const identity = newRequestIdentity(header(req, "traceparent"));
+  const controller = new AbortController();
+  // The client went away: stop the upstream call too, so nobody pays for an unread answer.
+  res.once("close", () => controller.abort(new Error("client disconnected")));
+  const timeout = setTimeout(() => controller.abort(new Error("request timeout")), deps.config.limits.request_timeout_ms);
+  let labels = { api: "openai", status: "200", model: "", tier: "", cache: "" };
+  try {
+    const tenant = deps.tenants.resolve(header(req, "authorization"));
+    const body = await readJson(req, deps.config.limits.max_body_bytes);
+    const parsed = parseChatRequest(body, deps.config, header(req, "x-switchyard-cache"));
+    const events = deps.orchestrator.complete({ ...parsed.completion, requestId: identity.requestId, tenant, receivedAt }, controller.signal);
+    const outcome = parsed.stream
+      ? await streamResponse(res, events, identity, parsed.includeUsage, deps, receivedAt)
+      : await jsonResponse(res, events, identity);
+    labels = { ...labels, model: outcome.route.id, tier: outcome.route.tier, cache: outcome.route.cache };
+    if (outcome.done) record(deps.metrics, outcome.done, receivedAt);
+  } catch (err) {
+    const error = err instanceof StreamInterrupted ? err.cause : toGatewayError(err, deps.logger);
+    labels.status = String(error.status);
+    if (err instanceof StreamInterrupted) {
+      // Headers are gone: the error travels as an event and [DONE] never comes, so no client
+      // can take the half answer for a whole one.
+      if (!res.writableEnded) res.end(`data: ${JSON.stringify(error.toEnvelope())}\n\n`);
+    } else if (!res.headersSent) {
+      sendJson(res, error.status, error.toEnvelope(), identity);
+    } else if (!res.writableEnded) res.end();
+  } finally {
+    clearTimeout(timeout);
+    deps.metrics.requests.inc(labels);
+  }
+}
+
+interface ResponseOutcome {
+  route: RouteTaken;
+  done?: Extract<CompletionEvent, { type: "done" }>;
+}
+
+async function streamResponse(
+  res: http.ServerResponse,
+  events: AsyncGenerator<CompletionEvent>,
+  identity: RequestIdentity,
+  includeUsage: boolean,
+  deps: OpenAiApiDeps,
+  receivedAt: number,
+): Promise<ResponseOutcome> {
+  const id = `chatcmpl-${identity.requestId.slice(4)}`;
+  const created = Math.floor(Date.now() / 1000);
+  let route: RouteTaken | undefined;
+  let firstTokenSent = false;
+  const chunk = (delta: Record<string, unknown>, finishReason: string | null, extra: Record<string, unknown> = {}) =>
+    `data: ${JSON.stringify({
+      id,
+      object: "chat.completion.chunk",
+      created,
+      model: route!.id,
+      choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+      ...(includeUsage ? { usage: null } : {}),
+      ...extra,
+    })}\n\n`;
+  for await (const event of events) {
+    if (event.type === "routed") {
+      route = event.route;
+      const headers: http.OutgoingHttpHeaders = {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache",
+        connection: "keep-alive",
+        "x-accel-buffering": "no",
+        ...routeHeaders(route, identity),
+      };
+      if (route.cache === "hit") headers["x-switchyard-cost-usd"] = formatUsd(0n);
+      else headers.trailer = "x-switchyard-cost-usd";
+      res.writeHead(200, headers);
+      res.flushHeaders();
+      await write(res, chunk({ role: "assistant", content: "" }, null));
+    } else if (event.type === "delta") {
+      if (!route) continue;
+      if (event.text === "") continue;
+      await write(res, chunk({ content: event.text }, null));
+      if (!firstTokenSent) {
+        firstTokenSent = true;
+        deps.metrics.ttft.observe({ api: "openai", model: route.id }, (performance.now() - receivedAt) / 1000);
+      }
+    } else {
+      route = event.route;
+      await write(res, chunk({}, event.finishReason, { switchyard: switchyardInfo(event, identity) }));
+      if (includeUsage) {
+        await write(
+          res,
+          `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: route.id, choices: [], usage: openAiUsage(event.usage) })}\n\n`,
+        );
+      }
+      await write(res, "data: [DONE]\n\n");
+      if (route.cache !== "hit") res.addTrailers({ "x-switchyard-cost-usd": formatUsd(event.costMicroUsd) });
+      res.end();
+      return { route, done: event };
+    }
+  }
+  throw new StreamInterrupted(new GatewayError(502, "upstream_error", "incomplete", "the answer ended early"));
+}
+
+async function jsonResponse(res: http.ServerResponse, events: AsyncGenerator<CompletionEvent>, identity: RequestIdentity): Promise<ResponseOutcome> {
+  let text = "";
+  for await (const event of events) {
+    if (event.type === "delta") text += event.text;
+    else if (event.type === "done") {
+      const route = event.route;
+      const body = {
+        id: `chatcmpl-${identity.requestId.slice(4)}`,
+        object: "chat.completion",
+        created: Math.floor(Date.now() / 1000),
+        model: route.id,
+        choices: [{ index: 0, message: { role: "assistant", content: text, refusal: null }, logprobs: null, finish_reason: event.finishReason }],
+        usage: openAiUsage(event.usage),
+        switchyard: switchyardInfo(event, identity),
+      };
+      sendJson(res, 200, body, identity, { ...routeHeaders(route, identity), "x-switchyard-cost-usd": formatUsd(event.costMicroUsd) });
+      return { route, done: event };
+    }
+  }
+  throw new GatewayError(502, "upstream_error", "incomplete", "the answer ended early");
+}
+
+async function listModels(deps: OpenAiApiDeps, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const identity = newRequestIdentity(header(req, "traceparent"));
+  try {
+    deps.tenants.resolve(header(req, "authorization"));
+    const { models } = await deps.policy.listModels({}, { timeoutMs: 2_000 });
+    const data = [
+      { id: AUTO_MODEL, object: "model", created: 0, owned_by: "switchyard", switchyard: { routed: true, tiers: deps.config.tiers.map((t) => t.name) } },
+      ...deps.config.tiers.map((t) => ({ id: `${AUTO_MODEL}:${t.name}`, object: "model", created: 0, owned_by: "switchyard", switchyard: { routed: true, tiers: [t.name] } })),
+      ...models.map((m) => ({
+        id: `${m.provider}/${m.model}`,
+        object: "model",
+        created: 0,
+        owned_by: m.provider,
+        switchyard: {
+          routed: false,
+          tiers: m.tiers,
+          circuit: m.circuit,
+          price_source: m.priceSource,
+          input_usd_per_mtok: Number(m.price?.inputMicroUsdPerMtok ?? 0n) / 1e6,
+          output_usd_per_mtok: Number(m.price?.outputMicroUsdPerMtok ?? 0n) / 1e6,
+          cached_input_usd_per_mtok: Number(m.price?.cachedInputMicroUsdPerMtok ?? 0n) / 1e6,
+        },
+      })),
+    ];
+    sendJson(res, 200, { object: "list", data }, identity);
+  } catch (err) {
+    const error = err instanceof GatewayError ? err : new GatewayError(503, "api_error", "policy_unavailable", "the model list is unavailable: the policy service did not answer");
+    sendJson(res, error.status, error.toEnvelope(), identity);
+  }
+}
+
+function record(metrics: GatewayMetrics, done: Extract<CompletionEvent, { type: "done" }>, receivedAt: number): void {
+  const model = done.route.id;
+  metrics.duration.observe({ api: "openai", model }, (performance.now() - receivedAt) / 1000);
+  metrics.tokens.inc({ model, direction: "input" }, done.usage.inputTokens);
+  metrics.tokens.inc({ model, direction: "output" }, done.usage.outputTokens);
+  metrics.costMicroUsd.inc({ model, tier: done.route.tier }, Number(done.costMicroUsd));
+  if (done.savedMicroUsd > 0n) metrics.savedMicroUsd.inc(Number(done.savedMicroUsd));
+}
+
+function routeHeaders(route: RouteTaken, identity: RequestIdentity): Record<string, string> {
+  return {
+    "x-switchyard-model": route.id,
+    "x-switchyard-tier": route.tier,
+    "x-switchyard-cache": route.cache,
+    "x-switchyard-request-id": identity.requestId,
+    traceparent: identity.traceparent,
+  };
+}
+
+function switchyardInfo(done: Extract<CompletionEvent, { type: "done" }>, identity: RequestIdentity): Record<string, unknown> {
+  return {
+    request_id: identity.requestId,
+    model: done.route.id,
+    tier: done.route.tier,
+    task_type: done.route.taskType,
+    reason: done.route.reason,
+    cache: done.route.cache,
+    fallbacks: done.route.fallbacks,
+    cost_usd: formatUsd(done.costMicroUsd),
+    saved_usd: formatUsd(done.savedMicroUsd),
+    usage_estimated: done.usage.estimated,
+  };
+}
+
+function openAiUsage(u: FinalUsage): Record<string, unknown> {
+  return {
+    prompt_tokens: u.inputTokens,
+    completion_tokens: u.outputTokens,
+    total_tokens: u.inputTokens + u.outputTokens,
+    prompt_tokens_details: { cached_tokens: u.cachedInputTokens },
+    completion_tokens_details: { reasoning_tokens: u.reasoningTokens },
+  };
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown, identity: RequestIdentity, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+    "x-switchyard-request-id": identity.requestId,
+    traceparent: identity.traceparent,
+    ...headers,
+  });
+  res.end(text);
+}
+
+/** Writes, waiting for the socket to drain when the client reads slower than the model writes. */
+function write(res: http.ServerResponse, data: string): Promise<void> | void {
+  if (res.write(data)) return;
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
+}
+
+async function readJson(req: http.IncomingMessage, limit: number): Promise<unknown> {
+  const declared = Number(req.headers["content-length"] ?? "0");
+  if (declared > limit) throw new GatewayError(413, "invalid_request_error", "request_too_large", `the request body is larger than ${limit} bytes`);
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new GatewayError(413, "invalid_request_error", "request_too_large", `the request body is larger than ${limit} bytes`);
+    parts.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(parts).toString("utf8");
+  if (text.trim() === "") throw invalidRequest("the request body is empty; send a JSON object");
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw invalidRequest("the request body is not valid JSON", null, "invalid_json");
+  }
+}
+
+function methodNotAllowed(res: http.ServerResponse, allowed: string): true {
+  const error = new GatewayError(405, "invalid_request_error", "method_not_allowed", `use ${allowed} for this path`);
+  res.writeHead(405, { allow: allowed, "content-type": "application/json" });
+  res.end(JSON.stringify(error.toEnvelope()));
+  return true;
+}
+
+function header(req: http.IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Anything not already a GatewayError is our bug: log it, tell the client no more than that. */
+export function toGatewayError(err: unknown, logger: Logger): GatewayError {
+  if (err instanceof GatewayError) return err;
+  logger.error("unexpected error", { err });
+  return new GatewayError(500, "api_error", "internal_error", "internal error in the gateway");
+}

@@ -1,0 +1,314 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import type { Config } from "@switchyard/config";
+import { cache as cachePb, classifier as classifierPb, common, policy as policyPb, provider as providerPb } from "@switchyard/proto";
+import type { Logger } from "@switchyard/telemetry";
+import { costMicroUsd } from "@switchyard/usage";
+import { fromProviderError, GatewayError, providerErrorOf } from "./errors.js";
+import type { GatewayMetrics } from "./metrics.js";
+import type { ModelChoice } from "./model-name.js";
+
+/** The four internal services the gateway calls. */
+export interface MeshClients {
+  classifier: Client<typeof classifierPb.ClassifierService>;
+  policy: Client<typeof policyPb.PolicyService>;
+  cache: Client<typeof cachePb.CacheService>;
+  provider: Client<typeof providerPb.ProviderService>;
+}
+
+/** Sampling parameters as the client set them. */
+export interface Sampling {
+  temperature?: number;
+  topP?: number;
+  maxTokens?: number;
+  stop: string[];
+  seed?: bigint;
+}
+
+/** One completion request, whichever API it came in on. */
+export interface CompletionRequest {
+  requestId: string;
+  tenant: string;
+  /** `model` exactly as the client sent it (part of the cache key). */
+  requestedModel: string;
+  choice: ModelChoice;
+  messages: { role: string; content: string; name?: string }[];
+  sampling: Sampling;
+  qualityTarget?: number;
+  maxOutputMicroUsdPerMtok: bigint;
+  cacheMode: "default" | "use" | "bypass";
+  /** When the request arrived (performance.now()), for overhead metrics. */
+  receivedAt: number;
+}
+
+/** Where an answer came from and why. */
+export interface RouteTaken {
+  provider: string;
+  model: string;
+  /** "provider/model". */
+  id: string;
+  tier: string;
+  taskType: string;
+  reason: string;
+  cache: "hit" | "miss" | "bypass";
+  fallbacks: number;
+}
+
+export interface FinalUsage {
+  inputTokens: number;
+  outputTokens: number;
+  cachedInputTokens: number;
+  reasoningTokens: number;
+  estimated: boolean;
+}
+
+/** The stream of one completion: routed (once, before the first delta), deltas, done. */
+export type CompletionEvent =
+  | { type: "routed"; route: RouteTaken }
+  | { type: "delta"; text: string }
+  | { type: "done"; route: RouteTaken; finishReason: string; usage: FinalUsage; costMicroUsd: bigint; savedMicroUsd: bigint };
+
+/** The answer broke after it started streaming: the client must not take it for a whole answer. */
+export class StreamInterrupted extends Error {
+  constructor(override readonly cause: GatewayError) {
+    super(cause.message);
+    this.name = "StreamInterrupted";
+  }
+}
+
+/**
+ * Runs one completion across the mesh: cache lookup and classification in parallel, a route plan
+ * from the policy, then the provider stream, relayed delta by delta as it arrives. Before the first
+ * token a failed route falls back to the next one in the plan; after it, a failure ends the stream
+ * as an error. Every internal dependency degrades: a slow or failed cache is a miss, a failed
+ * classifier means the middle tier, a failed policy means the last plan it gave for that tier.
+ */
+export class Orchestrator {
+  private readonly lastPlans = new Map<string, policyPb.RoutePlan>();
+
+  constructor(
+    private readonly clients: MeshClients,
+    private readonly config: Config,
+    private readonly metrics: GatewayMetrics,
+    private readonly logger: Logger,
+  ) {}
+
+  async *complete(req: CompletionRequest, signal: AbortSignal): AsyncGenerator<CompletionEvent> {
+    const messages = req.messages.map((m) => create(common.ChatMessageSchema, m));
+    const sampling = create(common.SamplingParamsSchema, {
+      ...(req.sampling.temperature === undefined ? {} : { temperature: req.sampling.temperature }),
+      ...(req.sampling.topP === undefined ? {} : { topP: req.sampling.topP }),
+      ...(req.sampling.maxTokens === undefined ? {} : { maxTokens: req.sampling.maxTokens }),
+      ...(req.sampling.seed === undefined ? {} : { seed: req.sampling.seed }),
+      stop: req.sampling.stop,
+    });
+    const cacheable = this.config.cache.enabled && (req.cacheMode === "use" || (req.cacheMode === "default" && req.sampling.temperature === 0));
+    const cacheKey = create(cachePb.CacheKeySchema, { tenant: req.tenant, requestedModel: req.requestedModel, messages, sampling });
+
+    const [hit, classification] = await Promise.all([
+      cacheable ? this.lookup(cacheKey, signal) : Promise.resolve(undefined),
+      req.choice.kind === "pinned" ? Promise.resolve(undefined) : this.classify(messages, req.tenant, signal),
+    ]);
+    if (hit) {
+      yield* this.replay(hit);
+      return;
+    }
+
+    const forcedTier = req.choice.kind === "tier" ? req.choice.tier : undefined;
+    const tier = forcedTier ?? classification?.tier ?? this.middleTier();
+    const taskType = classification?.taskType ?? "";
+    const plan = await this.plan(req, tier, classification, signal);
+    const classifyNote = req.choice.kind === "auto" && !classification ? "classifier unavailable, middle tier; " : "";
+
+    let fallbacks = 0;
+    let lastError: GatewayError | undefined;
+    for (const route of plan.routes) {
+      const routeTaken: RouteTaken = {
+        provider: route.provider,
+        model: route.model,
+        id: `${route.provider}/${route.model}`,
+        tier: plan.tier,
+        taskType,
+        reason: classifyNote + plan.reason + (fallbacks > 0 ? `; fell back ${fallbacks} time(s): ${lastError?.message ?? ""}` : ""),
+        cache: cacheable ? "miss" : "bypass",
+        fallbacks,
+      };
+      this.metrics.overhead.observe((performance.now() - req.receivedAt) / 1000);
+      const stream = this.clients.provider.streamGenerate(
+        { provider: route.provider, model: route.model, messages, sampling, requestId: req.requestId },
+        { signal },
+      );
+      const it = stream[Symbol.asyncIterator]();
+      let first: IteratorResult<providerPb.StreamGenerateResponse>;
+      try {
+        first = await it.next();
+        if (first.done) throw new ConnectError("the provider stream ended before any answer", Code.Aborted);
+      } catch (err) {
+        if (signal.aborted) throw err;
+        lastError = fromProviderError(err);
+        const detail = err instanceof ConnectError ? providerErrorOf(err) : undefined;
+        this.logger.warn("route failed before the first token", { request_id: req.requestId, model: routeTaken.id, error: lastError.message });
+        this.metrics.fallbacks.inc({ model: routeTaken.id, code: lastError.code });
+        if (detail && !detail.retryable) throw lastError;
+        fallbacks++;
+        continue;
+      }
+      yield { type: "routed", route: routeTaken };
+      yield* this.relay(first.value, it, route, routeTaken, req, cacheable ? cacheKey : undefined);
+      return;
+    }
+    throw lastError ?? new GatewayError(503, "api_error", "no_route", "no route could serve this request");
+  }
+
+  private async *relay(
+    first: providerPb.StreamGenerateResponse,
+    rest: AsyncIterator<providerPb.StreamGenerateResponse>,
+    route: policyPb.Route,
+    taken: RouteTaken,
+    req: CompletionRequest,
+    cacheKey: cachePb.CacheKey | undefined,
+  ): AsyncGenerator<CompletionEvent> {
+    let text = "";
+    let event: providerPb.StreamGenerateResponse | undefined = first;
+    try {
+      while (event) {
+        if (event.event.case === "delta") {
+          text += event.event.value.text;
+          yield { type: "delta", text: event.event.value.text };
+        } else if (event.event.case === "finish") {
+          const finish = event.event.value;
+          const u = finish.usage;
+          const usage: FinalUsage = {
+            inputTokens: Number(u?.inputTokens ?? 0n),
+            outputTokens: Number(u?.outputTokens ?? 0n),
+            cachedInputTokens: Number(u?.cachedInputTokens ?? 0n),
+            reasoningTokens: Number(u?.reasoningTokens ?? 0n),
+            estimated: u?.estimated ?? true,
+          };
+          const price = route.price;
+          const cost = costMicroUsd(
+            { inputTokens: u?.inputTokens ?? 0n, outputTokens: u?.outputTokens ?? 0n, cachedInputTokens: u?.cachedInputTokens ?? 0n },
+            {
+              inputMicroUsdPerMtok: price?.inputMicroUsdPerMtok ?? 0n,
+              outputMicroUsdPerMtok: price?.outputMicroUsdPerMtok ?? 0n,
+              cachedInputMicroUsdPerMtok: price?.cachedInputMicroUsdPerMtok ?? 0n,
+            },
+          );
+          if (cacheKey) this.store(cacheKey, taken, text, finish.finishReason, u, cost);
+          yield { type: "done", route: taken, finishReason: finish.finishReason, usage, costMicroUsd: cost, savedMicroUsd: 0n };
+          return;
+        }
+        const next = await rest.next();
+        event = next.done ? undefined : next.value;
+      }
+    } catch (err) {
+      throw new StreamInterrupted(fromProviderError(err));
+    }
+    throw new StreamInterrupted(new GatewayError(502, "upstream_error", "upstream_stream_broken", "the provider stream ended without finishing the answer"));
+  }
+
+  private async *replay(hit: cachePb.CachedCompletion): AsyncGenerator<CompletionEvent> {
+    const route: RouteTaken = {
+      provider: hit.provider,
+      model: hit.model,
+      id: `${hit.provider}/${hit.model}`,
+      tier: hit.tier,
+      taskType: "",
+      reason: "served from the exact cache",
+      cache: "hit",
+      fallbacks: 0,
+    };
+    yield { type: "routed", route };
+    for (const piece of hit.content.match(/\S+\s*|\s+/g) ?? []) yield { type: "delta", text: piece };
+    const u = hit.usage;
+    yield {
+      type: "done",
+      route,
+      finishReason: hit.finishReason,
+      usage: {
+        inputTokens: Number(u?.inputTokens ?? 0n),
+        outputTokens: Number(u?.outputTokens ?? 0n),
+        cachedInputTokens: Number(u?.cachedInputTokens ?? 0n),
+        reasoningTokens: Number(u?.reasoningTokens ?? 0n),
+        estimated: u?.estimated ?? false,
+      },
+      costMicroUsd: 0n,
+      savedMicroUsd: hit.costMicroUsd,
+    };
+  }
+
+  private async lookup(key: cachePb.CacheKey, signal: AbortSignal): Promise<cachePb.CachedCompletion | undefined> {
+    try {
+      const res = await this.clients.cache.lookup({ key }, { signal, timeoutMs: this.config.cache.lookup_budget_ms });
+      return res.hit ? res.completion : undefined;
+    } catch (err) {
+      this.metrics.dependencyFailures.inc({ dependency: "cache" });
+      this.logger.debug("cache lookup failed; treating as a miss", { err });
+      return undefined;
+    }
+  }
+
+  private store(key: cachePb.CacheKey, route: RouteTaken, content: string, finishReason: string, usage: common.Usage | undefined, cost: bigint): void {
+    this.clients.cache
+      .store(
+        { key, completion: { provider: route.provider, model: route.model, tier: route.tier, content, finishReason, usage, costMicroUsd: cost, createdAtUnixMs: BigInt(Date.now()) } },
+        { timeoutMs: 1_000 },
+      )
+      .catch((err: unknown) => {
+        this.metrics.dependencyFailures.inc({ dependency: "cache" });
+        this.logger.debug("cache store failed", { err });
+      });
+  }
+
+  private async classify(messages: common.ChatMessage[], tenant: string, signal: AbortSignal): Promise<classifierPb.ClassifyResponse | undefined> {
+    try {
+      return await this.clients.classifier.classify({ messages, tenant }, { signal, timeoutMs: 1_000 });
+    } catch (err) {
+      if (signal.aborted) throw err;
+      this.metrics.dependencyFailures.inc({ dependency: "classifier" });
+      this.logger.warn("classifier unavailable; using the middle tier", { err });
+      return undefined;
+    }
+  }
+
+  private async plan(req: CompletionRequest, tier: string, c: classifierPb.ClassifyResponse | undefined, signal: AbortSignal): Promise<policyPb.RoutePlan> {
+    const pinned = req.choice.kind === "pinned" ? req.choice.id : "";
+    try {
+      const res = await this.clients.policy.route(
+        {
+          tenant: req.tenant,
+          tier: pinned ? "" : tier,
+          pinnedModel: pinned,
+          predictedQuality: c?.predictedQuality ?? {},
+          expectedInputTokens: c?.estimatedInputTokens ?? 0n,
+          expectedOutputTokens: BigInt(req.sampling.maxTokens ?? 0),
+          preferences: {
+            ...(req.qualityTarget === undefined ? {} : { qualityTarget: req.qualityTarget }),
+            maxOutputMicroUsdPerMtok: req.maxOutputMicroUsdPerMtok,
+          },
+        },
+        { signal, timeoutMs: 1_000 },
+      );
+      const plan = res.plan;
+      if (!plan || plan.routes.length === 0) throw new GatewayError(503, "api_error", "no_route", "the policy returned no route");
+      if (!pinned) this.lastPlans.set(tier, plan);
+      return plan;
+    } catch (err) {
+      if (err instanceof GatewayError || signal.aborted) throw err;
+      const ce = ConnectError.from(err);
+      if (ce.code === Code.NotFound) throw new GatewayError(404, "not_found_error", "model_not_found", ce.rawMessage, "model");
+      if (ce.code === Code.FailedPrecondition) throw new GatewayError(503, "api_error", "no_route", ce.rawMessage);
+      this.metrics.dependencyFailures.inc({ dependency: "policy" });
+      const last = pinned ? undefined : this.lastPlans.get(tier);
+      if (last) {
+        this.logger.warn("policy unavailable; using its last plan for this tier", { tier });
+        return create(policyPb.RoutePlanSchema, { ...last, reason: `policy unavailable, last known plan: ${last.reason}` });
+      }
+      throw new GatewayError(503, "api_error", "policy_unavailable", "the routing policy is unavailable and no earlier plan is known for this tier");
+    }
+  }
+
+  private middleTier(): string {
+    return this.config.tiers[Math.floor((this.config.tiers.length - 1) / 2)]!.name;
+  }
+}

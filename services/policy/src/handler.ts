@@ -1,0 +1,83 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { Config } from "@switchyard/config";
+import { policy as pb } from "@switchyard/proto";
+import type { HealthTable } from "./health.js";
+import type { PriceTable } from "./prices.js";
+import { planRoute, RouteError } from "./route.js";
+
+/** `switchyard.policy.v1.PolicyService`. */
+export class PolicyHandler implements ServiceImpl<typeof pb.PolicyService> {
+  constructor(
+    private readonly config: Config,
+    private readonly prices: PriceTable,
+    private readonly health: HealthTable,
+    private readonly tablesStale: () => boolean,
+  ) {}
+
+  route(req: pb.RouteRequest): pb.RouteResponse {
+    let plan;
+    try {
+      const prefs = req.preferences;
+      plan = planRoute(
+        {
+          tenant: req.tenant,
+          tier: req.tier,
+          predictedQuality: req.predictedQuality,
+          pinnedModel: req.pinnedModel,
+          expectedInputTokens: Number(req.expectedInputTokens),
+          expectedOutputTokens: Number(req.expectedOutputTokens),
+          ...(prefs?.qualityTarget === undefined ? {} : { qualityTarget: prefs.qualityTarget }),
+          maxOutputMicroUsdPerMtok: prefs?.maxOutputMicroUsdPerMtok ?? 0n,
+        },
+        this.config,
+        this.prices,
+        this.health,
+      );
+    } catch (err) {
+      if (err instanceof RouteError) {
+        throw new ConnectError(err.message, err.code === "no_candidates" ? Code.FailedPrecondition : Code.NotFound);
+      }
+      throw err;
+    }
+    return create(pb.RouteResponseSchema, {
+      plan: {
+        tier: plan.tier,
+        reason: plan.reason,
+        tablesStale: this.tablesStale(),
+        routes: plan.routes.map((r) => ({
+          provider: r.entry.provider.name,
+          model: r.entry.model.name,
+          price: {
+            inputMicroUsdPerMtok: r.price.inputMicroUsdPerMtok,
+            outputMicroUsdPerMtok: r.price.outputMicroUsdPerMtok,
+            cachedInputMicroUsdPerMtok: r.price.cachedInputMicroUsdPerMtok,
+          },
+          predictedQuality: Number.isNaN(r.predictedQuality) ? 0 : r.predictedQuality,
+          expectedCostMicroUsd: r.expectedCostMicroUsd,
+          circuit: r.circuit,
+        })),
+      },
+    });
+  }
+
+  listModels(): pb.ListModelsResponse {
+    return create(pb.ListModelsResponseSchema, {
+      models: this.prices.catalog.map((e) => {
+        const p = this.prices.get(e.id)!;
+        return {
+          provider: e.provider.name,
+          model: e.model.name,
+          tiers: e.model.tiers,
+          circuit: this.health.circuit(e.id),
+          priceSource: p.source,
+          price: {
+            inputMicroUsdPerMtok: p.inputMicroUsdPerMtok,
+            outputMicroUsdPerMtok: p.outputMicroUsdPerMtok,
+            cachedInputMicroUsdPerMtok: p.cachedInputMicroUsdPerMtok,
+          },
+        };
+      }),
+    });
+  }
+}

@@ -1,0 +1,69 @@
+import type { events } from "@switchyard/proto";
+
+export type Circuit = "closed" | "open" | "half_open";
+
+export interface CircuitOptions {
+  /** Open after this many failures in a row. */
+  consecutiveFailures: number;
+  /** Open when the EWMA error rate goes over this. */
+  errorRate: number;
+  /** Stay open this long, then let probes through (half-open). */
+  openMs: number;
+}
+
+export const DEFAULT_CIRCUIT: CircuitOptions = { consecutiveFailures: 3, errorRate: 0.5, openMs: 10_000 };
+
+interface ModelHealthState {
+  ewmaTtftMs: number;
+  errorRate: number;
+  consecutiveFailures: number;
+  inFlight: number;
+  observedAtMs: number;
+  openedAtMs: number | undefined;
+}
+
+/**
+ * Health of every model as the provider replicas report it, and the circuit state derived from
+ * it: open after consecutive failures or a high error rate, half-open after a cool-down (traffic
+ * flows again; the next failure re-opens it), closed once a success is reported.
+ */
+export class HealthTable {
+  private readonly models = new Map<string, ModelHealthState>();
+
+  constructor(
+    private readonly options: CircuitOptions = DEFAULT_CIRCUIT,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  apply(update: events.HealthUpdate): void {
+    const id = `${update.provider}/${update.model}`;
+    const prev = this.models.get(id);
+    const failing = update.consecutiveFailures >= this.options.consecutiveFailures || update.errorRate > this.options.errorRate;
+    const healthy = update.consecutiveFailures === 0;
+    let openedAtMs = prev?.openedAtMs;
+    if (failing && (openedAtMs === undefined || (!healthy && this.circuitOf(prev) === "half_open"))) openedAtMs = this.now();
+    if (healthy && update.errorRate <= this.options.errorRate) openedAtMs = undefined;
+    this.models.set(id, {
+      ewmaTtftMs: update.ewmaTtftMs,
+      errorRate: update.errorRate,
+      consecutiveFailures: update.consecutiveFailures,
+      inFlight: update.inFlight,
+      observedAtMs: Number(update.observedAtUnixMs),
+      openedAtMs,
+    });
+  }
+
+  circuit(id: string): Circuit {
+    return this.circuitOf(this.models.get(id));
+  }
+
+  ttftMs(id: string): number | undefined {
+    const s = this.models.get(id);
+    return s && s.ewmaTtftMs > 0 ? s.ewmaTtftMs : undefined;
+  }
+
+  private circuitOf(s: ModelHealthState | undefined): Circuit {
+    if (!s || s.openedAtMs === undefined) return "closed";
+    return this.now() - s.openedAtMs >= this.options.openMs ? "half_open" : "open";
+  }
+}

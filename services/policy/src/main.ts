@@ -1,0 +1,61 @@
+import { Bus } from "@switchyard/bus";
+import { policy as pb } from "@switchyard/proto";
+import { loadRuntime, serve } from "@switchyard/rpc";
+import { Counter, Gauge } from "@switchyard/telemetry";
+import { PolicyHandler } from "./handler.js";
+import { HealthTable } from "./health.js";
+import { PriceTable } from "./prices.js";
+
+const runtime = loadRuntime("policy");
+const { config, logger, metrics } = runtime;
+const prices = new PriceTable(config, process.env);
+const health = new HealthTable();
+const rejected = new Counter({ name: "switchyard_policy_updates_rejected_total", help: "Broadcast updates rejected as invalid.", labelNames: ["kind"], registers: [metrics] });
+const applied = new Counter({ name: "switchyard_policy_updates_applied_total", help: "Broadcast updates applied.", labelNames: ["kind"], registers: [metrics] });
+const bus = config.nats.enabled
+  ? Bus.start({ url: config.nats.url, name: "policy", priceBucket: config.nats.price_bucket, healthSubject: config.nats.health_subject, logger })
+  : undefined;
+if (bus) {
+  bus.onInvalid((kind, reason) => {
+    rejected.inc({ kind });
+    logger.warn("rejected broadcast update", { kind, reason });
+  });
+  bus.watchPrices((provider, model, update) => {
+    const why = prices.apply(provider, model, update);
+    if (why) {
+      rejected.inc({ kind: "price" });
+      logger.warn("rejected price update", { provider, model, reason: why });
+    } else applied.inc({ kind: "price" });
+  });
+  bus.subscribeHealth((update) => {
+    health.apply(update);
+    applied.inc({ kind: "health" });
+  });
+}
+const stale = () => bus !== undefined && bus.state !== "connected" && bus.sinceStateChangeMs() > config.nats.stale_after_ms;
+new Gauge({
+  name: "switchyard_policy_tables_stale",
+  help: "1 when NATS has been away longer than nats.stale_after_ms and tables may be out of date.",
+  registers: [metrics],
+  collect() {
+    this.set(stale() ? 1 : 0);
+  },
+});
+
+await serve({
+  runtime,
+  port: config.ports.policy,
+  httpPort: config.ports.policy_http,
+  serviceNames: [pb.PolicyService.typeName],
+  routes: (router) => router.service(pb.PolicyService, new PolicyHandler(config, prices, health, stale)),
+  readiness: () => ({
+    ready: prices.catalog.length > 0,
+    checks: {
+      models: String(prices.catalog.length),
+      nats: bus ? (stale() ? `${bus.state} (tables stale)` : bus.state) : "disabled (prices from config)",
+    },
+  }),
+  onStop: async () => {
+    await bus?.close();
+  },
+});
