@@ -12,7 +12,7 @@ import { routerVersion, RouterModel, type HeadJSON, type RouterJSON, type Tier }
 
 /** Training settings; every field has a default. */
 export interface TrainOptions {
-  /** Passes over the data (default 6). */
+  /** Passes over the data (default 4). */
   epochs?: number;
   /** FTRL learning-rate scale (default 0.05). */
   alpha?: number;
@@ -22,10 +22,6 @@ export interface TrainOptions {
   l1?: number;
   /** L2 strength of the per-model weights. */
   l2?: number;
-  /** L1 strength of the weights shared by all models. */
-  sharedL1?: number;
-  /** L2 strength of the shared weights; negative disables them (independent heads). */
-  sharedL2?: number;
   /** Seed of the per-epoch shuffles (default 7). */
   seed?: number;
   featureSet?: FeatureSet;
@@ -52,31 +48,34 @@ export interface TrainSettings {
   beta: number;
   l1: number;
   l2: number;
-  sharedL1: number;
-  sharedL2: number;
   seed: number;
   featureSet: FeatureSet;
 }
 
 /** Default training settings. */
-export const DEFAULT_TRAIN_SETTINGS: TrainSettings = { epochs: 6, alpha: 0.05, beta: 1, l1: 0.5, l2: 4, sharedL1: 0.5, sharedL2: 1, seed: 7, featureSet: "full" };
+export const DEFAULT_TRAIN_SETTINGS: TrainSettings = { epochs: 4, alpha: 0.05, beta: 1, l1: 0.5, l2: 4, seed: 7, featureSet: "full" };
 
 const KNOTS = 101;
 
 /** Sorts a vector's indices and merges repeated ones (training wants one entry per coordinate). */
 export function compactVector(vector: SparseVector): SparseVector {
   const n = vector.indices.length;
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => (vector.indices[a] as number) - (vector.indices[b] as number));
+  // Sort (index, position) pairs packed into one float64 key: index * 2^20 + position is exact below 2^53.
+  const keys = new Float64Array(n);
+  for (let i = 0; i < n; i++) keys[i] = (vector.indices[i] as number) * 1048576 + i;
+  keys.sort();
   const indices = new Int32Array(n);
   const values = new Float32Array(n);
   let k = -1;
-  for (const i of order) {
-    const index = vector.indices[i] as number;
-    if (k >= 0 && indices[k] === index) values[k] = (values[k] as number) + (vector.values[i] as number);
+  for (let s = 0; s < n; s++) {
+    const key = keys[s] as number;
+    const index = Math.floor(key / 1048576);
+    const value = vector.values[key - index * 1048576] as number;
+    if (k >= 0 && indices[k] === index) values[k] = (values[k] as number) + value;
     else {
       k++;
       indices[k] = index;
-      values[k] = vector.values[i] as number;
+      values[k] = value;
     }
   }
   return { indices: indices.slice(0, k + 1), values: values.slice(0, k + 1) };
@@ -92,65 +91,23 @@ function logit(p: number): number {
   return Math.log(q / (1 - q));
 }
 
-/** FTRL-Proximal state of one weight vector (z and the sum of squared gradients per coordinate). */
-class FtrlVector {
-  readonly z = new Float64Array(FEATURE_DIM);
-  readonly n = new Float64Array(FEATURE_DIM);
-  constructor(
-    private readonly alpha: number,
-    private readonly beta: number,
-    private readonly l1: number,
-    private readonly l2: number,
-  ) {}
-
-  /** The current weight of a coordinate (0 while L1 holds it there). */
-  weight(i: number): number {
-    const zi = this.z[i] as number;
-    if (Math.abs(zi) <= this.l1) return 0;
-    return -(zi - Math.sign(zi) * this.l1) / ((this.beta + Math.sqrt(this.n[i] as number)) / this.alpha + this.l2);
-  }
-
-  /** Applies gradient g at coordinate i whose weight was w when the prediction was made. */
-  update(i: number, g: number, w: number): void {
-    const ni = this.n[i] as number;
-    const sigma = (Math.sqrt(ni + g * g) - Math.sqrt(ni)) / this.alpha;
-    this.z[i] = (this.z[i] as number) + g - sigma * w;
-    this.n[i] = ni + g * g;
-  }
-
-  /** The non-zero weights, as float32, indices ascending. */
-  export(): { indices: string; weights: string; count: number } {
-    const kept: number[] = [];
-    const weights: number[] = [];
-    for (let i = 0; i < FEATURE_DIM; i++) {
-      if (this.n[i] === 0) continue;
-      const wi = Math.fround(this.weight(i));
-      if (wi === 0) continue;
-      kept.push(i);
-      weights.push(wi);
-    }
-    return { indices: toBase64(Int32Array.from(kept)), weights: toBase64(Float32Array.from(weights)), count: kept.length };
-  }
-}
-
 /**
- * Fits every head at once. Each model's logit is prior + bias_m + (shared + own_m) · x: the shared
- * weights learn what makes a prompt hard for every model, the per-model weights (regularised harder)
- * only how a model differs, so the differences between models, which routing depends on, are not
- * drowned in the noise of fitting each head alone. Rows without a model's outcome skip that head.
+ * Fits every head at once with FTRL-Proximal. State (z, n, w) of all heads is interleaved by feature,
+ * so one row's coordinates for every head are a few cache lines apart. Rows without a model's outcome
+ * skip that head.
  */
 function trainHeads(
   vectors: readonly SparseVector[],
   labels: readonly (readonly (number | undefined)[])[],
   settings: TrainSettings,
   rowWeights: readonly number[],
-): { heads: HeadJSON[]; shared: { indices: string; weights: string } | undefined } {
-  const { alpha, beta } = settings;
+): HeadJSON[] {
+  const { alpha, beta, l1, l2 } = settings;
   const m = labels.length;
-  const useShared = settings.sharedL2 >= 0;
-  const shared = useShared ? new FtrlVector(alpha, beta, settings.sharedL1, settings.sharedL2) : undefined;
-  const own = labels.map(() => new FtrlVector(alpha, beta, settings.l1, settings.l2));
-  const bias = labels.map(() => new FtrlVector(alpha, beta, 0, 0));
+  const stride = 3 * m;
+  const state = new Float64Array(FEATURE_DIM * stride);
+  const biasZ = new Float64Array(m);
+  const biasN = new Float64Array(m);
   const priors: number[] = [];
   const counts: number[] = [];
   const means: number[] = [];
@@ -167,61 +124,77 @@ function trainHeads(
     means.push(mean);
     priors.push(logit(mean));
   }
+  const solve = (z: number, n: number): number => (Math.abs(z) <= l1 ? 0 : -(z - Math.sign(z) * l1) / ((beta + Math.sqrt(n)) / alpha + l2));
+  const biasWeight = (j: number): number => -(biasZ[j] as number) / ((beta + Math.sqrt(biasN[j] as number)) / alpha);
   const random = seededRandom(settings.seed);
   const order = vectors.map((_, i) => i).filter((r) => labels.some((column) => column[r] !== undefined));
-  const wShared = new Float64Array(4096);
-  let wOwn = new Float64Array(4096);
+  const active = new Int32Array(m);
+  const margins = new Float64Array(m);
+  const grads = new Float64Array(m);
   for (let epoch = 0; epoch < settings.epochs; epoch++) {
     shuffleInPlace(order, random);
     for (const r of order) {
       const { indices, values } = vectors[r] as SparseVector;
       const nnz = indices.length;
-      if (nnz > wOwn.length) wOwn = new Float64Array(nnz * 2);
-      const sharedWeights = nnz > wShared.length ? new Float64Array(nnz) : wShared;
-      let sharedMargin = 0;
-      if (shared) {
-        for (let k = 0; k < nnz; k++) {
-          const w = shared.weight(indices[k] as number);
-          sharedWeights[k] = w;
-          sharedMargin += w * (values[k] as number);
+      let na = 0;
+      for (let j = 0; j < m; j++) {
+        if ((labels[j] as (number | undefined)[])[r] === undefined) continue;
+        active[na++] = j;
+        margins[j] = (priors[j] as number) + biasWeight(j);
+      }
+      for (let k = 0; k < nnz; k++) {
+        const base = (indices[k] as number) * stride;
+        const v = values[k] as number;
+        for (let a = 0; a < na; a++) {
+          const j = active[a] as number;
+          margins[j] = (margins[j] as number) + (state[base + 3 * j + 2] as number) * v;
         }
       }
-      for (let j = 0; j < m; j++) {
-        const y = (labels[j] as (number | undefined)[])[r];
-        if (y === undefined) continue;
-        const head = own[j] as FtrlVector;
-        const b = bias[j] as FtrlVector;
-        const wBias = b.weight(0);
-        let margin = (priors[j] as number) + wBias + sharedMargin;
-        for (let k = 0; k < nnz; k++) {
-          const w = head.weight(indices[k] as number);
-          wOwn[k] = w;
-          margin += w * (values[k] as number);
-        }
+      const weight = rowWeights[r] as number;
+      for (let a = 0; a < na; a++) {
+        const j = active[a] as number;
+        const margin = margins[j] as number;
         const p = margin >= 0 ? 1 / (1 + Math.exp(-margin)) : Math.exp(margin) / (1 + Math.exp(margin));
-        const g = (p - y) * (rowWeights[r] as number);
-        b.update(0, g, wBias);
-        for (let k = 0; k < nnz; k++) {
-          const i = indices[k] as number;
-          const gi = g * (values[k] as number);
-          head.update(i, gi, wOwn[k] as number);
-          if (shared) shared.update(i, gi, sharedWeights[k] as number);
+        const g = (p - ((labels[j] as (number | undefined)[])[r] as number)) * weight;
+        grads[j] = g;
+        const wBias = biasWeight(j);
+        const nb = biasN[j] as number;
+        biasZ[j] = (biasZ[j] as number) + g - ((Math.sqrt(nb + g * g) - Math.sqrt(nb)) / alpha) * wBias;
+        biasN[j] = nb + g * g;
+      }
+      for (let k = 0; k < nnz; k++) {
+        const base = (indices[k] as number) * stride;
+        const v = values[k] as number;
+        for (let a = 0; a < na; a++) {
+          const o = base + 3 * (active[a] as number);
+          const gi = (grads[active[a] as number] as number) * v;
+          const ni = state[o + 1] as number;
+          const nNew = ni + gi * gi;
+          const z = (state[o] as number) + gi - ((Math.sqrt(nNew) - Math.sqrt(ni)) / alpha) * (state[o + 2] as number);
+          state[o] = z;
+          state[o + 1] = nNew;
+          state[o + 2] = solve(z, nNew);
         }
       }
     }
   }
-  const heads = own.map((head, j) => {
-    const exported = head.export();
+  return labels.map((_, j) => {
+    const kept: number[] = [];
+    const weights: number[] = [];
+    for (let i = 0; i < FEATURE_DIM; i++) {
+      const wi = Math.fround(state[i * stride + 3 * j + 2] as number);
+      if (wi === 0) continue;
+      kept.push(i);
+      weights.push(wi);
+    }
     return {
-      bias: Number(((priors[j] as number) + (bias[j] as FtrlVector).weight(0)).toPrecision(10)),
-      indices: exported.indices,
-      weights: exported.weights,
+      bias: Number(((priors[j] as number) + biasWeight(j)).toPrecision(10)),
+      indices: toBase64(Int32Array.from(kept)),
+      weights: toBase64(Float32Array.from(weights)),
       rows: counts[j] as number,
       meanScore: Number((means[j] as number).toPrecision(6)),
     };
   });
-  const sharedExport = shared?.export();
-  return { heads, shared: sharedExport ? { indices: sharedExport.indices, weights: sharedExport.weights } : undefined };
 }
 
 /** Per-row training weights that balance task families (see {@link TrainOptions.balanceSources}). */
@@ -246,8 +219,6 @@ export function trainRouter(rows: readonly RoutingRow[], options: TrainOptions =
     beta: options.beta ?? DEFAULT_TRAIN_SETTINGS.beta,
     l1: options.l1 ?? DEFAULT_TRAIN_SETTINGS.l1,
     l2: options.l2 ?? DEFAULT_TRAIN_SETTINGS.l2,
-    sharedL1: options.sharedL1 ?? DEFAULT_TRAIN_SETTINGS.sharedL1,
-    sharedL2: options.sharedL2 ?? DEFAULT_TRAIN_SETTINGS.sharedL2,
     seed: options.seed ?? DEFAULT_TRAIN_SETTINGS.seed,
     featureSet: options.featureSet ?? DEFAULT_TRAIN_SETTINGS.featureSet,
   };
@@ -260,9 +231,9 @@ export function trainRouter(rows: readonly RoutingRow[], options: TrainOptions =
   const trained = trainHeads(features, labels, settings, sourceWeights(rows, options.balanceSources ?? true));
   const heads: Record<string, HeadJSON> = {};
   models.forEach((model, j) => {
-    heads[model] = trained.heads[j] as HeadJSON;
+    heads[model] = trained[j] as HeadJSON;
   });
-  const partial = { featureSet: settings.featureSet, hashBits: HASH_BITS, models, heads, ...(trained.shared ? { shared: trained.shared } : {}) };
+  const partial = { featureSet: settings.featureSet, hashBits: HASH_BITS, models, heads };
   const version = routerVersion(partial);
 
   const tierQuantiles = options.tierQuantiles ?? [0.4, 0.8];
@@ -277,7 +248,6 @@ export function trainRouter(rows: readonly RoutingRow[], options: TrainOptions =
     hashBits: HASH_BITS,
     models,
     heads,
-    ...(trained.shared ? { shared: trained.shared } : {}),
     costs: fitCostRates(rows, models, options.prices),
     difficulty: {
       definition:
