@@ -1,0 +1,184 @@
+import { describe, expect, it } from "vitest";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, createRouterTransport, type ServiceImpl } from "@connectrpc/connect";
+import { readFileSync } from "node:fs";
+import { defaultConfigPath, parseConfig } from "@switchyard/config";
+import { cache, classifier, policy, provider } from "@switchyard/proto";
+import { createLogger, Registry } from "@switchyard/telemetry";
+import { GatewayError } from "../src/errors.js";
+import { createGatewayMetrics } from "../src/metrics.js";
+import { Orchestrator, StreamInterrupted, type CompletionEvent, type CompletionRequest } from "../src/orchestrator.js";
+
+const config = parseConfig(readFileSync(defaultConfigPath(), "utf8"));
+const price = { inputMicroUsdPerMtok: 1_000_000n, outputMicroUsdPerMtok: 2_000_000n, cachedInputMicroUsdPerMtok: 0n };
+const plan = (...models: string[]) =>
+  create(policy.RouteResponseSchema, {
+    plan: { tier: "standard", reason: "test plan", routes: models.map((m) => ({ provider: "sim", model: m, price })) },
+  });
+
+type Impl<S extends Parameters<typeof createClient>[0]> = Partial<ServiceImpl<S>>;
+
+interface Fakes {
+  classifier?: Impl<typeof classifier.ClassifierService>;
+  policy?: Impl<typeof policy.PolicyService>;
+  cache?: Impl<typeof cache.CacheService>;
+  provider?: Impl<typeof provider.ProviderService>;
+}
+
+const stored: cache.StoreRequest[] = [];
+
+function orchestrator(f: Fakes): Orchestrator {
+  const transport = createRouterTransport(({ service }) => {
+    service(classifier.ClassifierService, f.classifier ?? { classify: () => ({ tier: "standard", taskType: "chat", predictedQuality: {} }) });
+    service(policy.PolicyService, f.policy ?? { route: () => plan("a", "b") });
+    service(cache.CacheService, f.cache ?? { lookup: () => ({ hit: false }), store: (req) => (stored.push(req), { stored: true }) });
+    service(provider.ProviderService, f.provider ?? { streamGenerate: answer("hello world") });
+  });
+  return new Orchestrator(
+    {
+      classifier: createClient(classifier.ClassifierService, transport),
+      policy: createClient(policy.PolicyService, transport),
+      cache: createClient(cache.CacheService, transport),
+      provider: createClient(provider.ProviderService, transport),
+    },
+    config,
+    createGatewayMetrics(new Registry()),
+    createLogger({ service: "test", level: "error" }),
+  );
+}
+
+function answer(text: string) {
+  return async function* (req: provider.StreamGenerateRequest) {
+    for (const word of text.split(/(?<= )/)) yield { event: { case: "delta" as const, value: { text: word } } };
+    yield { event: { case: "finish" as const, value: { finishReason: "stop", responseModel: req.model, usage: { inputTokens: 1000n, outputTokens: 500n } } } };
+  };
+}
+
+function request(overrides: Partial<CompletionRequest> = {}): CompletionRequest {
+  return {
+    requestId: "req_test",
+    tenant: "default",
+    requestedModel: "switchyard/auto",
+    choice: { kind: "auto" },
+    messages: [{ role: "user", content: "hello" }],
+    sampling: { stop: [] },
+    maxOutputMicroUsdPerMtok: 0n,
+    cacheMode: "default",
+    receivedAt: performance.now(),
+    ...overrides,
+  };
+}
+
+async function collect(o: Orchestrator, req = request()): Promise<CompletionEvent[]> {
+  const events: CompletionEvent[] = [];
+  for await (const e of o.complete(req, new AbortController().signal)) events.push(e);
+  return events;
+}
+
+const providerError = (kind: provider.ErrorKind, retryable: boolean, code = Code.Unavailable) =>
+  new ConnectError("upstream trouble", code, undefined, [{ desc: provider.ProviderErrorSchema, value: create(provider.ProviderErrorSchema, { kind, retryable }) }]);
+
+describe("orchestrator", () => {
+  it("relays deltas in order, then prices the usage in integer micro-dollars", async () => {
+    const events = await collect(orchestrator({}));
+    expect(events.map((e) => e.type)).toEqual(["routed", "delta", "delta", "done"]);
+    const done = events.at(-1) as Extract<CompletionEvent, { type: "done" }>;
+    expect(events.filter((e) => e.type === "delta").map((e) => (e as { text: string }).text).join("")).toBe("hello world");
+    expect(done.route).toMatchObject({ id: "sim/a", tier: "standard", cache: "bypass", fallbacks: 0 });
+    expect(done.costMicroUsd).toBe(2000n); // 1000 x $1/M + 500 x $2/M = $0.002
+  });
+
+  it("falls back to the next route when the first fails before its first token", async () => {
+    const o = orchestrator({
+      provider: {
+        streamGenerate: async function* (req) {
+          if (req.model === "a") throw providerError(provider.ErrorKind.OVERLOADED, true);
+          yield* answer("from b")(req);
+        },
+      },
+    });
+    const done = (await collect(o)).at(-1) as Extract<CompletionEvent, { type: "done" }>;
+    expect(done.route).toMatchObject({ id: "sim/b", fallbacks: 1 });
+    expect(done.route.reason).toMatch(/fell back 1 time/);
+  });
+
+  it("does not retry a request the provider rejected as bad", async () => {
+    const o = orchestrator({ provider: { streamGenerate: async function* () { throw providerError(provider.ErrorKind.BAD_REQUEST, false, Code.InvalidArgument); } } });
+    await expect(collect(o)).rejects.toMatchObject({ status: 400, code: "upstream_rejected_request" });
+  });
+
+  it("ends with a typed error when every route fails", async () => {
+    const o = orchestrator({ provider: { streamGenerate: async function* () { throw providerError(provider.ErrorKind.CONNECTION, true); } } });
+    await expect(collect(o)).rejects.toMatchObject({ status: 502, code: "upstream_unreachable" });
+  });
+
+  it("never passes off a stream broken mid-answer as whole, and never caches it", async () => {
+    stored.length = 0;
+    const o = orchestrator({
+      provider: {
+        streamGenerate: async function* () {
+          yield { event: { case: "delta" as const, value: { text: "half an ans" } } };
+          throw providerError(provider.ErrorKind.STREAM_BROKEN, true, Code.Aborted);
+        },
+      },
+    });
+    const events: CompletionEvent[] = [];
+    await expect(async () => {
+      for await (const e of o.complete(request({ sampling: { stop: [], temperature: 0 } }), new AbortController().signal)) events.push(e);
+    }).rejects.toBeInstanceOf(StreamInterrupted);
+    expect(events.map((e) => e.type)).toEqual(["routed", "delta"]);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(stored).toHaveLength(0);
+  });
+
+  it("uses the middle tier when the classifier is down", async () => {
+    let askedTier = "";
+    const o = orchestrator({
+      classifier: { classify: () => { throw new ConnectError("down", Code.Unavailable); } },
+      policy: { route: (req) => ((askedTier = req.tier), plan("a")) },
+    });
+    const done = (await collect(o)).at(-1) as Extract<CompletionEvent, { type: "done" }>;
+    expect(askedTier).toBe("standard");
+    expect(done.route.reason).toMatch(/^classifier unavailable/);
+  });
+
+  it("uses the policy's last plan for the tier when the policy goes down, and says so", async () => {
+    let up = true;
+    const o = orchestrator({ policy: { route: () => { if (!up) throw new ConnectError("down", Code.Unavailable); return plan("b"); } } });
+    await collect(o);
+    up = false;
+    const done = (await collect(o)).at(-1) as Extract<CompletionEvent, { type: "done" }>;
+    expect(done.route.id).toBe("sim/b");
+    expect(done.route.reason).toMatch(/^policy unavailable, last known plan/);
+    const fresh = orchestrator({ policy: { route: () => { throw new ConnectError("down", Code.Unavailable); } } });
+    await expect(collect(fresh)).rejects.toMatchObject({ status: 503, code: "policy_unavailable" });
+  });
+
+  it("treats a cache slower than its budget as a miss", async () => {
+    const o = orchestrator({ cache: { lookup: async () => (await new Promise((r) => setTimeout(r, 500)), { hit: true }), store: () => ({ stored: true }) } });
+    const started = performance.now();
+    const done = (await collect(o, request({ sampling: { stop: [], temperature: 0 } }))).at(-1) as Extract<CompletionEvent, { type: "done" }>;
+    expect(done.route.cache).toBe("miss");
+    expect(performance.now() - started).toBeLessThan(400);
+  });
+
+  it("replays a cache hit as a stream at no cost, reporting what it saved", async () => {
+    const o = orchestrator({
+      cache: {
+        lookup: () => ({ hit: true, completion: { provider: "sim", model: "c", tier: "complex", content: "cached answer here", finishReason: "stop", usage: { inputTokens: 3n, outputTokens: 3n }, costMicroUsd: 42n } }),
+      },
+      provider: { streamGenerate: async function* () { throw new Error("must not be called"); } },
+    });
+    const events = await collect(o, request({ cacheMode: "use" }));
+    const done = events.at(-1) as Extract<CompletionEvent, { type: "done" }>;
+    expect(events.filter((e) => e.type === "delta").length).toBe(3);
+    expect(done).toMatchObject({ costMicroUsd: 0n, savedMicroUsd: 42n, route: { id: "sim/c", cache: "hit" } });
+  });
+
+  it("maps an unknown pinned model to a 404", async () => {
+    const o = orchestrator({ policy: { route: () => { throw new ConnectError('model "x/y" is not routable', Code.NotFound); } } });
+    const err = await collect(o, request({ choice: { kind: "pinned", id: "x/y" }, requestedModel: "x/y" })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GatewayError);
+    expect(err).toMatchObject({ status: 404, code: "model_not_found", param: "model" });
+  });
+});
