@@ -4,8 +4,8 @@
 
 // The cache service: response cache per tenant.
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { ChatMessage, SamplingParams, Usage } from "../../common/v1/chat_pb.js";
 import { file_switchyard_common_v1_chat } from "../../common/v1/chat_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchyard/cache/v1/cache.proto.
  */
 export const file_switchyard_cache_v1_cache: GenFile = /*@__PURE__*/
-  fileDesc("Ch9zd2l0Y2h5YXJkL2NhY2hlL3YxL2NhY2hlLnByb3RvEhNzd2l0Y2h5YXJkLmNhY2hlLnYxIqABCghDYWNoZUtleRIOCgZ0ZW5hbnQYASABKAkSFwoPcmVxdWVzdGVkX21vZGVsGAIgASgJEjMKCG1lc3NhZ2VzGAMgAygLMiEuc3dpdGNoeWFyZC5jb21tb24udjEuQ2hhdE1lc3NhZ2USNgoIc2FtcGxpbmcYBCABKAsyJC5zd2l0Y2h5YXJkLmNvbW1vbi52MS5TYW1wbGluZ1BhcmFtcyI7Cg1Mb29rdXBSZXF1ZXN0EioKA2tleRgBIAEoCzIdLnN3aXRjaHlhcmQuY2FjaGUudjEuQ2FjaGVLZXkiWAoOTG9va3VwUmVzcG9uc2USCwoDaGl0GAEgASgIEjkKCmNvbXBsZXRpb24YAiABKAsyJS5zd2l0Y2h5YXJkLmNhY2hlLnYxLkNhY2hlZENvbXBsZXRpb24idQoMU3RvcmVSZXF1ZXN0EioKA2tleRgBIAEoCzIdLnN3aXRjaHlhcmQuY2FjaGUudjEuQ2FjaGVLZXkSOQoKY29tcGxldGlvbhgCIAEoCzIlLnN3aXRjaHlhcmQuY2FjaGUudjEuQ2FjaGVkQ29tcGxldGlvbiIfCg1TdG9yZVJlc3BvbnNlEg4KBnN0b3JlZBgBIAEoCCLJAQoQQ2FjaGVkQ29tcGxldGlvbhIQCghwcm92aWRlchgBIAEoCRINCgVtb2RlbBgCIAEoCRIMCgR0aWVyGAMgASgJEg8KB2NvbnRlbnQYBCABKAkSFQoNZmluaXNoX3JlYXNvbhgFIAEoCRIqCgV1c2FnZRgGIAEoCzIbLnN3aXRjaHlhcmQuY29tbW9uLnYxLlVzYWdlEhYKDmNvc3RfbWljcm9fdXNkGAcgASgDEhoKEmNyZWF0ZWRfYXRfdW5peF9tcxgIIAEoAzKxAQoMQ2FjaGVTZXJ2aWNlElEKBkxvb2t1cBIiLnN3aXRjaHlhcmQuY2FjaGUudjEuTG9va3VwUmVxdWVzdBojLnN3aXRjaHlhcmQuY2FjaGUudjEuTG9va3VwUmVzcG9uc2USTgoFU3RvcmUSIS5zd2l0Y2h5YXJkLmNhY2hlLnYxLlN0b3JlUmVxdWVzdBoiLnN3aXRjaHlhcmQuY2FjaGUudjEuU3RvcmVSZXNwb25zZWIGcHJvdG8z", [file_switchyard_common_v1_chat]);
+  fileDesc("Ch9zd2l0Y2h5YXJkL2NhY2hlL3YxL2NhY2hlLnByb3RvEhNzd2l0Y2h5YXJkLmNhY2hlLnYxIqABCghDYWNoZUtleRIOCgZ0ZW5hbnQYASABKAkSFwoPcmVxdWVzdGVkX21vZGVsGAIgASgJEjMKCG1lc3NhZ2VzGAMgAygLMiEuc3dpdGNoeWFyZC5jb21tb24udjEuQ2hhdE1lc3NhZ2USNgoIc2FtcGxpbmcYBCABKAsyJC5zd2l0Y2h5YXJkLmNvbW1vbi52MS5TYW1wbGluZ1BhcmFtcyI7Cg1Mb29rdXBSZXF1ZXN0EioKA2tleRgBIAEoCzIdLnN3aXRjaHlhcmQuY2FjaGUudjEuQ2FjaGVLZXkimAEKDkxvb2t1cFJlc3BvbnNlEgsKA2hpdBgBIAEoCBI5Cgpjb21wbGV0aW9uGAIgASgLMiUuc3dpdGNoeWFyZC5jYWNoZS52MS5DYWNoZWRDb21wbGV0aW9uEioKBGtpbmQYAyABKA4yHC5zd2l0Y2h5YXJkLmNhY2hlLnYxLkhpdEtpbmQSEgoKc2ltaWxhcml0eRgEIAEoASJ1CgxTdG9yZVJlcXVlc3QSKgoDa2V5GAEgASgLMh0uc3dpdGNoeWFyZC5jYWNoZS52MS5DYWNoZUtleRI5Cgpjb21wbGV0aW9uGAIgASgLMiUuc3dpdGNoeWFyZC5jYWNoZS52MS5DYWNoZWRDb21wbGV0aW9uIh8KDVN0b3JlUmVzcG9uc2USDgoGc3RvcmVkGAEgASgIIskBChBDYWNoZWRDb21wbGV0aW9uEhAKCHByb3ZpZGVyGAEgASgJEg0KBW1vZGVsGAIgASgJEgwKBHRpZXIYAyABKAkSDwoHY29udGVudBgEIAEoCRIVCg1maW5pc2hfcmVhc29uGAUgASgJEioKBXVzYWdlGAYgASgLMhsuc3dpdGNoeWFyZC5jb21tb24udjEuVXNhZ2USFgoOY29zdF9taWNyb191c2QYByABKAMSGgoSY3JlYXRlZF9hdF91bml4X21zGAggASgDImoKCkNhY2hlRW50cnkSDgoGdGVuYW50GAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoCRI5Cgpjb21wbGV0aW9uGAMgASgLMiUuc3dpdGNoeWFyZC5jYWNoZS52MS5DYWNoZWRDb21wbGV0aW9uKk4KB0hpdEtpbmQSGAoUSElUX0tJTkRfVU5TUEVDSUZJRUQQABISCg5ISVRfS0lORF9FWEFDVBABEhUKEUhJVF9LSU5EX1NFTUFOVElDEAIysQEKDENhY2hlU2VydmljZRJRCgZMb29rdXASIi5zd2l0Y2h5YXJkLmNhY2hlLnYxLkxvb2t1cFJlcXVlc3QaIy5zd2l0Y2h5YXJkLmNhY2hlLnYxLkxvb2t1cFJlc3BvbnNlEk4KBVN0b3JlEiEuc3dpdGNoeWFyZC5jYWNoZS52MS5TdG9yZVJlcXVlc3QaIi5zd2l0Y2h5YXJkLmNhY2hlLnYxLlN0b3JlUmVzcG9uc2ViBnByb3RvMw", [file_switchyard_common_v1_chat]);
 
 /**
  * What identifies an answer: the tenant, the model the client asked for
@@ -81,6 +81,21 @@ export type LookupResponse = Message<"switchyard.cache.v1.LookupResponse"> & {
    * @generated from field: switchyard.cache.v1.CachedCompletion completion = 2;
    */
   completion?: CachedCompletion | undefined;
+
+  /**
+   * Which cache answered (UNSPECIFIED on a miss).
+   *
+   * @generated from field: switchyard.cache.v1.HitKind kind = 3;
+   */
+  kind: HitKind;
+
+  /**
+   * Cosine similarity of the last user turn to the stored one's: 1 for an exact hit,
+   * at least the tenant's threshold for a semantic hit, 0 on a miss.
+   *
+   * @generated from field: double similarity = 4;
+   */
+  similarity: number;
 };
 
 /**
@@ -184,6 +199,72 @@ export type CachedCompletion = Message<"switchyard.cache.v1.CachedCompletion"> &
  */
 export const CachedCompletionSchema: GenMessage<CachedCompletion> = /*@__PURE__*/
   messageDesc(file_switchyard_cache_v1_cache, 5);
+
+/**
+ * How the cache keeps one entry in a backend (memory or Redis). Not sent over the RPC API;
+ * Protobuf so that replicas of different versions sharing one Redis read each other's entries.
+ *
+ * @generated from message switchyard.cache.v1.CacheEntry
+ */
+export type CacheEntry = Message<"switchyard.cache.v1.CacheEntry"> & {
+  /**
+   * Checked on every read: an entry is only ever served to the tenant that stored it.
+   *
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+
+  /**
+   * The semantic partition the entry was indexed in (empty: exact cache only).
+   *
+   * @generated from field: string partition = 2;
+   */
+  partition: string;
+
+  /**
+   * @generated from field: switchyard.cache.v1.CachedCompletion completion = 3;
+   */
+  completion?: CachedCompletion | undefined;
+};
+
+/**
+ * Describes the message switchyard.cache.v1.CacheEntry.
+ * Use `create(CacheEntrySchema)` to create a new message.
+ */
+export const CacheEntrySchema: GenMessage<CacheEntry> = /*@__PURE__*/
+  messageDesc(file_switchyard_cache_v1_cache, 6);
+
+/**
+ * How a lookup was answered.
+ *
+ * @generated from enum switchyard.cache.v1.HitKind
+ */
+export enum HitKind {
+  /**
+   * @generated from enum value: HIT_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The same normalised request was answered before.
+   *
+   * @generated from enum value: HIT_KIND_EXACT = 1;
+   */
+  EXACT = 1,
+
+  /**
+   * Same model, sampling, system prompt and earlier turns; a last user turn similar enough.
+   *
+   * @generated from enum value: HIT_KIND_SEMANTIC = 2;
+   */
+  SEMANTIC = 2,
+}
+
+/**
+ * Describes the enum switchyard.cache.v1.HitKind.
+ */
+export const HitKindSchema: GenEnum<HitKind> = /*@__PURE__*/
+  enumDesc(file_switchyard_cache_v1_cache, 0);
 
 /**
  * @generated from service switchyard.cache.v1.CacheService
