@@ -1,10 +1,11 @@
 import type * as http from "node:http";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { ConfigError, loadConfig, type Config, type ServiceName } from "@switchyard/config";
-import { createLogger, createMetricsRegistry, type Logger, type Registry } from "@switchyard/telemetry";
+import { createLogger, createMetricsRegistry, initTracing, type Logger, type Registry, type TracingHandle } from "@switchyard/telemetry";
 import { HealthStatus } from "./health.js";
 import { createRpcServer, type HttpFallback } from "./server.js";
 import { onShutdown } from "./shutdown.js";
+import { serverTracing } from "./tracing.js";
 
 /** What every service's composition root starts from. */
 export interface ServiceRuntime {
@@ -14,6 +15,7 @@ export interface ServiceRuntime {
   configSource: string;
   logger: Logger;
   metrics: Registry;
+  tracing: TracingHandle;
 }
 
 /**
@@ -24,7 +26,7 @@ export function loadRuntime(name: ServiceName): ServiceRuntime {
   try {
     const { config, source } = loadConfig();
     const logger = createLogger({ service: name, level: config.telemetry.log_level });
-    return { name, config, configSource: source, logger, metrics: createMetricsRegistry(name) };
+    return { name, config, configSource: source, logger, metrics: createMetricsRegistry(name), tracing: initTracing(name, logger) };
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`switchyard ${name}: ${err.message}\n`);
@@ -70,7 +72,7 @@ export async function serve(options: ServeOptions): Promise<{ port: number; http
     routes: options.routes,
     health,
     logger: runtime.logger,
-    interceptors: options.interceptors ?? [],
+    interceptors: [serverTracing(), ...(options.interceptors ?? [])],
     httpFallback: async (req, res) => {
       if (options.httpFallback && (await options.httpFallback(req, res))) return true;
       return serveOpsEndpoint(req, res, runtime.metrics, readiness);
@@ -90,6 +92,7 @@ export async function serve(options: ServeOptions): Promise<{ port: number; http
   const stop = async () => {
     await server.close(runtime.config.limits.shutdown_grace_ms);
     await options.onStop?.();
+    await runtime.tracing.shutdown();
   };
   onShutdown(runtime.logger, stop);
   // Started by `switchyard start` with an IPC channel: if the supervisor dies (even by SIGKILL),

@@ -2,6 +2,7 @@ import * as net from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { clientTracing } from "./tracing.js";
 
 /** A typed client plus the HTTP/2 session it rides on, opened ahead of the first call. */
 export interface ServiceClient<T extends DescService> {
@@ -40,7 +41,7 @@ export function createServiceClient<T extends DescService>(
     httpVersion: "2",
     useBinaryFormat: true,
     sessionManager,
-    interceptors: options.interceptors ?? [],
+    interceptors: [clientTracing(), ...(options.interceptors ?? [])],
   });
   return {
     client: createClient(service, transport),

@@ -3,3 +3,4 @@ export * from "./health.js";
 export * from "./server.js";
 export * from "./shutdown.js";
 export * from "./bootstrap.js";
+export * from "./tracing.js";

@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { trace } from "@opentelemetry/api";
 import { classifier as pb } from "@switchyard/proto";
 import { normalisePrompt, tierFor, type RouterModel, type Tier } from "@switchyard/router";
 
@@ -35,6 +36,7 @@ export class ClassifierHandler implements ServiceImpl<typeof pb.ClassifierServic
       this.decisions.set(key, cached);
       this.counters.decision(true);
       this.counters.tier(cached.tier, cached.taskType);
+      annotate(cached, true);
       return create(pb.ClassifyResponseSchema, { ...cached, decisionCached: true });
     }
     const p = this.router.predict(messages);
@@ -52,6 +54,17 @@ export class ClassifierHandler implements ServiceImpl<typeof pb.ClassifierServic
     }
     this.counters.decision(false);
     this.counters.tier(response.tier, response.taskType);
+    annotate(response, false);
     return response;
   }
+}
+
+function annotate(r: pb.ClassifyResponse, cached: boolean): void {
+  trace.getActiveSpan()?.setAttributes({
+    "switchyard.tier": r.tier,
+    "switchyard.difficulty": r.difficulty,
+    "switchyard.task_type": r.taskType,
+    "switchyard.decision_cached": cached,
+    "switchyard.router_version": r.routerVersion,
+  });
 }

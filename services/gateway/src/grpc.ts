@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { trace } from "@opentelemetry/api";
 import type { Config } from "@switchyard/config";
 import { gateway as pb } from "@switchyard/proto";
 import type { Logger } from "@switchyard/telemetry";
@@ -8,7 +9,7 @@ import { GatewayError, invalidRequest } from "./errors.js";
 import type { GatewayMetrics } from "./metrics.js";
 import { parseModel } from "./model-name.js";
 import { StreamInterrupted, type CompletionEvent, type CompletionRequest, type Orchestrator, type RouteTaken } from "./orchestrator.js";
-import { newRequestIdentity } from "./request-context.js";
+import { annotateDone, newRequestIdentity } from "./request-context.js";
 import type { TenantResolver } from "./tenants.js";
 
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
@@ -60,13 +61,16 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
   }
 
   private async *run(req: pb.CompleteRequest, ctx: HandlerContext, receivedAt: number): AsyncGenerator<CompletionEvent> {
-    const identity = newRequestIdentity(ctx.requestHeader.get("traceparent") ?? undefined);
+    // The server interceptor made this RPC a span; answer with it so the client can find the trace.
+    const span = trace.getActiveSpan() ?? trace.wrapSpanContext({ traceId: "0".repeat(32), spanId: "0".repeat(16), traceFlags: 0 });
+    const identity = newRequestIdentity(span);
     ctx.responseHeader.set("x-switchyard-request-id", identity.requestId);
     ctx.responseHeader.set("traceparent", identity.traceparent);
     const tenant = this.tenants.resolve(ctx.requestHeader.get("authorization") ?? undefined);
     const request = this.toRequest(req, tenant, identity.requestId, receivedAt);
     for await (const event of this.orchestrator.complete(request, ctx.signal)) {
       if (event.type === "routed") setRouteHeaders(ctx, event.route);
+      if (event.type === "done") annotateDone(span, event);
       yield event;
     }
   }

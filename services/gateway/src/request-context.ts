@@ -1,18 +1,42 @@
 import { randomBytes } from "node:crypto";
+import type { Span } from "@opentelemetry/api";
+import { traceparentOf } from "@switchyard/telemetry";
+import { formatUsd } from "@switchyard/usage";
+import type { CompletionEvent, RouteTaken } from "./orchestrator.js";
 
 /** Identity of one request: its id and the W3C trace context it answers with. */
 export interface RequestIdentity {
   requestId: string;
+  traceId: string;
   traceparent: string;
 }
 
-/**
- * A new request id, and a traceparent that continues the caller's trace when it sent a valid one
- * (same trace id, our own span id) or starts a new trace.
- */
-export function newRequestIdentity(incomingTraceparent?: string): RequestIdentity {
-  const m = /^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$/.exec(incomingTraceparent ?? "");
-  const traceId = m && m[1] !== "0".repeat(32) ? m[1]! : randomBytes(16).toString("hex");
-  const flags = m ? m[2]! : "01";
-  return { requestId: `req_${randomBytes(12).toString("hex")}`, traceparent: `00-${traceId}-${randomBytes(8).toString("hex")}-${flags}` };
+/** A new request id; the traceparent is the request's own span, so a client can find the trace. */
+export function newRequestIdentity(span: Span): RequestIdentity {
+  return { requestId: `req_${randomBytes(12).toString("hex")}`, traceId: span.spanContext().traceId, traceparent: traceparentOf(span) };
+}
+
+/** Puts the routing decision on the request span (`switchyard.*` attributes). */
+export function annotateRoute(span: Span, route: RouteTaken): void {
+  span.setAttributes({
+    "switchyard.model": route.id,
+    "switchyard.provider": route.provider,
+    "switchyard.tier": route.tier,
+    "switchyard.task_type": route.taskType,
+    "switchyard.route_reason": route.reason,
+    "switchyard.cache": route.cache,
+    "switchyard.fallbacks": route.fallbacks,
+  });
+}
+
+/** Puts usage and cost on the request span. */
+export function annotateDone(span: Span, done: Extract<CompletionEvent, { type: "done" }>): void {
+  annotateRoute(span, done.route);
+  span.setAttributes({
+    "switchyard.cost_usd": formatUsd(done.costMicroUsd),
+    "switchyard.saved_usd": formatUsd(done.savedMicroUsd),
+    "gen_ai.usage.input_tokens": done.usage.inputTokens,
+    "gen_ai.usage.output_tokens": done.usage.outputTokens,
+    "gen_ai.response.finish_reasons": [done.finishReason],
+  });
 }

@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { trace } from "@opentelemetry/api";
 import type { Config } from "@switchyard/config";
 import { policy as pb } from "@switchyard/proto";
 import type { HealthTable } from "./health.js";
@@ -40,6 +41,15 @@ export class PolicyHandler implements ServiceImpl<typeof pb.PolicyService> {
       }
       throw err;
     }
+    trace.getActiveSpan()?.setAttributes({
+      "switchyard.tier": plan.tier,
+      "switchyard.route_reason": plan.reason,
+      "switchyard.route": plan.routes.map((r) => r.entry.id),
+      // Every candidate with its score: "model quality=0.80 cost_micro_usd=12 circuit=closed".
+      "switchyard.candidates": plan.routes.map(
+        (r) => `${r.entry.id} quality=${Number.isNaN(r.predictedQuality) ? "n/a" : r.predictedQuality.toFixed(3)} cost_micro_usd=${r.expectedCostMicroUsd} circuit=${r.circuit}`,
+      ),
+    });
     return create(pb.RouteResponseSchema, {
       plan: {
         tier: plan.tier,

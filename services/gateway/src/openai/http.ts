@@ -1,14 +1,15 @@
 import type * as http from "node:http";
+import { context, SpanKind, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
 import type { Client } from "@connectrpc/connect";
 import type { Config } from "@switchyard/config";
 import type { policy as policyPb } from "@switchyard/proto";
-import type { Logger } from "@switchyard/telemetry";
+import { extractContext, tracer, type Logger } from "@switchyard/telemetry";
 import { formatUsd } from "@switchyard/usage";
 import { GatewayError, invalidRequest } from "../errors.js";
 import type { GatewayMetrics } from "../metrics.js";
 import { AUTO_MODEL } from "../model-name.js";
 import { StreamInterrupted, type CompletionEvent, type FinalUsage, type Orchestrator, type RouteTaken } from "../orchestrator.js";
-import { newRequestIdentity, type RequestIdentity } from "../request-context.js";
+import { annotateDone, annotateRoute, newRequestIdentity, type RequestIdentity } from "../request-context.js";
 import type { TenantResolver } from "../tenants.js";
 import { parseChatRequest } from "./validate.js";
 
@@ -44,7 +45,18 @@ export function openAiApi(deps: OpenAiApiDeps): (req: http.IncomingMessage, res:
 
 async function chatCompletions(deps: OpenAiApiDeps, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const receivedAt = performance.now();
-  const identity = newRequestIdentity(header(req, "traceparent"));
+  const parent = extractContext((k) => header(req, k));
+  const span = tracer().startSpan(
+    "POST /v1/chat/completions",
+    { kind: SpanKind.SERVER, attributes: { "http.request.method": "POST", "http.route": "/v1/chat/completions", "gen_ai.operation.name": "chat" } },
+    parent,
+  );
+  await context.with(trace.setSpan(parent, span), () => chatCompletionsInSpan(deps, req, res, span, receivedAt));
+}
+
+async function chatCompletionsInSpan(deps: OpenAiApiDeps, req: http.IncomingMessage, res: http.ServerResponse, span: Span, receivedAt: number): Promise<void> {
+  const identity = newRequestIdentity(span);
+  span.setAttribute("switchyard.request_id", identity.requestId);
   const controller = new AbortController();
   // The client went away: stop the upstream call too, so nobody pays for an unread answer.
   res.once("close", () => controller.abort(new Error("client disconnected")));
@@ -59,10 +71,16 @@ async function chatCompletions(deps: OpenAiApiDeps, req: http.IncomingMessage, r
       ? await streamResponse(res, events, identity, parsed.includeUsage, deps, receivedAt)
       : await jsonResponse(res, events, identity);
     labels = { ...labels, model: outcome.route.id, tier: outcome.route.tier, cache: outcome.route.cache };
-    if (outcome.done) record(deps.metrics, outcome.done, receivedAt);
+    annotateRoute(span, outcome.route);
+    if (outcome.done) {
+      annotateDone(span, outcome.done);
+      record(deps.metrics, outcome.done, receivedAt);
+    }
   } catch (err) {
     const error = err instanceof StreamInterrupted ? err.cause : toGatewayError(err, deps.logger);
     labels.status = String(error.status);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+    span.setAttribute("error.type", error.code);
     if (err instanceof StreamInterrupted) {
       // Headers are gone: the error travels as an event and [DONE] never comes, so no client
       // can take the half answer for a whole one.
@@ -73,6 +91,18 @@ async function chatCompletions(deps: OpenAiApiDeps, req: http.IncomingMessage, r
   } finally {
     clearTimeout(timeout);
     deps.metrics.requests.inc(labels);
+    span.setAttribute("http.response.status_code", Number(labels.status));
+    span.end();
+    deps.logger.info("request", {
+      request_id: identity.requestId,
+      trace_id: identity.traceId,
+      api: "openai",
+      status: Number(labels.status),
+      model: labels.model,
+      tier: labels.tier,
+      cache: labels.cache,
+      duration_ms: Math.round((performance.now() - receivedAt) * 100) / 100,
+    });
   }
 }
 
@@ -167,7 +197,17 @@ async function jsonResponse(res: http.ServerResponse, events: AsyncGenerator<Com
 }
 
 async function listModels(deps: OpenAiApiDeps, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const identity = newRequestIdentity(header(req, "traceparent"));
+  const parent = extractContext((k) => header(req, k));
+  const span = tracer().startSpan("GET /v1/models", { kind: SpanKind.SERVER, attributes: { "http.request.method": "GET", "http.route": "/v1/models" } }, parent);
+  try {
+    await context.with(trace.setSpan(parent, span), () => listModelsInSpan(deps, req, res, span));
+  } finally {
+    span.end();
+  }
+}
+
+async function listModelsInSpan(deps: OpenAiApiDeps, req: http.IncomingMessage, res: http.ServerResponse, span: Span): Promise<void> {
+  const identity = newRequestIdentity(span);
   try {
     deps.tenants.resolve(header(req, "authorization"));
     const { models } = await deps.policy.listModels({}, { timeoutMs: 2_000 });
