@@ -35,6 +35,8 @@ const model = z
     context_window: z.number().int().positive().default(128_000),
     /** Name of this model in the router's training data, when it differs. */
     router_name: z.string().optional(),
+    /** Output cap sent when a request sets none; Anthropic requires one (4096 when unset here). */
+    max_output_tokens: z.number().int().positive().optional(),
     simulator: simulatorProfile.optional(),
   })
   .strict();
@@ -55,8 +57,18 @@ const provider = z
     enabled: z.union([z.boolean(), z.literal("auto")]).default("auto"),
     max_concurrency: z.number().int().positive().default(64),
     requests_per_second: z.number().positive().optional(),
+    /** Requests that may start at once above `requests_per_second` (token-bucket size); default max(1, rate). */
+    burst: z.number().int().positive().optional(),
+    /** Requests waiting for a concurrency slot or a rate token; beyond it, fail fast so the gateway falls back. */
+    max_queue: z.number().int().min(0).optional(),
     first_token_timeout_ms: z.number().int().positive().default(15_000),
+    /** A started stream that sends nothing for this long is broken. */
+    stream_idle_timeout_ms: z.number().int().positive().default(60_000),
     pool_connections: z.number().int().positive().default(8),
+    /** Keep-alive connections opened at start and kept open while idle (at most pool_connections). */
+    warm_connections: z.number().int().min(0).default(2),
+    /** How often idle warm connections are refreshed with a cheap HEAD request; 0 = never. */
+    keep_warm_interval_ms: z.number().int().min(0).default(30_000),
     models: z.array(model).min(1, "a provider needs at least one model"),
   })
   .strict();

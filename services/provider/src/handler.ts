@@ -2,16 +2,19 @@ import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { provider as pb } from "@switchyard/proto";
 import type { Logger } from "@switchyard/telemetry";
-import { ErrorKind, ProviderFailure, type GenerateInput, type ProviderAdapter } from "./adapters/types.js";
+import { ErrorKind, ProviderFailure, type GenerateInput, type ProviderAdapter, type ProviderEvent } from "./adapters/types.js";
 import { asFailure, toConnectError } from "./errors.js";
 import type { HealthTracker } from "./health.js";
-import type { ConcurrencyLimiter } from "./limiter.js";
+import type { ConcurrencyLimiter, RateLimiter } from "./limiter.js";
+import { generateInput } from "./request.js";
 
 /** A configured, active provider as the handler uses it. */
 export interface RunningProvider {
   name: string;
   adapter: ProviderAdapter;
   limiter: ConcurrencyLimiter;
+  /** Token bucket from `requests_per_second`; none = no rate limit. */
+  rateLimiter?: RateLimiter;
   models: ReadonlySet<string>;
   firstTokenTimeoutMs: number;
 }
@@ -29,6 +32,12 @@ export class ProviderHandler implements ServiceImpl<typeof pb.ProviderService> {
     const label = `${req.provider}/${req.model}`;
     if (!running) throw toConnectError(new ProviderFailure(ErrorKind.UNKNOWN_MODEL, `no active provider "${req.provider}"`));
     if (!running.models.has(req.model)) throw toConnectError(new ProviderFailure(ErrorKind.UNKNOWN_MODEL, `provider "${req.provider}" has no model "${req.model}"`));
+    let input: GenerateInput;
+    try {
+      input = generateInput(req);
+    } catch (err) {
+      throw toConnectError(asFailure(err, label));
+    }
 
     const controller = new AbortController();
     const onClientGone = () => controller.abort(new ProviderFailure(ErrorKind.TIMEOUT, `${label}: the caller went away`));
@@ -38,43 +47,27 @@ export class ProviderHandler implements ServiceImpl<typeof pb.ProviderService> {
     let release: (() => void) | undefined;
     let failure: ProviderFailure | undefined;
     const timeoutMs = req.firstTokenTimeoutMs > 0 ? req.firstTokenTimeoutMs : running.firstTokenTimeoutMs;
+    // The wait for capacity counts against the first-token deadline, and so does the caller's own.
+    const callerMs = ctx.timeoutMs();
+    const deadlineAt = started + Math.min(timeoutMs, callerMs ?? Number.POSITIVE_INFINITY);
     const firstTokenTimer = setTimeout(
       () => controller.abort(new ProviderFailure(ErrorKind.TIMEOUT, `${label}: no token within ${timeoutMs} ms`)),
       timeoutMs,
     );
     try {
+      await running.rateLimiter?.acquire(controller.signal, deadlineAt);
       release = await running.limiter.acquire(controller.signal);
       this.health.started(running.name, req.model);
-      for await (const event of running.adapter.stream(toInput(req), controller.signal)) {
+      for await (const event of running.adapter.stream(input, controller.signal)) {
         if (ttftMs === undefined) {
           ttftMs = performance.now() - started;
           clearTimeout(firstTokenTimer);
         }
-        if (event.type === "delta") {
-          yield create(pb.StreamGenerateResponseSchema, { event: { case: "delta", value: { text: event.text } } });
-        } else {
-          const u = event.usage;
-          yield create(pb.StreamGenerateResponseSchema, {
-            event: {
-              case: "finish",
-              value: {
-                finishReason: event.finishReason,
-                responseModel: event.responseModel,
-                usage: {
-                  inputTokens: BigInt(u.inputTokens),
-                  outputTokens: BigInt(u.outputTokens),
-                  cachedInputTokens: BigInt(u.cachedInputTokens),
-                  reasoningTokens: BigInt(u.reasoningTokens),
-                  estimated: u.estimated,
-                },
-              },
-            },
-          });
-        }
+        yield toResponse(event);
       }
     } catch (err) {
       const reason = controller.signal.aborted ? (controller.signal.reason as unknown) : undefined;
-      failure = reason instanceof ProviderFailure ? reason : asFailure(err, label);
+      failure = err instanceof ProviderFailure ? err : reason instanceof ProviderFailure ? reason : asFailure(err, label);
       if (failure.kind === ErrorKind.UNSPECIFIED) this.logger.error("adapter failed unexpectedly", { model: label, err });
       throw toConnectError(failure);
     } finally {
@@ -110,16 +103,33 @@ export class ProviderHandler implements ServiceImpl<typeof pb.ProviderService> {
   }
 }
 
-function toInput(req: pb.StreamGenerateRequest): GenerateInput {
-  const s = req.sampling;
-  const input: GenerateInput = {
-    model: req.model,
-    messages: req.messages.map((m) => (m.name ? { role: m.role, content: m.content, name: m.name } : { role: m.role, content: m.content })),
-    stop: s?.stop ?? [],
-  };
-  if (s?.temperature !== undefined) input.temperature = s.temperature;
-  if (s?.topP !== undefined) input.topP = s.topP;
-  if (s?.maxTokens !== undefined) input.maxTokens = s.maxTokens;
-  if (s?.seed !== undefined) input.seed = s.seed;
-  return input;
+function toResponse(event: ProviderEvent): pb.StreamGenerateResponse {
+  switch (event.type) {
+    case "delta":
+      return create(pb.StreamGenerateResponseSchema, { event: { case: "delta", value: { text: event.text } } });
+    case "tool_call":
+      return create(pb.StreamGenerateResponseSchema, {
+        event: { case: "toolCall", value: { index: event.index, id: event.id, name: event.name, arguments: event.arguments } },
+      });
+    case "finish": {
+      const u = event.usage;
+      return create(pb.StreamGenerateResponseSchema, {
+        event: {
+          case: "finish",
+          value: {
+            finishReason: event.finishReason,
+            responseModel: event.responseModel,
+            cacheWriteInputTokens: BigInt(u.cacheWriteInputTokens),
+            usage: {
+              inputTokens: BigInt(u.inputTokens),
+              outputTokens: BigInt(u.outputTokens),
+              cachedInputTokens: BigInt(u.cachedInputTokens),
+              reasoningTokens: BigInt(u.reasoningTokens),
+              estimated: u.estimated,
+            },
+          },
+        },
+      });
+    }
+  }
 }

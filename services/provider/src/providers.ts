@@ -1,40 +1,67 @@
-import { activateProviders, type Config } from "@switchyard/config";
+import { activateProviders, type Config, type ProviderConfig } from "@switchyard/config";
 import type { Logger } from "@switchyard/telemetry";
+import { AnthropicAdapter } from "./adapters/anthropic.js";
+import type { HttpAdapterOptions } from "./adapters/common.js";
+import { GeminiAdapter } from "./adapters/gemini.js";
 import { OpenAiAdapter } from "./adapters/openai.js";
 import { SimulatorAdapter } from "./adapters/simulator.js";
 import type { ProviderAdapter } from "./adapters/types.js";
 import type { RunningProvider } from "./handler.js";
-import { ConcurrencyLimiter } from "./limiter.js";
+import { ConcurrencyLimiter, RateLimiter } from "./limiter.js";
+
+/** Where each kind's API lives when the config names no `base_url`. */
+export const DEFAULT_BASE_URLS = {
+  openai: "https://api.openai.com/v1",
+  anthropic: "https://api.anthropic.com/v1",
+  gemini: "https://generativelanguage.googleapis.com/v1beta",
+} as const;
 
 /**
- * Builds an adapter for every active provider. Keys are read from the environment variables the
- * configuration names, here and nowhere else.
+ * Builds an adapter, a concurrency limiter and (with `requests_per_second`) a rate limiter for
+ * every active provider. Keys are read from the environment variables the configuration names,
+ * here and nowhere else.
  */
 export function startProviders(config: Config, env: NodeJS.ProcessEnv, logger: Logger): Map<string, RunningProvider> {
   const running = new Map<string, RunningProvider>();
   for (const { provider: p, active, reason } of activateProviders(config, env)) {
     logger.info(active ? "provider on" : "provider off", { provider: p.name, kind: p.kind, reason });
     if (!active) continue;
-    const apiKey = p.api_key_env ? env[p.api_key_env] : undefined;
-    let adapter: ProviderAdapter;
-    switch (p.kind) {
-      case "simulator":
-        adapter = new SimulatorAdapter(p.name, p.models);
-        break;
-      case "openai":
-        adapter = new OpenAiAdapter({ name: p.name, baseUrl: p.base_url ?? "https://api.openai.com/v1", apiKey, maxSockets: p.pool_connections });
-        break;
-      default:
-        logger.warn("provider kind not available in this build; provider off", { provider: p.name, kind: p.kind });
-        continue;
-    }
+    const maxQueue = p.max_queue ?? p.max_concurrency * 4;
     running.set(p.name, {
       name: p.name,
-      adapter,
-      limiter: new ConcurrencyLimiter(p.name, p.max_concurrency),
+      adapter: createAdapter(p, env),
+      limiter: new ConcurrencyLimiter(p.name, p.max_concurrency, maxQueue),
+      ...(p.requests_per_second === undefined
+        ? {}
+        : { rateLimiter: new RateLimiter(p.name, p.requests_per_second, p.burst ?? Math.max(1, Math.floor(p.requests_per_second)), maxQueue) }),
       models: new Set(p.models.map((m) => m.name)),
       firstTokenTimeoutMs: p.first_token_timeout_ms,
     });
   }
   return running;
+}
+
+/** The adapter for one configured provider. */
+export function createAdapter(p: ProviderConfig, env: NodeJS.ProcessEnv): ProviderAdapter {
+  if (p.kind === "simulator") return new SimulatorAdapter(p.name, p.models);
+  const options: HttpAdapterOptions = {
+    name: p.name,
+    baseUrl: p.base_url ?? DEFAULT_BASE_URLS[p.kind],
+    apiKey: p.api_key_env ? env[p.api_key_env] : undefined,
+    maxSockets: p.pool_connections,
+    warmConnections: Math.min(p.warm_connections, p.pool_connections),
+    keepWarmIntervalMs: p.keep_warm_interval_ms,
+    idleTimeoutMs: p.stream_idle_timeout_ms,
+  };
+  switch (p.kind) {
+    case "openai":
+      return new OpenAiAdapter(options);
+    case "anthropic": {
+      const maxOutputTokens = new Map<string, number>();
+      for (const m of p.models) if (m.max_output_tokens !== undefined) maxOutputTokens.set(m.name, m.max_output_tokens);
+      return new AnthropicAdapter({ ...options, maxOutputTokens });
+    }
+    case "gemini":
+      return new GeminiAdapter(options);
+  }
 }

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ModelConfig } from "@switchyard/config";
 import { countChatTokens, countTokens } from "@switchyard/usage";
-import { ErrorKind, ProviderFailure, type GenerateInput, type ProviderAdapter, type ProviderEvent } from "./types.js";
+import { ErrorKind, ProviderFailure, type FinishReason, type GenerateInput, type ProviderAdapter, type ProviderEvent } from "./types.js";
 
 type Profile = NonNullable<ModelConfig["simulator"]>;
 
@@ -34,6 +34,10 @@ export class SimulatorAdapter implements ProviderAdapter {
   async *stream(input: GenerateInput, signal: AbortSignal): AsyncGenerator<ProviderEvent> {
     const profile = this.profiles.get(input.model);
     if (!profile) throw new ProviderFailure(ErrorKind.UNKNOWN_MODEL, `${this.providerName}: no simulated model "${input.model}"`, 404);
+    // The simulator never calls tools: it may decline them (auto, none) but cannot be forced to use one.
+    if (input.tools.length > 0 && (input.toolChoice?.mode === "required" || input.toolChoice?.mode === "tool")) {
+      throw new ProviderFailure(ErrorKind.BAD_REQUEST, `${this.providerName}: the simulator cannot call tools`);
+    }
     const seed = createHash("sha256").update(input.model).update("\0").update(JSON.stringify(input.messages)).digest();
     const rand = mulberry32(seed.readUInt32LE(0));
     let { text, finishReason } = this.compose(input, profile, rand);
@@ -56,11 +60,11 @@ export class SimulatorAdapter implements ProviderAdapter {
       type: "finish",
       finishReason,
       responseModel: input.model,
-      usage: { inputTokens: countChatTokens(input.messages), outputTokens: countTokens(text), cachedInputTokens: 0, reasoningTokens: 0, estimated: false },
+      usage: { inputTokens: countChatTokens(input.messages), outputTokens: countTokens(text), cachedInputTokens: 0, cacheWriteInputTokens: 0, reasoningTokens: 0, estimated: false },
     };
   }
 
-  private compose(input: GenerateInput, profile: Profile, rand: () => number): { text: string; finishReason: string } {
+  private compose(input: GenerateInput, profile: Profile, rand: () => number): { text: string; finishReason: FinishReason } {
     const lastUser = [...input.messages].reverse().find((m) => m.role === "user")?.content ?? "";
     const topic = lastUser.replace(/\s+/g, " ").trim().slice(0, 60);
     const target = Math.max(8, Math.round(profile.output_tokens * (0.7 + 0.6 * rand())));

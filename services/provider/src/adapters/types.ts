@@ -3,12 +3,36 @@ import { provider as pb } from "@switchyard/proto";
 export const ErrorKind = pb.ErrorKind;
 export type ErrorKind = pb.ErrorKind;
 
+/** A complete tool call the model made, as carried in conversation history. */
+export interface ToolCallTurn {
+  id: string;
+  name: string;
+  /** The arguments object as JSON text. */
+  argumentsJson: string;
+}
+
 /** One turn of the conversation as adapters see it. */
 export interface ChatTurn {
+  /** "system", "user", "assistant" or "tool" ("developer" reads as "system" where the API has none). */
   role: string;
   content: string;
   name?: string;
+  /** On assistant turns: the calls the model made. */
+  toolCalls?: ToolCallTurn[];
+  /** On tool turns: the call this result answers. */
+  toolCallId?: string;
 }
+
+/** A function the model may call. */
+export interface ToolSpec {
+  name: string;
+  description: string;
+  /** JSON Schema of the arguments object; undefined = no arguments. */
+  parameters?: Record<string, unknown>;
+}
+
+/** How the model may use the tools; absent = the provider default. */
+export type ToolChoice = { mode: "auto" } | { mode: "none" } | { mode: "required" } | { mode: "tool"; name: string };
 
 /** What an adapter is asked to generate. */
 export interface GenerateInput {
@@ -19,21 +43,37 @@ export interface GenerateInput {
   maxTokens?: number;
   stop: string[];
   seed?: bigint;
+  tools: ToolSpec[];
+  toolChoice?: ToolChoice;
 }
 
 /** Token usage as the provider reported it (or as we counted it, then `estimated`). */
 export interface TokenUsage {
+  /** Every input token, cached or not. */
   inputTokens: number;
+  /** Every output token, reasoning included. */
   outputTokens: number;
+  /** Input tokens read from the provider's prompt cache (subset of inputTokens). */
   cachedInputTokens: number;
+  /** Input tokens written to the provider's prompt cache (subset of inputTokens; Anthropic). */
+  cacheWriteInputTokens: number;
+  /** Reasoning ("thinking") tokens (subset of outputTokens) where the provider reports them. */
   reasoningTokens: number;
   estimated: boolean;
 }
 
-/** The common chunk stream every adapter produces: deltas in order, then exactly one finish. */
+/** OpenAI's finish reasons, which every adapter maps its provider's reasons onto. */
+export type FinishReason = "stop" | "length" | "content_filter" | "tool_calls";
+
+/**
+ * The common chunk stream every adapter produces: text deltas and tool-call fragments in the
+ * order the upstream sent them, then exactly one finish. A tool call's first fragment carries its
+ * id and name; `arguments` fragments of the same `index` concatenate to the arguments JSON.
+ */
 export type ProviderEvent =
   | { type: "delta"; text: string }
-  | { type: "finish"; finishReason: string; usage: TokenUsage; responseModel: string };
+  | { type: "tool_call"; index: number; id: string; name: string; arguments: string }
+  | { type: "finish"; finishReason: FinishReason; usage: TokenUsage; responseModel: string };
 
 /** Adapter for one provider kind. Implementations throw ProviderFailure, nothing else. */
 export interface ProviderAdapter {

@@ -58,8 +58,8 @@ export type StreamGenerateRequest = Message<"switchyard.provider.v1.StreamGenera
   firstTokenTimeoutMs: number;
 
   /**
-   * Functions the model may call. Adapters of providers without tool calls reject a request
-   * that has any (BAD_REQUEST) rather than silently answering without them.
+   * Functions the model may call. A provider without tool calls (the simulator) answers in text
+   * and rejects a tool_choice that forces a call (BAD_REQUEST).
    *
    * @generated from field: repeated switchyard.provider.v1.Tool tools = 7;
    */
