@@ -1,8 +1,9 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Kvm, type KV } from "@nats-io/kv";
 import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { context, SpanKind, trace } from "@opentelemetry/api";
 import { events } from "@switchyard/proto";
-import type { Logger } from "@switchyard/telemetry";
+import { extractContext, tracer, type Logger } from "@switchyard/telemetry";
 import { parsePriceKey, priceKey } from "./keys.js";
 
 export interface BusOptions {
@@ -72,19 +73,46 @@ export class Bus {
     if (this.nc && this.healthHandlers.length === 1) this.subscribeHealthSubject(this.nc);
   }
 
-  /** Publishes a health update; false when NATS is not connected (the update is dropped). */
-  publishHealth(update: events.HealthUpdate, traceparent = ""): boolean {
+  /**
+   * Publishes a health update; false when NATS is not connected (the update is dropped). When a
+   * traced operation caused it (a failed request), the publish is a PRODUCER span whose context
+   * travels in the message headers; periodic heartbeats are not traced.
+   */
+  publishHealth(update: events.HealthUpdate): boolean {
     if (!this.nc || this.currentState !== "connected") return false;
+    const subject = `${this.options.healthSubject}.${subjectToken(update.provider)}`;
     const h = natsHeaders();
-    if (traceparent) h.set("traceparent", traceparent);
-    this.nc.publish(`${this.options.healthSubject}.${subjectToken(update.provider)}`, toBinary(events.HealthUpdateSchema, update), { headers: h });
+    const parent = trace.getActiveSpan();
+    const span = parent?.isRecording()
+      ? tracer().startSpan(`${this.options.healthSubject} publish`, {
+          kind: SpanKind.PRODUCER,
+          attributes: { "messaging.system": "nats", "messaging.destination.name": subject, "messaging.operation.type": "send" },
+        })
+      : undefined;
+    if (span) {
+      const c = span.spanContext();
+      h.set("traceparent", `00-${c.traceId}-${c.spanId}-0${c.traceFlags & 1}`);
+    }
+    this.nc.publish(subject, toBinary(events.HealthUpdateSchema, update), { headers: h });
+    span?.end();
     return true;
   }
 
   /** Writes prices to the KV bucket. Throws when NATS is not connected. */
   async putPrices(updates: events.PriceUpdate[]): Promise<void> {
     const kv = this.kv ?? (await this.waitForKv(5_000));
-    for (const u of updates) await kv.put(priceKey(u.provider, u.model), toBinary(events.PriceUpdateSchema, u));
+    const span = tracer().startSpan(`${this.options.priceBucket} publish`, {
+      kind: SpanKind.PRODUCER,
+      attributes: { "messaging.system": "nats", "messaging.destination.name": this.options.priceBucket, "messaging.batch.message_count": updates.length },
+    });
+    // KV values cannot carry headers: the trace context rides in the payload.
+    const c = span.spanContext();
+    const traceparent = `00-${c.traceId}-${c.spanId}-0${c.traceFlags & 1}`;
+    try {
+      for (const u of updates) await kv.put(priceKey(u.provider, u.model), toBinary(events.PriceUpdateSchema, { ...u, traceparent }));
+    } finally {
+      span.end();
+    }
   }
 
   async close(): Promise<void> {
@@ -154,8 +182,11 @@ export class Bus {
           this.invalid("health", "payload is not a HealthUpdate");
           return;
         }
+        // MsgHdrs.get returns "" for a missing key.
         const traceparent = msg.headers?.get("traceparent") ?? "";
-        for (const h of this.healthHandlers) h(update, traceparent);
+        consume(`${this.options.healthSubject} receive`, msg.subject, traceparent, () => {
+          for (const h of this.healthHandlers) h(update, traceparent);
+        });
       },
     });
   }
@@ -185,7 +216,9 @@ export class Bus {
             this.invalid("price", `value of "${entry.key}" is not a PriceUpdate`);
             continue;
           }
-          for (const h of this.priceHandlers) h(id.provider, id.model, update);
+          consume(`${this.options.priceBucket} receive`, entry.key, update.traceparent, () => {
+            for (const h of this.priceHandlers) h(id.provider, id.model, update);
+          });
         }
       })();
     } catch (err) {
@@ -205,6 +238,32 @@ export class Bus {
   private setState(state: BusState): void {
     if (state !== this.currentState) this.lastChange = Date.now();
     this.currentState = state;
+  }
+}
+
+/**
+ * Handles a received message in a CONSUMER span of its own trace, linked (not parented) to the
+ * publisher's span: a broadcast is not part of the publishing request.
+ */
+function consume(name: string, destination: string, traceparent: string, handle: () => void): void {
+  if (!traceparent) {
+    handle();
+    return;
+  }
+  const remote = trace.getSpanContext(extractContext((k) => (k === "traceparent" ? traceparent : undefined)));
+  const span = tracer().startSpan(
+    name,
+    {
+      kind: SpanKind.CONSUMER,
+      root: true,
+      links: remote ? [{ context: remote }] : [],
+      attributes: { "messaging.system": "nats", "messaging.destination.name": destination, "messaging.operation.type": "receive" },
+    },
+  );
+  try {
+    context.with(trace.setSpan(context.active(), span), handle);
+  } finally {
+    span.end();
   }
 }
 

@@ -1,0 +1,121 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import * as net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import { connect } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
+import { events } from "@switchyard/proto";
+import { createLogger } from "@switchyard/telemetry";
+import { Bus } from "../src/index.js";
+
+const logger = createLogger({ service: "test", level: "error" });
+const buses: Bus[] = [];
+const servers: ChildProcess[] = [];
+afterEach(async () => {
+  await Promise.all(buses.splice(0).map((b) => b.close()));
+  for (const s of servers.splice(0)) s.kill("SIGKILL");
+});
+
+function bus(url: string, bucket: string, subject: string): Bus {
+  const b = Bus.start({ url, name: "test", priceBucket: bucket, healthSubject: subject, logger });
+  buses.push(b);
+  return b;
+}
+
+async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const price = (model: string, output: bigint) =>
+  create(events.PriceUpdateSchema, { provider: "p", model, inputMicroUsdPerMtok: 1n, outputMicroUsdPerMtok: output, effectiveAtUnixMs: BigInt(Date.now()), source: "test" });
+
+const unique = () => `t${Date.now().toString(36)}${Math.floor(Math.random() * 1e6)}`;
+
+describe("bus on the real NATS at 127.0.0.1:4222", () => {
+  it("gives a late starter the whole price table at once, then live changes", async () => {
+    const bucket = unique();
+    const publisher = bus("nats://127.0.0.1:4222", bucket, `${bucket}.health`);
+    await publisher.putPrices([price("a", 10n), price("b/with:odd.chars", 20n)]);
+    const seen = new Map<string, bigint>();
+    const late = bus("nats://127.0.0.1:4222", bucket, `${bucket}.health`);
+    late.watchPrices((provider, model, u) => seen.set(`${provider}/${model}`, u?.outputMicroUsdPerMtok ?? -1n));
+    await until(() => seen.size === 2);
+    expect(seen.get("p/b/with:odd.chars")).toBe(20n);
+    await publisher.putPrices([price("a", 11n)]);
+    await until(() => seen.get("p/a") === 11n);
+    const nc = await connect({ servers: "127.0.0.1:4222" });
+    await (await new Kvm(nc).open(bucket)).destroy();
+    await nc.close();
+  });
+
+  it("carries health updates between replicas and reports undecodable ones", async () => {
+    const subject = `${unique()}.health`;
+    const a = bus("nats://127.0.0.1:4222", unique(), subject);
+    const b = bus("nats://127.0.0.1:4222", unique(), subject);
+    const got: events.HealthUpdate[] = [];
+    const invalid: string[] = [];
+    b.subscribeHealth((u) => got.push(u));
+    b.onInvalid((kind, reason) => invalid.push(`${kind}: ${reason}`));
+    await until(() => a.state === "connected" && b.state === "connected");
+    await new Promise((r) => setTimeout(r, 100));
+    expect(a.publishHealth(create(events.HealthUpdateSchema, { provider: "p", model: "m", errorRate: 0.5 }))).toBe(true);
+    await until(() => got.length === 1);
+    expect(got[0]).toMatchObject({ provider: "p", model: "m", errorRate: 0.5 });
+    const nc = await connect({ servers: "127.0.0.1:4222" });
+    nc.publish(`${subject}.p`, new Uint8Array([0xff, 0xff, 0xff]));
+    await nc.flush();
+    await nc.close();
+    await until(() => invalid.length === 1);
+    expect(invalid[0]).toMatch(/^health: /);
+  });
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function natsServer(port: number, dir: string): ChildProcess {
+  const child = spawn("nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], { stdio: "ignore", env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin` } });
+  servers.push(child);
+  return child;
+}
+
+describe("a NATS outage", () => {
+  it("keeps last-known prices, drops publishes, reconnects and resyncs from KV when NATS returns", async () => {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), "switchyard-nats-test-"));
+    const url = `nats://127.0.0.1:${port}`;
+    let server = natsServer(port, dir);
+    const bucket = unique();
+    const publisher = bus(url, bucket, "h");
+    const seen = new Map<string, bigint>();
+    const watcher = bus(url, bucket, "h");
+    watcher.watchPrices((_p, model, u) => seen.set(model, u?.outputMicroUsdPerMtok ?? -1n));
+    await until(() => publisher.state === "connected" && watcher.state === "connected", 10_000);
+    await publisher.putPrices([price("a", 10n)]);
+    await until(() => seen.get("a") === 10n);
+
+    server.kill("SIGKILL");
+    await until(() => watcher.state === "reconnecting", 10_000);
+    expect(seen.get("a")).toBe(10n); // last-known value kept
+    expect(watcher.publishHealth(create(events.HealthUpdateSchema, { provider: "p", model: "a" }))).toBe(false);
+
+    server = natsServer(port, dir); // same store: the bucket survives
+    await until(() => publisher.state === "connected" && watcher.state === "connected", 15_000);
+    await publisher.putPrices([price("a", 12n), price("b", 5n)]);
+    await until(() => seen.get("a") === 12n && seen.get("b") === 5n, 10_000);
+    rmSync(dir, { recursive: true, force: true });
+  }, 40_000);
+});
