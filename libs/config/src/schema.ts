@@ -93,6 +93,10 @@ const tenant = z
     cost_weight: z.number().min(0).max(1).optional(),
     /** Cap on the share of requests routed to the most expensive tier. */
     max_top_tier_share: z.number().min(0).max(1).default(1),
+    /** Semantic cache for this tenant; default `cache.semantic.enabled`. */
+    cache_semantic: z.boolean().optional(),
+    /** Cosine similarity a last user turn needs to reuse a stored answer; default `cache.semantic.similarity_threshold`. */
+    cache_similarity_threshold: z.number().min(0.5).max(1).optional(),
   })
   .strict();
 
@@ -149,6 +153,38 @@ export const configSchema = z
         lookup_budget_ms: z.number().int().positive().default(50),
         /** Environment variable holding the HMAC key for cache keys; a random per-process key when unset. */
         hmac_key_env: z.string().default("SWITCHYARD_CACHE_HMAC_KEY"),
+        /** Prefix of every Redis key the cache writes (several deployments may share one Redis). */
+        redis_key_prefix: z.string().min(1).default("switchyard:cache:"),
+        /** A Redis command slower than this counts as failed (a miss); also the connect timeout. */
+        redis_timeout_ms: z.number().int().positive().default(250),
+        semantic: z
+          .object({
+            enabled: z.boolean().default(true),
+            /** Cosine similarity of the last user turn needed for a hit (per tenant: tenants[].cache_similarity_threshold). */
+            similarity_threshold: z.number().min(0.5).max(1).default(0.9),
+            /** Entries a partition holds before lookups use the LSH index instead of an exact scan. */
+            exact_scan_below: z.number().int().min(0).default(2_048),
+            embedding: z
+              .object({
+                /** local: hashed word and character n-grams, no network; openai: any OpenAI-compatible /v1/embeddings. */
+                kind: z.enum(["local", "openai"]).default("local"),
+                base_url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+                api_key_env: z
+                  .string()
+                  .regex(/^[A-Z_][A-Z0-9_]*$/, "must be the NAME of an environment variable (the key itself never goes in the config)")
+                  .optional(),
+                model: z.string().min(1).default("text-embedding-3-small"),
+                /** Requested output size (OpenAI `dimensions`); the model's default when unset. */
+                dimensions: z.number().int().positive().max(8_192).optional(),
+                /** Budget of one embeddings call on Store (Lookup is bounded by its own budget). */
+                timeout_ms: z.number().int().positive().default(2_000),
+              })
+              .strict()
+              .refine((e) => e.kind !== "openai" || e.base_url !== undefined, { path: ["base_url"], message: "an openai embedding provider needs base_url" })
+              .prefault({}),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),

@@ -1,7 +1,18 @@
-/** An entry with its size and expiry. */
+/** An entry with its expiry. */
 interface Slot {
   value: Uint8Array;
   expiresAtMs: number;
+}
+
+/** Why an entry left the cache (replacing an entry by the same key reports nothing). */
+export type RemovalReason = "evicted" | "expired";
+
+export interface LruOptions {
+  maxEntries: number;
+  maxBytes: number;
+  now?: () => number;
+  /** Called for every entry that leaves, after it left. */
+  onRemove?: (key: string, reason: RemovalReason) => void;
 }
 
 export interface LruStats {
@@ -10,26 +21,30 @@ export interface LruStats {
   evictions: number;
 }
 
+/** Bytes an entry is charged: its value, its key (UTF-16) and the bookkeeping around them. */
+export function entryBytes(key: string, value: Uint8Array): number {
+  return value.byteLength + key.length * 2 + 64;
+}
+
 /**
- * A byte-bounded LRU map with per-entry TTL. A Map keeps insertion order, so re-inserting on
- * access makes the first key the least recently used: O(1) get, set and eviction.
+ * A byte- and entry-bounded LRU map with per-entry TTL. A Map keeps insertion order, so
+ * re-inserting on access makes the first key the least recently used: O(1) get, set and eviction.
  */
 export class LruCache {
   private readonly map = new Map<string, Slot>();
+  private readonly now: () => number;
   private bytes = 0;
   private evictions = 0;
 
-  constructor(
-    private readonly maxEntries: number,
-    private readonly maxBytes: number,
-    private readonly now: () => number = Date.now,
-  ) {}
+  constructor(private readonly options: LruOptions) {
+    this.now = options.now ?? Date.now;
+  }
 
   get(key: string): Uint8Array | undefined {
     const slot = this.map.get(key);
     if (!slot) return undefined;
     if (slot.expiresAtMs <= this.now()) {
-      this.delete(key, slot);
+      this.remove(key, slot, "expired");
       return undefined;
     }
     this.map.delete(key);
@@ -39,26 +54,43 @@ export class LruCache {
 
   /** Stores a value; false when it alone is larger than the whole cache. */
   set(key: string, value: Uint8Array, ttlMs: number): boolean {
-    const size = value.byteLength + key.length * 2;
-    if (size > this.maxBytes) return false;
+    const size = entryBytes(key, value);
+    if (size > this.options.maxBytes) return false;
     const old = this.map.get(key);
-    if (old) this.delete(key, old);
+    if (old) {
+      this.map.delete(key);
+      this.bytes -= entryBytes(key, old.value);
+    }
     this.map.set(key, { value, expiresAtMs: this.now() + ttlMs });
     this.bytes += size;
-    while (this.map.size > this.maxEntries || this.bytes > this.maxBytes) {
+    while (this.map.size > this.options.maxEntries || this.bytes > this.options.maxBytes) {
       const [oldestKey, oldest] = this.map.entries().next().value as [string, Slot];
-      this.delete(oldestKey, oldest);
       this.evictions++;
+      this.remove(oldestKey, oldest, "evicted");
     }
     return true;
+  }
+
+  /** Drops every expired entry; returns how many. Lookups drop them lazily too. */
+  sweepExpired(): number {
+    const now = this.now();
+    let removed = 0;
+    for (const [key, slot] of this.map) {
+      if (slot.expiresAtMs <= now) {
+        this.remove(key, slot, "expired");
+        removed++;
+      }
+    }
+    return removed;
   }
 
   stats(): LruStats {
     return { entries: this.map.size, bytes: this.bytes, evictions: this.evictions };
   }
 
-  private delete(key: string, slot: Slot): void {
+  private remove(key: string, slot: Slot, reason: RemovalReason): void {
     this.map.delete(key);
-    this.bytes -= slot.value.byteLength + key.length * 2;
+    this.bytes -= entryBytes(key, slot.value);
+    this.options.onRemove?.(key, reason);
   }
 }

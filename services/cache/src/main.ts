@@ -1,36 +1,92 @@
 import { randomBytes } from "node:crypto";
 import { cache as pb } from "@switchyard/proto";
 import { loadRuntime, serve } from "@switchyard/rpc";
-import { Counter, Gauge } from "@switchyard/telemetry";
+import { LocalEmbedder, MemoisedEmbedder, OpenAiEmbedder, type Embedder } from "./embedding.js";
 import { CacheHandler } from "./handler.js";
-import { LruCache } from "./lru.js";
+import { MemoryStore } from "./memory-store.js";
+import { registerCacheMetrics } from "./metrics.js";
+import { RedisStore } from "./redis-store.js";
+import { ResponseCache, type TenantCachePolicy } from "./response-cache.js";
+import type { CacheStore } from "./store.js";
 
 const runtime = loadRuntime("cache");
 const { config, logger, metrics } = runtime;
-const secret = process.env[config.cache.hmac_key_env];
-if (!secret) logger.info("no cache HMAC key set; using a random per-process key (entries do not outlive the process)", { variable: config.cache.hmac_key_env });
+const settings = config.cache;
+const ttlMs = settings.ttl_seconds * 1000;
+
+const secret = process.env[settings.hmac_key_env];
+if (!secret) {
+  const shared = settings.backend === "redis" ? "; replicas sharing Redis will not share entries until they share a key" : "";
+  logger.warn(`no cache HMAC key in ${settings.hmac_key_env}; using a random per-process key (entries do not outlive the process${shared})`);
+}
 const hmacKey = secret ? Buffer.from(secret, "utf8") : randomBytes(32);
-if (config.cache.backend === "redis") logger.warn("cache.backend redis is not available in this build; using memory");
-const store = new LruCache(config.cache.max_entries, config.cache.max_bytes);
 
-const lookups = new Counter({ name: "switchyard_cache_lookups_total", help: "Cache lookups by result.", labelNames: ["kind", "result"], registers: [metrics] });
-const saved = new Counter({ name: "switchyard_cache_saved_micro_usd_total", help: "Cost of the original answers served from cache, micro-dollars.", registers: [metrics] });
-const stores = new Counter({ name: "switchyard_cache_stores_total", help: "Answers stored.", registers: [metrics] });
-new Gauge({ name: "switchyard_cache_entries", help: "Entries held.", registers: [metrics], collect() { this.set(store.stats().entries); } });
-new Gauge({ name: "switchyard_cache_bytes", help: "Bytes held.", registers: [metrics], collect() { this.set(store.stats().bytes); } });
-new Gauge({ name: "switchyard_cache_evictions", help: "Entries evicted to stay within max_entries / max_bytes.", registers: [metrics], collect() { this.set(store.stats().evictions); } });
+const cacheMetrics = registerCacheMetrics(metrics, logger);
+const store: CacheStore =
+  settings.backend === "redis"
+    ? new RedisStore({
+        url: settings.redis_url,
+        keyPrefix: settings.redis_key_prefix,
+        ttlMs,
+        timeoutMs: settings.redis_timeout_ms,
+        exactScanBelow: settings.semantic.exact_scan_below,
+        maxMirrorVectors: settings.max_entries,
+        logger,
+      })
+    : new MemoryStore({
+        maxEntries: settings.max_entries,
+        maxBytes: settings.max_bytes,
+        ttlMs,
+        exactScanBelow: settings.semantic.exact_scan_below,
+        onEvict: cacheMetrics.evicted,
+      });
+cacheMetrics.watch(store);
 
-const handler = new CacheHandler(store, hmacKey, config.cache.ttl_seconds * 1000, {
-  lookup: (result) => lookups.inc({ kind: "exact", result }),
-  stored: () => stores.inc(),
-  hitSaved: (micro) => saved.inc(Number(micro)),
+function embedder(): Embedder | undefined {
+  const e = settings.semantic.embedding;
+  const anyTenantSemantic = config.tenants.some((t) => t.cache_semantic ?? settings.semantic.enabled);
+  if (!anyTenantSemantic) return undefined;
+  if (e.kind === "local") return new LocalEmbedder();
+  const apiKey = e.api_key_env ? process.env[e.api_key_env] : undefined;
+  if (e.api_key_env && !apiKey) logger.warn("the embeddings key variable is not set; calling the embeddings provider without a key", { variable: e.api_key_env });
+  return new MemoisedEmbedder(
+    new OpenAiEmbedder({ baseUrl: e.base_url!, apiKey, model: e.model, ...(e.dimensions === undefined ? {} : { dimensions: e.dimensions }), timeoutMs: e.timeout_ms }),
+  );
+}
+
+const policies = new Map<string, TenantCachePolicy>(
+  config.tenants.map((t) => [
+    t.name,
+    { semantic: t.cache_semantic ?? settings.semantic.enabled, similarityThreshold: t.cache_similarity_threshold ?? settings.semantic.similarity_threshold },
+  ]),
+);
+const defaultPolicy: TenantCachePolicy = { semantic: settings.semantic.enabled, similarityThreshold: settings.semantic.similarity_threshold };
+
+const cache = new ResponseCache({
+  store,
+  embedder: embedder(),
+  secret: hmacKey,
+  policy: (tenant) => policies.get(tenant) ?? defaultPolicy,
+  observer: cacheMetrics.observer,
 });
+const sweeper = setInterval(() => store.sweep(), 60_000);
+sweeper.unref();
 
+logger.info("cache ready", { backend: store.backend, semantic: settings.semantic.enabled, embedding: settings.semantic.embedding.kind });
 await serve({
   runtime,
   port: config.ports.cache,
   httpPort: config.ports.cache_http,
   serviceNames: [pb.CacheService.typeName],
-  routes: (router) => router.service(pb.CacheService, handler),
-  readiness: () => ({ ready: true, checks: { backend: "memory", entries: String(store.stats().entries) } }),
+  routes: (router) => router.service(pb.CacheService, new CacheHandler(cache, settings.lookup_budget_ms)),
+  // A cache whose backend is down still answers (misses), so the replica stays in rotation.
+  readiness: () => {
+    const s = store.status();
+    const stats = store.stats();
+    return { ready: true, checks: { backend: settings.backend, [settings.backend]: s.connected ? "ok" : `degraded: ${s.detail}`, vectors: String(stats.vectors), ...(stats.entries === undefined ? {} : { entries: String(stats.entries) }) } };
+  },
+  onStop: async () => {
+    clearInterval(sweeper);
+    await store.close();
+  },
 });
