@@ -92,6 +92,7 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
     if (req.stop.length > 4) throw invalidRequest("stop takes at most 4 sequences", "stop");
     const r = req.routing;
     check(r?.qualityTarget, "routing.quality_target", 0, 1);
+    check(r?.costWeight, "routing.cost_weight", 0, 1);
     const cacheMode = r?.cache === pb.CacheMode.USE ? "use" : r?.cache === pb.CacheMode.BYPASS ? "bypass" : "default";
     return {
       requestId,
@@ -107,6 +108,7 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
         ...(req.seed === undefined ? {} : { seed: req.seed }),
       },
       ...(r?.qualityTarget === undefined ? {} : { qualityTarget: r.qualityTarget }),
+      ...(r?.costWeight === undefined ? {} : { costWeight: r.costWeight }),
       maxOutputMicroUsdPerMtok: r?.maxOutputMicroUsdPerMtok ?? 0n,
       cacheMode,
       receivedAt,

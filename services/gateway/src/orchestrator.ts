@@ -35,6 +35,7 @@ export interface CompletionRequest {
   messages: { role: string; content: string; name?: string }[];
   sampling: Sampling;
   qualityTarget?: number;
+  costWeight?: number;
   maxOutputMicroUsdPerMtok: bigint;
   cacheMode: "default" | "use" | "bypass";
   /** When the request arrived (performance.now()), for overhead metrics. */
@@ -284,6 +285,7 @@ export class Orchestrator {
           expectedOutputTokens: BigInt(req.sampling.maxTokens ?? 0),
           preferences: {
             ...(req.qualityTarget === undefined ? {} : { qualityTarget: req.qualityTarget }),
+            ...(req.costWeight === undefined ? {} : { costWeight: req.costWeight }),
             maxOutputMicroUsdPerMtok: req.maxOutputMicroUsdPerMtok,
           },
         },

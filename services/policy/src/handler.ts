@@ -6,6 +6,7 @@ import { policy as pb } from "@switchyard/proto";
 import type { HealthTable } from "./health.js";
 import type { PriceTable } from "./prices.js";
 import { planRoute, RouteError } from "./route.js";
+import type { TopTierCap } from "./tier-cap.js";
 
 /** `switchyard.policy.v1.PolicyService`. */
 export class PolicyHandler implements ServiceImpl<typeof pb.PolicyService> {
@@ -14,27 +15,31 @@ export class PolicyHandler implements ServiceImpl<typeof pb.PolicyService> {
     private readonly prices: PriceTable,
     private readonly health: HealthTable,
     private readonly tablesStale: () => boolean,
+    private readonly topTierCap: TopTierCap,
   ) {}
 
   route(req: pb.RouteRequest): pb.RouteResponse {
     let plan;
     try {
       const prefs = req.preferences;
+      const admitted = req.pinnedModel ? { tier: req.tier } : this.topTierCap.admit(req.tenant, req.tier);
       plan = planRoute(
         {
           tenant: req.tenant,
-          tier: req.tier,
+          tier: admitted.tier,
           predictedQuality: req.predictedQuality,
           pinnedModel: req.pinnedModel,
           expectedInputTokens: Number(req.expectedInputTokens),
           expectedOutputTokens: Number(req.expectedOutputTokens),
           ...(prefs?.qualityTarget === undefined ? {} : { qualityTarget: prefs.qualityTarget }),
+          ...(prefs?.costWeight === undefined ? {} : { costWeight: prefs.costWeight }),
           maxOutputMicroUsdPerMtok: prefs?.maxOutputMicroUsdPerMtok ?? 0n,
         },
         this.config,
         this.prices,
         this.health,
       );
+      if (admitted.note) plan = { ...plan, reason: `${plan.reason}; ${admitted.note}` };
     } catch (err) {
       if (err instanceof RouteError) {
         throw new ConnectError(err.message, err.code === "no_candidates" ? Code.FailedPrecondition : Code.NotFound);

@@ -5,6 +5,7 @@ import { Counter, Gauge } from "@switchyard/telemetry";
 import { PolicyHandler } from "./handler.js";
 import { HealthTable } from "./health.js";
 import { PriceTable } from "./prices.js";
+import { TopTierCap } from "./tier-cap.js";
 
 const runtime = loadRuntime("policy");
 const { config, logger, metrics } = runtime;
@@ -47,7 +48,7 @@ await serve({
   port: config.ports.policy,
   httpPort: config.ports.policy_http,
   serviceNames: [pb.PolicyService.typeName],
-  routes: (router) => router.service(pb.PolicyService, new PolicyHandler(config, prices, health, stale)),
+  routes: (router) => router.service(pb.PolicyService, new PolicyHandler(config, prices, health, stale, new TopTierCap(config))),
   readiness: () => ({
     ready: prices.catalog.length > 0,
     checks: {

@@ -13,6 +13,8 @@ export interface RouteQuery {
   expectedInputTokens: number;
   expectedOutputTokens: number;
   qualityTarget?: number;
+  /** 0 = only quality matters, 1 = only cost; when set (here or on the tenant), replaces the target rule. */
+  costWeight?: number;
   maxOutputMicroUsdPerMtok: bigint;
 }
 
@@ -71,16 +73,28 @@ export function planRoute(query: RouteQuery, config: Config, prices: PriceTable,
   else if (healthy.length < scored.length) notes.push(`${scored.length - healthy.length} candidate(s) skipped: circuit open`);
   const pool = healthy.length > 0 ? healthy : scored;
 
-  const meets = pool.filter((r) => r.predictedQuality >= target).sort(byCost);
-  const misses = pool.filter((r) => r.predictedQuality < target).sort((a, b) => b.predictedQuality - a.predictedQuality || byCost(a, b));
-  const ordered = [...meets, ...misses];
+  const costWeight = query.costWeight ?? tenant?.cost_weight;
+  let ordered: PlannedRoute[];
+  let why: string;
+  if (costWeight !== undefined) {
+    // Weigh predicted quality against price: cost is scaled to the dearest candidate so both
+    // terms live in [0, 1].
+    const maxCost = pool.reduce((m, r) => (r.expectedCostScaled > m ? r.expectedCostScaled : m), 1n);
+    const utility = (r: PlannedRoute) => (1 - costWeight) * r.predictedQuality - costWeight * (Number(r.expectedCostScaled) / Number(maxCost));
+    ordered = [...pool].sort((a, b) => utility(b) - utility(a) || byCost(a, b));
+    why = `best quality/cost trade-off at cost_weight ${costWeight.toFixed(2)}`;
+  } else {
+    const meets = pool.filter((r) => r.predictedQuality >= target).sort(byCost);
+    const misses = pool.filter((r) => r.predictedQuality < target).sort((a, b) => b.predictedQuality - a.predictedQuality || byCost(a, b));
+    ordered = [...meets, ...misses];
+    why =
+      meets.length > 0
+        ? `cheapest of ${meets.length} candidate(s) meeting quality ${target.toFixed(2)}`
+        : `no candidate meets quality ${target.toFixed(2)}; best predicted quality`;
+  }
   const primary = ordered[0]!;
   const rest = ordered.slice(1);
   const fallbacks = [...rest.filter((r) => r.entry.provider.name !== primary.entry.provider.name), ...rest.filter((r) => r.entry.provider.name === primary.entry.provider.name)];
-  const why =
-    meets.length > 0
-      ? `cheapest of ${meets.length} candidate(s) meeting quality ${target.toFixed(2)}`
-      : `no candidate meets quality ${target.toFixed(2)}; best predicted quality`;
   return {
     routes: [primary, ...fallbacks],
     tier: tier.name,

@@ -107,3 +107,13 @@ describe("route planning", () => {
     expect(plan.routes.map((r) => r.entry.id)).toEqual(["a/mid", "a/cheap"]);
   });
 });
+
+describe("cost weight", () => {
+  it("trades predicted quality against price: 0 picks the best model, 1 the cheapest", () => {
+    const prices = new PriceTable(config, {});
+    const pick = (costWeight: number) => planRoute(query({ costWeight }), config, prices, new HealthTable()).routes[0]!.entry.id;
+    expect(pick(0)).toBe("b/big");
+    expect(pick(1)).toBe("a/cheap");
+    expect(planRoute(query({ costWeight: 0.5 }), config, prices, new HealthTable()).reason).toMatch(/best quality\/cost trade-off at cost_weight 0\.50/);
+  });
+});

@@ -15,7 +15,7 @@ export interface ChatRequest {
 /**
  * Validates an OpenAI `POST /v1/chat/completions` body. Every problem becomes a 400 naming the
  * parameter, as OpenAI does. Switchyard's own options travel in `switchyard: {quality_target,
- * max_output_usd_per_mtok, cache: "use" | "bypass"}` or the `x-switchyard-cache` header.
+ * cost_weight, max_output_usd_per_mtok, cache: "use" | "bypass"}` or the `x-switchyard-cache` header.
  */
 export function parseChatRequest(body: unknown, config: Config, cacheHeader: string | undefined): ChatRequest {
   if (typeof body !== "object" || body === null || Array.isArray(body)) throw invalidRequest("the request body must be a JSON object");
@@ -57,6 +57,7 @@ export function parseChatRequest(body: unknown, config: Config, cacheHeader: str
   if (ext !== undefined && (typeof ext !== "object" || ext === null || Array.isArray(ext))) throw invalidRequest("'switchyard' must be an object", "switchyard");
   const x = (ext ?? {}) as Record<string, unknown>;
   const qualityTarget = optionalNumber(x.quality_target, "switchyard.quality_target", 0, 1);
+  const costWeight = optionalNumber(x.cost_weight, "switchyard.cost_weight", 0, 1);
   const maxPrice = optionalNumber(x.max_output_usd_per_mtok, "switchyard.max_output_usd_per_mtok", 0, 10_000);
   const cacheOption = x.cache ?? cacheHeader;
   if (cacheOption !== undefined && cacheOption !== "use" && cacheOption !== "bypass" && cacheOption !== "default") {
@@ -71,6 +72,7 @@ export function parseChatRequest(body: unknown, config: Config, cacheHeader: str
       messages,
       sampling,
       ...(qualityTarget === undefined ? {} : { qualityTarget }),
+      ...(costWeight === undefined ? {} : { costWeight }),
       maxOutputMicroUsdPerMtok: maxPrice === undefined ? 0n : BigInt(Math.round(maxPrice * 1_000_000)),
       cacheMode: (cacheOption as CompletionRequest["cacheMode"] | undefined) ?? "default",
     },
