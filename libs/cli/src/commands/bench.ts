@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
 import { defaultConfigPath, parseConfig } from "@switchyard/config";
 import { Mesh } from "../mesh.js";
+import { measurePropagation } from "../propagation.js";
 import { freePort } from "../ports.js";
 
 interface BenchOptions {
@@ -29,6 +30,7 @@ interface Sample {
  * Switchyard adds.
  */
 export async function benchCommand(argv: string[]): Promise<number> {
+  if (argv[0] === "propagation") return propagationBench(argv.slice(1));
   const options = parseOptions(argv);
   const upstream = await startFakeUpstream(options);
   const dir = mkdtempSync(join(tmpdir(), "switchyard-bench-"));
@@ -225,4 +227,26 @@ function summarise(o: BenchOptions, direct: Sample[], mesh: Sample[]) {
     line("total through mesh", rows.mesh_total) +
     `\nadded by Switchyard: TTFT p50 ${added.ttft_p50.toFixed(2)} ms, TTFT p99 ${added.ttft_p99.toFixed(2)} ms, total p50 ${added.total_p50.toFixed(2)} ms\n`;
   return { table, json: { options: o, machine, date: new Date().toISOString(), ms: rows, added_ms: added } };
+}
+
+/**
+ * `switchyard bench propagation [--flips N] [--nats URL]`: publish-to-routing-change latency of
+ * price updates over NATS, measured on two policy replicas.
+ */
+async function propagationBench(argv: string[]): Promise<number> {
+  let flips = 50;
+  let natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--flips" && Number(argv[i + 1]) > 0) flips = Number(argv[++i]);
+    else if (argv[i] === "--nats" && argv[i + 1]) natsUrl = argv[++i]!;
+    else throw new Error(`bad option "${argv[i]}" (options: --flips N --nats URL)`);
+  }
+  const samples = await measurePropagation({ natsUrl, flips });
+  const sorted = samples.map((s) => s.ms).sort((a, b) => a - b);
+  const machine = `${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, Node ${process.version}`;
+  const line = `price publish -> routing change on 2 policy replicas (${flips} flips, ${samples.length} observations, 2 ms polling): p50 ${percentile(sorted, 50).toFixed(1)} ms, p99 ${percentile(sorted, 99).toFixed(1)} ms, max ${sorted.at(-1)!.toFixed(1)} ms\nmachine: ${machine}\n`;
+  process.stdout.write(line);
+  mkdirSync(".bench", { recursive: true });
+  writeFileSync(".bench/propagation.json", JSON.stringify({ date: new Date().toISOString(), machine, flips, samples }, null, 2) + "\n");
+  return 0;
 }
