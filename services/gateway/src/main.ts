@@ -1,6 +1,7 @@
 import { endpointFor } from "@switchyard/config";
 import { cache, classifier, gateway as pb, policy, provider } from "@switchyard/proto";
 import { createServiceClient, loadRuntime, serve } from "@switchyard/rpc";
+import { DependencyHealth } from "./dependencies.js";
 import { GatewayHandler } from "./grpc.js";
 import { createGatewayMetrics } from "./metrics.js";
 import { openAiApi } from "./openai/http.js";
@@ -26,6 +27,7 @@ const clients = {
 const metrics = createGatewayMetrics(runtime.metrics);
 const orchestrator = new Orchestrator(clients, config, metrics, logger);
 const tenants = new TenantResolver(config);
+const dependencies = new DependencyHealth(config);
 
 await serve({
   runtime,
@@ -34,7 +36,9 @@ await serve({
   serviceNames: [pb.GatewayService.typeName],
   routes: (router) => router.service(pb.GatewayService, new GatewayHandler(config, orchestrator, tenants, metrics, logger)),
   httpFallback: openAiApi({ config, orchestrator, policy: clients.policy, tenants, metrics, logger }),
+  readiness: () => dependencies.readiness(),
   onStop: async () => {
+    dependencies.close();
     for (const c of Object.values(connections)) c.close();
   },
 });

@@ -52,6 +52,8 @@ export interface RouteTaken {
   taskType: string;
   reason: string;
   cache: "hit" | "miss" | "bypass";
+  /** On a hit: which cache answered. */
+  cacheKind?: "exact" | "semantic";
   fallbacks: number;
 }
 
@@ -208,15 +210,18 @@ export class Orchestrator {
     throw new StreamInterrupted(new GatewayError(502, "upstream_error", "upstream_stream_broken", "the provider stream ended without finishing the answer"));
   }
 
-  private async *replay(hit: cachePb.CachedCompletion): AsyncGenerator<CompletionEvent> {
+  private async *replay(found: cachePb.LookupResponse): AsyncGenerator<CompletionEvent> {
+    const hit = found.completion!;
+    const semantic = found.kind === cachePb.HitKind.SEMANTIC;
     const route: RouteTaken = {
       provider: hit.provider,
       model: hit.model,
       id: `${hit.provider}/${hit.model}`,
       tier: hit.tier,
       taskType: "",
-      reason: "served from the exact cache",
+      reason: semantic ? `served from the semantic cache (similarity ${found.similarity.toFixed(3)})` : "served from the exact cache",
       cache: "hit",
+      cacheKind: semantic ? "semantic" : "exact",
       fallbacks: 0,
     };
     yield { type: "routed", route };
@@ -238,10 +243,10 @@ export class Orchestrator {
     };
   }
 
-  private async lookup(key: cachePb.CacheKey, signal: AbortSignal): Promise<cachePb.CachedCompletion | undefined> {
+  private async lookup(key: cachePb.CacheKey, signal: AbortSignal): Promise<cachePb.LookupResponse | undefined> {
     try {
       const res = await this.clients.cache.lookup({ key }, { signal, timeoutMs: this.config.cache.lookup_budget_ms });
-      return res.hit ? res.completion : undefined;
+      return res.hit && res.completion ? res : undefined;
     } catch (err) {
       this.metrics.dependencyFailures.inc({ dependency: "cache" });
       this.logger.debug("cache lookup failed; treating as a miss", { err });

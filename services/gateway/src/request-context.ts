@@ -24,7 +24,7 @@ export function annotateRoute(span: Span, route: RouteTaken): void {
     "switchyard.tier": route.tier,
     "switchyard.task_type": route.taskType,
     "switchyard.route_reason": route.reason,
-    "switchyard.cache": route.cache,
+    "switchyard.cache": route.cacheKind ? `${route.cache}:${route.cacheKind}` : route.cache,
     "switchyard.fallbacks": route.fallbacks,
   });
 }

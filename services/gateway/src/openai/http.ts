@@ -264,6 +264,7 @@ function switchyardInfo(done: Extract<CompletionEvent, { type: "done" }>, identi
     task_type: done.route.taskType,
     reason: done.route.reason,
     cache: done.route.cache,
+    ...(done.route.cacheKind ? { cache_kind: done.route.cacheKind } : {}),
     fallbacks: done.route.fallbacks,
     cost_usd: formatUsd(done.costMicroUsd),
     saved_usd: formatUsd(done.savedMicroUsd),
