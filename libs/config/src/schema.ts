@@ -67,7 +67,7 @@ const provider = z
     pool_connections: z.number().int().positive().default(8),
     /** Keep-alive connections opened at start and kept open while idle (at most pool_connections). */
     warm_connections: z.number().int().min(0).default(2),
-    /** How often idle warm connections are refreshed with a cheap HEAD request; 0 = never. */
+    /** How often idle warm connections are refreshed with a cheap credential-free GET; 0 = never. */
     keep_warm_interval_ms: z.number().int().min(0).default(30_000),
     models: z.array(model).min(1, "a provider needs at least one model"),
   })

@@ -19,6 +19,8 @@ export interface FakeUpstream {
   url: string;
   port: number;
   requests: RecordedRequest[];
+  /** GET requests (warm-ups), apart. */
+  warmups: RecordedRequest[];
   /** TCP connections accepted so far. */
   connections: number;
   /** Connections open now. */
@@ -27,13 +29,14 @@ export interface FakeUpstream {
   close(): Promise<void>;
 }
 
-/** Starts a fake upstream on 127.0.0.1 and a free port. HEAD requests (warm-ups) get an empty 404. */
+/** Starts a fake upstream on 127.0.0.1 and a free port. GET requests (warm-ups) get a small 404 like real APIs send. */
 export async function startFakeUpstream(reply: Reply = (res) => res.end()): Promise<FakeUpstream> {
   const openSockets = new Set<Socket>();
   const fake: FakeUpstream = {
     url: "",
     port: 0,
     requests: [],
+    warmups: [],
     connections: 0,
     openSockets,
     reply,
@@ -55,8 +58,9 @@ export async function startFakeUpstream(reply: Reply = (res) => res.end()): Prom
         json = undefined;
       }
       const recorded = { method: req.method ?? "", url: req.url ?? "", headers: req.headers, json };
-      if (req.method === "HEAD") {
-        res.writeHead(404).end();
+      if (req.method === "GET") {
+        fake.warmups.push(recorded);
+        res.writeHead(404, { "content-type": "application/json" }).end('{"error":{"message":"Not found","type":"invalid_request_error"}}');
         return;
       }
       fake.requests.push(recorded);

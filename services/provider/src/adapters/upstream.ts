@@ -83,16 +83,17 @@ export class Upstream {
 
   /**
    * Makes `target` connections (capped at the pool size) open, counting those busy with requests:
-   * sends as many credential-free HEAD requests to the base URL as are missing, which reuse idle
-   * connections first (refreshing them against the server's idle timeout) and open the rest.
-   * Resolves to the connections open afterwards; never throws.
+   * sends as many credential-free GET requests to the base URL as are missing (a small 404 or 401
+   * from real APIs), which reuse idle connections first (refreshing them against the server's idle
+   * timeout) and open the rest. Not HEAD: Node's client drops the connection after a HEAD answer
+   * without content-length. Resolves to the connections open afterwards; never throws.
    */
   async warm(target: number): Promise<number> {
     const wanted = Math.max(0, Math.min(target, this.options.maxSockets) - this.stats().busy);
     await Promise.allSettled(
       Array.from({ length: wanted }, async () => {
-        const res = await this.request("", { method: "HEAD", headers: {}, signal: AbortSignal.timeout(5_000) });
-        for await (const _ of res.body) void _;
+        const res = await this.request("", { method: "GET", headers: {}, signal: AbortSignal.timeout(5_000) });
+        await readLimited(res.body, 0);
       }),
     );
     const { busy, idle } = this.stats();
