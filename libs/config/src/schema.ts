@@ -163,7 +163,7 @@ export const configSchema = z
             /** Cosine similarity of the last user turn needed for a hit (per tenant: tenants[].cache_similarity_threshold). */
             similarity_threshold: z.number().min(0.5).max(1).default(0.9),
             /** Entries a partition holds before lookups use the LSH index instead of an exact scan. */
-            exact_scan_below: z.number().int().min(0).default(2_048),
+            exact_scan_below: z.number().int().min(0).default(512),
             embedding: z
               .object({
                 /** local: hashed word and character n-grams, no network; openai: any OpenAI-compatible /v1/embeddings. */

@@ -1,5 +1,3 @@
-import { dot } from "./embedding.js";
-
 /** The closest stored vector and its cosine similarity to the query. */
 export interface Neighbour {
   id: string;
@@ -44,14 +42,22 @@ export class Hyperplanes {
   }
 
   /** Writes the vector's TABLES codes into `out` at `offset`. */
-  codes(v: Float32Array, out: Uint32Array, offset: number, vOffset = 0): void {
+  codes(v: Float32Array, out: Uint32Array, offset: number): void {
     const d = this.dims;
+    const planes = this.planes;
     let p = 0;
     for (let t = 0; t < TABLES; t++) {
       let code = 0;
       for (let b = 0; b < BITS; b++) {
-        let s = 0;
-        for (let i = 0; i < d; i++) s += this.planes[p + i]! * v[vOffset + i]!;
+        let s0 = 0;
+        let s1 = 0;
+        let i = 0;
+        for (; i + 1 < d; i += 2) {
+          s0 += planes[p + i]! * v[i]!;
+          s1 += planes[p + i + 1]! * v[i + 1]!;
+        }
+        if (i < d) s0 += planes[p + i]! * v[i]!;
+        const s = s0 + s1;
         p += d;
         if (s > 0) code |= 1 << b;
       }
@@ -66,8 +72,10 @@ export class Hyperplanes {
  * Up to `exactScanBelow` entries it scans every vector (exact, and fastest at that size). Above,
  * it probes an LSH index: 16 tables of 14-bit SimHash codes, each probed at the query's bucket
  * and the 14 buckets one bit away (multi-probe). The chance that no probe finds a stored vector is
- * about 1e-6 at cosine 0.95 to the query, 5e-4 at 0.9 and under 1% at 0.85. Candidates are
- * scored exactly, so the index can miss a neighbour but never invents one.
+ * about 1e-6 at cosine 0.95 to the query, 5e-4 at 0.9 and under 1% at 0.85. Candidates whose
+ * 224 code bits differ from the query's in more bits than a vector at the threshold would (see
+ * `hammingBound`) are skipped; the rest are scored exactly, so the index can miss a neighbour
+ * but never invents one.
  */
 export class VectorIndex {
   private readonly planes: Hyperplanes;
@@ -86,7 +94,7 @@ export class VectorIndex {
 
   constructor(
     readonly dims: number,
-    private readonly exactScanBelow = 2_048,
+    private readonly exactScanBelow = 512,
   ) {
     this.planes = Hyperplanes.of(dims);
   }
@@ -140,38 +148,71 @@ export class VectorIndex {
     if (query.length !== this.dims) throw new RangeError(`query has ${query.length} dimensions, index has ${this.dims}`);
     let bestSlot = -1;
     let best = minSimilarity;
-    const consider = (slot: number) => {
-      const s = dot(query, this.vectors, slot * this.dims);
-      if (s >= best) {
-        best = s;
-        bestSlot = slot;
-      }
-    };
     if (!this.tables) {
-      for (const slot of this.slotOf.values()) consider(slot);
+      for (const slot of this.slotOf.values()) {
+        const s = this.score(query, slot);
+        if (s >= best) [best, bestSlot] = [s, slot];
+      }
     } else {
       if (++this.epoch === 0xffffffff) {
         this.seen.fill(0);
         this.epoch = 1;
       }
+      const epoch = this.epoch;
+      const seen = this.seen;
       const q = new Uint32Array(TABLES);
       this.planes.codes(query, q, 0);
+      const maxHamming = hammingBound(minSimilarity);
+      const tables: Map<number, number[]>[] = this.tables;
       for (let t = 0; t < TABLES; t++) {
-        const table = this.tables[t]!;
+        const table = tables[t]!;
         const code = q[t]!;
         for (let flip = -1; flip < BITS; flip++) {
           const bucket: number[] | undefined = table.get(flip < 0 ? code : code ^ (1 << flip));
           if (!bucket) continue;
-          for (const slot of bucket) {
-            if (this.seen[slot] === this.epoch) continue;
-            this.seen[slot] = this.epoch;
-            consider(slot);
+          for (let j = 0; j < bucket.length; j++) {
+            const slot = bucket[j]!;
+            if (seen[slot] === epoch) continue;
+            seen[slot] = epoch;
+            if (this.hamming(q, slot) > maxHamming) continue;
+            const s = this.score(query, slot);
+            if (s >= best) [best, bestSlot] = [s, slot];
           }
         }
       }
     }
     const id = bestSlot < 0 ? undefined : this.ids[bestSlot];
     return id === undefined ? undefined : { id, similarity: Math.min(1, best) };
+  }
+
+  /** Bits in which the query's codes and the codes of `slot` differ (of TABLES × BITS). */
+  private hamming(q: Uint32Array, slot: number): number {
+    const codes = this.codes;
+    const base = slot * TABLES;
+    let n = 0;
+    for (let t = 0; t < TABLES; t++) {
+      let x = q[t]! ^ codes[base + t]!;
+      x -= (x >>> 1) & 0x55555555;
+      x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+      n += (Math.imul((x + (x >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24);
+    }
+    return n;
+  }
+
+  /** Dot product of the query with the vector in `slot` (cosine: both are unit vectors). */
+  private score(query: Float32Array, slot: number): number {
+    const d = this.dims;
+    const vectors = this.vectors;
+    const base = slot * d;
+    let s0 = 0;
+    let s1 = 0;
+    let i = 0;
+    for (; i + 1 < d; i += 2) {
+      s0 += query[i]! * vectors[base + i]!;
+      s1 += query[i + 1]! * vectors[base + i + 1]!;
+    }
+    if (i < d) s0 += query[i]! * vectors[base + i]!;
+    return s0 + s1;
   }
 
   private bucket(slot: number): void {
@@ -201,4 +242,16 @@ export class VectorIndex {
     this.ids.push(undefined);
     return slot;
   }
+}
+
+/**
+ * The most bits in which the codes of two vectors at cosine `minSimilarity` differ, but for a
+ * 1-in-30,000 chance: each of the TABLES × BITS bits differs with probability θ/π, so the count
+ * is binomial; the bound is its mean plus four standard deviations. Unrelated vectors differ in
+ * about half the bits and are skipped without computing their similarity.
+ */
+function hammingBound(minSimilarity: number): number {
+  const n = TABLES * BITS;
+  const p = Math.acos(Math.max(-1, Math.min(1, minSimilarity))) / Math.PI;
+  return Math.ceil(n * p + 4 * Math.sqrt(n * p * (1 - p)));
 }
