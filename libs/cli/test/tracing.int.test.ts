@@ -68,7 +68,9 @@ describe("one request, one trace, every hop", () => {
     let mine: ReceivedSpan[] = [];
     for (let i = 0; i < 100; i++) {
       mine = receiver.spans.filter((s) => s.traceId === traceId);
-      if (wanted.every((w) => mine.some((s) => s.service === w && s.kind === 2))) break;
+      const ids = new Set(mine.map((s) => s.spanId));
+      // Every service's server span has arrived, and so has every parent (batches arrive apart).
+      if (wanted.every((w) => mine.some((s) => s.service === w && s.kind === 2)) && mine.every((s) => !s.parentSpanId || ids.has(s.parentSpanId))) break;
       await new Promise((r) => setTimeout(r, 100));
     }
     const byId = new Map(mine.map((s) => [s.spanId, s]));

@@ -20,7 +20,7 @@ export function serverTracing(): Interceptor {
       { kind: SpanKind.SERVER, attributes: { "rpc.system": "connect_rpc", "rpc.service": service, "rpc.method": req.method.name } },
       parent,
     );
-    return traced(span, trace.setSpan(parent, span), () => next(req));
+    return traced(span, trace.setSpan(parent, span), () => next(req), req.signal);
   };
 }
 
@@ -37,11 +37,11 @@ export function clientTracing(): Interceptor {
     );
     const ctx = trace.setSpan(parent, span);
     injectContext((k, v) => req.header.set(k, v), ctx);
-    return traced(span, ctx, () => next(req));
+    return traced(span, ctx, () => next(req), req.signal);
   };
 }
 
-async function traced<R extends { stream: boolean; message: unknown }>(span: Span, ctx: Context, call: () => Promise<R>): Promise<R> {
+async function traced<R extends { stream: boolean; message: unknown }>(span: Span, ctx: Context, call: () => Promise<R>, signal: AbortSignal): Promise<R> {
   let res: R;
   try {
     res = await context.with(ctx, call);
@@ -54,21 +54,28 @@ async function traced<R extends { stream: boolean; message: unknown }>(span: Spa
     span.end();
     return res;
   }
-  return { ...res, message: inContext(res.message as AsyncIterable<unknown>, ctx, span) };
+  return { ...res, message: inContext(res.message as AsyncIterable<unknown>, ctx, span, signal) };
 }
 
-/** Runs every step of an async iterable inside `ctx` and ends `span` when it finishes. */
-export function inContext<T>(source: AsyncIterable<T>, ctx: Context, span: Span): AsyncIterable<T> {
+/**
+ * Runs every step of an async iterable inside `ctx` and ends `span` when it finishes, or when the
+ * call is cancelled (a consumer that stops reading early never returns the iterator: Connect
+ * cancels the call through its signal instead).
+ */
+export function inContext<T>(source: AsyncIterable<T>, ctx: Context, span: Span, signal?: AbortSignal): AsyncIterable<T> {
   return {
     [Symbol.asyncIterator]() {
       const it = context.with(ctx, () => source[Symbol.asyncIterator]());
       let ended = false;
+      const onAbort = () => end();
       const end = (err?: unknown) => {
         if (ended) return;
         ended = true;
+        signal?.removeEventListener("abort", onAbort);
         if (err !== undefined) fail(span, err);
         span.end();
       };
+      signal?.addEventListener("abort", onAbort, { once: true });
       return {
         next: (...args: [] | [unknown]) =>
           context.with(ctx, () => it.next(...args)).then(

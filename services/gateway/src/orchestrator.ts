@@ -206,6 +206,10 @@ export class Orchestrator {
       }
     } catch (err) {
       throw new StreamInterrupted(fromProviderError(err));
+    } finally {
+      // Release the provider stream (it ends right after its finish event, or the client left):
+      // an iterator left open would hold its HTTP/2 stream and never end its span.
+      void rest.return?.().catch(() => {});
     }
     throw new StreamInterrupted(new GatewayError(502, "upstream_error", "upstream_stream_broken", "the provider stream ended without finishing the answer"));
   }
