@@ -50,3 +50,38 @@ export const INFRA_PORTS = {
 
 /** Envoy's listeners and admin port, as set in deploy/envoy/envoy.yaml (checked there). */
 export const ENVOY_PORTS = { ingress: 10000, metrics: 9902, admin: 9901 } as const;
+
+/** Keys a deployment's switchyard.yaml may set differently from the embedded defaults. */
+const DEPLOYMENT_KEYS = [["listen_host"], ["endpoints"], ["nats", "url"], ["cache", "backend"], ["cache", "redis_url"]];
+
+/**
+ * Checks a deployment's switchyard.yaml with the services' own validator, then that it says what
+ * the embedded defaults say apart from where things run (listen address, URLs, cache backend):
+ * a price or tier changed in libs/config/switchyard.default.yaml must change in the deployments too.
+ */
+export function checkDeploymentConfig(text: string, source: string): string[] {
+  let config: Record<string, any>;
+  try {
+    config = parseConfig(text, source) as Record<string, any>;
+  } catch (err) {
+    return [(err as Error).message];
+  }
+  const strip = (c: Record<string, any>) => {
+    const copy = structuredClone(c);
+    for (const path of DEPLOYMENT_KEYS) {
+      const parent = path.slice(0, -1).reduce((o, k) => o?.[k], copy);
+      if (parent) delete parent[path.at(-1)!];
+    }
+    return copy;
+  };
+  const a = strip(config), b = strip(defaults as Record<string, any>);
+  const diffs: string[] = [];
+  const walk = (x: unknown, y: unknown, at: string) => {
+    if (JSON.stringify(x) === JSON.stringify(y)) return;
+    if (x && y && typeof x === "object" && typeof y === "object" && !Array.isArray(x) && !Array.isArray(y)) {
+      for (const k of new Set([...Object.keys(x), ...Object.keys(y)])) walk((x as any)[k], (y as any)[k], at ? `${at}.${k}` : k);
+    } else diffs.push(`${source}: ${at} differs from libs/config/switchyard.default.yaml (${JSON.stringify(x)} vs ${JSON.stringify(y)})`);
+  };
+  walk(a, b, "");
+  return diffs;
+}
