@@ -30,7 +30,7 @@ export interface FakeUpstream {
 }
 
 /** Starts a fake upstream on 127.0.0.1 and a free port. GET requests (warm-ups) get a small 404 like real APIs send. */
-export async function startFakeUpstream(reply: Reply = (res) => res.end()): Promise<FakeUpstream> {
+export async function startFakeUpstream(reply: Reply = (res) => void res.end()): Promise<FakeUpstream> {
   const openSockets = new Set<Socket>();
   const fake: FakeUpstream = {
     url: "",

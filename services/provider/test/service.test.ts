@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { parseConfig } from "@switchyard/config";
 import { provider as pb } from "@switchyard/proto";
@@ -69,7 +70,8 @@ beforeEach(() => {
   for (const u of [oa, an, gm]) u.requests.length = 0;
 });
 
-const ask = (provider: string, modelName: string, extra: Partial<pb.StreamGenerateRequest> = {}) =>
+type RequestFields = Omit<Exclude<MessageInitShape<typeof pb.StreamGenerateRequestSchema>, pb.StreamGenerateRequest>, "$typeName" | "provider" | "model">;
+const ask = (provider: string, modelName: string, extra: RequestFields = {}) =>
   client.streamGenerate({ provider, model: modelName, messages: [{ role: "user", content: "Say hello." }], requestId: "req-1", ...extra });
 
 /** The responses before the stream ended, and the error it ended with (if any). */
@@ -122,7 +124,7 @@ describe("ProviderService over Connect", () => {
           { role: "assistant", toolCalls: [{ id: "call_0", name: "get_weather", argumentsJson: '{"location":"Oslo"}' }] },
           { role: "tool", toolCallId: "call_0", content: "-3 °C" },
         ],
-      } as Partial<pb.StreamGenerateRequest>),
+      }),
     );
     const sent = oa.requests[0]!.json!;
     expect(sent.tool_choice).toBe("auto");
@@ -177,7 +179,7 @@ describe("ProviderService over Connect", () => {
   });
 
   it("rejects a tool schema that is not JSON as InvalidArgument, not retryable, without calling the upstream", async () => {
-    const { error } = await drain(ask("oa", "gpt-x", { tools: [{ name: "f", description: "", parametersJson: "{nope" }] } as Partial<pb.StreamGenerateRequest>));
+    const { error } = await drain(ask("oa", "gpt-x", { tools: [{ name: "f", description: "", parametersJson: "{nope" }] }));
     expect(error?.code).toBe(Code.InvalidArgument);
     expect(error?.rawMessage).toBe('the parameters of tool "f" are not valid JSON');
     expect(detailOf(error!).retryable).toBe(false);

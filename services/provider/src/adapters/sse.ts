@@ -7,7 +7,7 @@ export interface SseEvent {
 /**
  * Parses a byte stream as Server-Sent Events (WHATWG rules): UTF-8 decoded in streaming mode so a
  * character split across TCP writes survives, lines ending in LF, CRLF or CR, `data:` lines joined
- * with LF, comments ignored. Yields one event per blank line. `ended` says whether the stream
+ * with LF, comments ignored. Yields one event per blank line; returns `clean`: whether the stream
  * closed on an event boundary.
  */
 export async function* parseSse(body: AsyncIterable<Uint8Array>): AsyncGenerator<SseEvent, { clean: boolean }> {
