@@ -3,7 +3,7 @@ import { Redis } from "ioredis";
 import type { Logger } from "@switchyard/telemetry";
 import { tenantTag, type EntryRef } from "./key.js";
 import type { CacheStore, SemanticSlot, StoreStats, StoreStatus } from "./store.js";
-import { VectorIndex, type Neighbour } from "./vector-index.js";
+import { LSH_CODES_VERSION, lshCodes, TABLES, VectorIndex, type Neighbour } from "./vector-index.js";
 
 export interface RedisStoreOptions {
   url: string;
@@ -43,7 +43,7 @@ interface Mirror {
  * Entries in Redis, shared by every cache replica that uses the same Redis, prefix and HMAC key.
  *
  * - An entry is a string key `<prefix>e:<tenant tag>:<id>` set with PX = TTL: Redis expires it.
- * - A semantic partition is a stream `<prefix>s:<tenant tag>:<partition>` of (id, vector) entries,
+ * - A semantic partition is a stream `<prefix>s:<tenant tag>:<partition>` of (id, vector, LSH codes) entries,
  *   appended on store and trimmed by age (XADD MINID) so it holds about one TTL of entries; the
  *   stream key itself expires one TTL after its last append.
  * - Each replica mirrors the partitions it is asked about in a local `VectorIndex`, catching up
@@ -94,7 +94,10 @@ export class RedisStore implements CacheStore {
     const batch = this.client.multi().set(this.entryKey(ref), Buffer.from(value.buffer, value.byteOffset, value.byteLength), "PX", ttl);
     if (semantic) {
       const stream = this.streamKey(ref.tenant, semantic.partition);
-      batch.xadd(stream, "MINID", "~", String(Date.now() - ttl), "*", "id", ref.id, "v", encodeVector(semantic.vector)).pexpire(stream, ttl);
+      const codes = lshCodes(semantic.vector);
+      // Codes are written little-endian only; a big-endian replica leaves them out and readers recompute.
+      const codesField = LITTLE_ENDIAN ? [LSH_CODES_VERSION, Buffer.from(codes.buffer, codes.byteOffset, codes.byteLength)] : [];
+      batch.xadd(stream, "MINID", "~", String(Date.now() - ttl), "*", "id", ref.id, "v", encodeVector(semantic.vector), ...codesField).pexpire(stream, ttl);
     }
     const results = await batch.exec();
     if (!results) throw new Error("redis transaction was discarded");
@@ -169,16 +172,18 @@ export class RedisStore implements CacheStore {
         const ms = Number(m.lastId.slice(0, m.lastId.indexOf("-")));
         let id: string | undefined;
         let vector: Float32Array | undefined;
+        let codes: Uint32Array | undefined;
         for (let i = 0; i + 1 < fields.length; i += 2) {
           const name = fields[i]!.toString();
           if (name === "id") id = fields[i + 1]!.toString();
           else if (name === "v") vector = decodeVector(fields[i + 1]!);
+          else if (name === LSH_CODES_VERSION && LITTLE_ENDIAN && fields[i + 1]!.length === TABLES * 4) codes = new Uint32Array(new Uint8Array(fields[i + 1]!).buffer);
         }
         if (!id || !vector || vector.length === 0) continue;
         m.index ??= new VectorIndex(vector.length, this.options.exactScanBelow);
         if (vector.length !== m.index.dims) continue;
         if (!m.addedMs.has(id)) this.mirroredVectors++;
-        m.index.add(id, vector);
+        m.index.add(id, vector, codes);
         m.addedMs.set(id, ms);
         m.order.push({ ms, id });
       }

@@ -5,7 +5,7 @@ export interface Neighbour {
 }
 
 /** Hash tables of the LSH index. */
-const TABLES = 16;
+export const TABLES = 16;
 /** Hyperplanes (bits) per table. */
 const BITS = 14;
 
@@ -18,6 +18,7 @@ const BITS = 14;
 export class Hyperplanes {
   private static readonly byDims = new Map<number, Hyperplanes>();
   private readonly planes: Float32Array;
+  private readonly acc = new Float64Array(TABLES * BITS);
 
   private constructor(readonly dims: number) {
     this.planes = new Float32Array(TABLES * BITS * dims);
@@ -43,28 +44,40 @@ export class Hyperplanes {
 
   /** Writes the vector's TABLES codes into `out` at `offset`. */
   codes(v: Float32Array, out: Uint32Array, offset: number): void {
-    const d = this.dims;
+    // planes is laid out dimension-major (for each dimension, its weight in all planes), so one
+    // pass over the vector's non-zero components accumulates every projection; local embeddings
+    // are mostly zeros.
+    const n = TABLES * BITS;
+    const acc = this.acc;
+    acc.fill(0);
     const planes = this.planes;
-    let p = 0;
+    for (let i = 0; i < this.dims; i++) {
+      const x = v[i]!;
+      if (x === 0) continue;
+      const base = i * n;
+      for (let j = 0; j < n; j++) acc[j]! += x * planes[base + j]!;
+    }
     for (let t = 0; t < TABLES; t++) {
       let code = 0;
-      for (let b = 0; b < BITS; b++) {
-        let s0 = 0;
-        let s1 = 0;
-        let i = 0;
-        for (; i + 1 < d; i += 2) {
-          s0 += planes[p + i]! * v[i]!;
-          s1 += planes[p + i + 1]! * v[i + 1]!;
-        }
-        if (i < d) s0 += planes[p + i]! * v[i]!;
-        const s = s0 + s1;
-        p += d;
-        if (s > 0) code |= 1 << b;
-      }
+      for (let b = 0; b < BITS; b++) if (acc[t * BITS + b]! > 0) code |= 1 << b;
       out[offset + t] = code;
     }
   }
 }
+
+/**
+ * The LSH codes of a unit vector (TABLES numbers), as `VectorIndex.add` computes them. Replicas
+ * store them next to the vector so that mirrors need not recompute them; `LSH_CODES_VERSION`
+ * names the scheme, and codes of another version are ignored.
+ */
+export function lshCodes(vector: Float32Array): Uint32Array {
+  const out = new Uint32Array(TABLES);
+  Hyperplanes.of(vector.length).codes(vector, out, 0);
+  return out;
+}
+
+/** Changes whenever TABLES, BITS or the plane seed change. */
+export const LSH_CODES_VERSION = "lsh1";
 
 /**
  * Nearest-neighbour search over unit vectors by cosine similarity, with add and remove.
@@ -107,15 +120,19 @@ export class VectorIndex {
     return this.slotOf.has(id);
   }
 
-  /** Adds or replaces the vector of `id`; it must have `dims` components and unit length. */
-  add(id: string, vector: Float32Array): void {
+  /**
+   * Adds or replaces the vector of `id`; it must have `dims` components and unit length.
+   * `codes` are its `lshCodes` when already known.
+   */
+  add(id: string, vector: Float32Array, codes?: Uint32Array): void {
     if (vector.length !== this.dims) throw new RangeError(`vector has ${vector.length} dimensions, index has ${this.dims}`);
     this.remove(id);
     const slot = this.free.pop() ?? this.grow();
     this.ids[slot] = id;
     this.slotOf.set(id, slot);
     this.vectors.set(vector, slot * this.dims);
-    this.planes.codes(vector, this.codes, slot * TABLES);
+    if (codes?.length === TABLES) this.codes.set(codes, slot * TABLES);
+    else this.planes.codes(vector, this.codes, slot * TABLES);
     if (this.tables) this.bucket(slot);
     else if (this.slotOf.size > this.exactScanBelow) {
       this.tables = Array.from({ length: TABLES }, () => new Map<number, number[]>());
@@ -132,7 +149,7 @@ export class VectorIndex {
     this.free.push(slot);
     if (this.tables) {
       for (let t = 0; t < TABLES; t++) {
-        const code = this.codes[slot * TABLES + t]!;
+        const code = this.codes[slot * TABLES + t]! | 0;
         const bucket: number[] = this.tables[t]!.get(code)!;
         const at = bucket.indexOf(slot);
         bucket[at] = bucket[bucket.length - 1]!;
@@ -166,7 +183,7 @@ export class VectorIndex {
       const tables: Map<number, number[]>[] = this.tables;
       for (let t = 0; t < TABLES; t++) {
         const table = tables[t]!;
-        const code = q[t]!;
+        const code = q[t]! | 0; // an int32 key keeps Map lookups on the fast (Smi) path
         for (let flip = -1; flip < BITS; flip++) {
           const bucket: number[] | undefined = table.get(flip < 0 ? code : code ^ (1 << flip));
           if (!bucket) continue;
@@ -217,7 +234,7 @@ export class VectorIndex {
 
   private bucket(slot: number): void {
     for (let t = 0; t < TABLES; t++) {
-      const code = this.codes[slot * TABLES + t]!;
+      const code = this.codes[slot * TABLES + t]! | 0;
       const table = this.tables![t]!;
       const bucket = table.get(code);
       if (bucket) bucket.push(slot);
