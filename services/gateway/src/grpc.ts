@@ -48,6 +48,17 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
       throw this.toConnect(err);
     } finally {
       this.metrics.requests.inc(labels);
+      const span = trace.getActiveSpan();
+      this.logger.info("request", {
+        request_id: ctx.responseHeader.get("x-switchyard-request-id") ?? "",
+        trace_id: span?.spanContext().traceId ?? "",
+        api: "grpc",
+        status: labels.status,
+        model: labels.model,
+        tier: labels.tier,
+        cache: labels.cache,
+        duration_ms: Math.round((performance.now() - receivedAt) * 100) / 100,
+      });
     }
   }
 

@@ -43,6 +43,25 @@ new Gauge({
   },
 });
 
+const CIRCUIT_VALUE = { closed: 0, half_open: 1, open: 2 } as const;
+new Gauge({
+  name: "switchyard_policy_circuit_state",
+  help: "Circuit state per model as this replica sees it: 0 closed, 1 half-open, 2 open.",
+  labelNames: ["model"],
+  registers: [metrics],
+  collect() {
+    for (const e of prices.catalog) this.set({ model: e.id }, CIRCUIT_VALUE[health.circuit(e.id)]);
+  },
+});
+new Gauge({
+  name: "switchyard_policy_nats_disconnected_seconds",
+  help: "How long NATS has been unreachable (0 when connected or disabled).",
+  registers: [metrics],
+  collect() {
+    this.set(bus && bus.state !== "connected" ? bus.sinceStateChangeMs() / 1000 : 0);
+  },
+});
+
 await serve({
   runtime,
   port: config.ports.policy,

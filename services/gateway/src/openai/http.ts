@@ -69,7 +69,7 @@ async function chatCompletionsInSpan(deps: OpenAiApiDeps, req: http.IncomingMess
     const events = deps.orchestrator.complete({ ...parsed.completion, requestId: identity.requestId, tenant, receivedAt }, controller.signal);
     const outcome = parsed.stream
       ? await streamResponse(res, events, identity, parsed.includeUsage, deps, receivedAt)
-      : await jsonResponse(res, events, identity);
+      : await jsonResponse(res, events, identity, (model) => deps.metrics.ttft.observe({ api: "openai", model }, (performance.now() - receivedAt) / 1000));
     labels = { ...labels, model: outcome.route.id, tier: outcome.route.tier, cache: outcome.route.cache };
     annotateRoute(span, outcome.route);
     if (outcome.done) {
@@ -174,10 +174,20 @@ async function streamResponse(
   throw new StreamInterrupted(new GatewayError(502, "upstream_error", "incomplete", "the answer ended early"));
 }
 
-async function jsonResponse(res: http.ServerResponse, events: AsyncGenerator<CompletionEvent>, identity: RequestIdentity): Promise<ResponseOutcome> {
+async function jsonResponse(
+  res: http.ServerResponse,
+  events: AsyncGenerator<CompletionEvent>,
+  identity: RequestIdentity,
+  onFirstToken: (model: string) => void,
+): Promise<ResponseOutcome> {
   let text = "";
+  let model = "";
   for await (const event of events) {
-    if (event.type === "delta") text += event.text;
+    if (event.type === "routed") model = event.route.id;
+    else if (event.type === "delta") {
+      if (text === "" && event.text !== "") onFirstToken(model);
+      text += event.text;
+    }
     else if (event.type === "done") {
       const route = event.route;
       const body = {
