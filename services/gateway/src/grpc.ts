@@ -37,6 +37,9 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
           Object.assign(labels, { model: event.route.id, tier: event.route.tier, cache: event.route.cache });
         } else if (event.type === "delta") {
           if (event.text) yield create(pb.CompleteResponseSchema, { text: event.text });
+        } else if (event.type === "tool_call") {
+          // The gRPC API takes no tools, so providers are never asked for calls through it.
+          continue;
         } else {
           ctx.responseTrailer.set("x-switchyard-cost-usd", formatUsd(event.costMicroUsd));
           this.metrics.costMicroUsd.inc({ model: event.route.id, tier: event.route.tier }, Number(event.costMicroUsd));

@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { Config } from "@switchyard/config";
 import { cache as cachePb, classifier as classifierPb, common, policy as policyPb, provider as providerPb } from "@switchyard/proto";
@@ -7,6 +7,7 @@ import { costMicroUsd } from "@switchyard/usage";
 import { fromProviderError, GatewayError, providerErrorOf } from "./errors.js";
 import type { GatewayMetrics } from "./metrics.js";
 import type { ModelChoice } from "./model-name.js";
+import type { ConversationTurn, ToolChoiceSpec, ToolSpec } from "./openai/validate.js";
 
 /** The four internal services the gateway calls. */
 export interface MeshClients {
@@ -38,6 +39,11 @@ export interface CompletionRequest {
   costWeight?: number;
   maxOutputMicroUsdPerMtok: bigint;
   cacheMode: "default" | "use" | "bypass";
+  /** Functions the model may call (OpenAI API only). */
+  tools?: ToolSpec[];
+  toolChoice?: ToolChoiceSpec;
+  /** The conversation with tool calls and results, when it has any. */
+  conversation?: ConversationTurn[];
   /** When the request arrived (performance.now()), for overhead metrics. */
   receivedAt: number;
 }
@@ -69,6 +75,7 @@ export interface FinalUsage {
 export type CompletionEvent =
   | { type: "routed"; route: RouteTaken }
   | { type: "delta"; text: string }
+  | { type: "tool_call"; index: number; id: string; name: string; arguments: string }
   | { type: "done"; route: RouteTaken; finishReason: string; usage: FinalUsage; costMicroUsd: bigint; savedMicroUsd: bigint };
 
 /** The answer broke after it started streaming: the client must not take it for a whole answer. */
@@ -105,7 +112,9 @@ export class Orchestrator {
       ...(req.sampling.seed === undefined ? {} : { seed: req.sampling.seed }),
       stop: req.sampling.stop,
     });
-    const cacheable = this.config.cache.enabled && (req.cacheMode === "use" || (req.cacheMode === "default" && req.sampling.temperature === 0));
+    // Answers that may call tools depend on the caller's functions and state: never cached.
+    const usesTools = (req.tools?.length ?? 0) > 0 || req.conversation !== undefined;
+    const cacheable = !usesTools && this.config.cache.enabled && (req.cacheMode === "use" || (req.cacheMode === "default" && req.sampling.temperature === 0));
     const cacheKey = create(cachePb.CacheKeySchema, { tenant: req.tenant, requestedModel: req.requestedModel, messages, sampling });
 
     const [hit, classification] = await Promise.all([
@@ -138,7 +147,7 @@ export class Orchestrator {
       };
       this.metrics.overhead.observe((performance.now() - req.receivedAt) / 1000);
       const stream = this.clients.provider.streamGenerate(
-        { provider: route.provider, model: route.model, messages, sampling, requestId: req.requestId },
+        { provider: route.provider, model: route.model, messages, sampling, requestId: req.requestId, ...toolFields(req) },
         { signal },
       );
       const it = stream[Symbol.asyncIterator]();
@@ -178,6 +187,9 @@ export class Orchestrator {
         if (event.event.case === "delta") {
           text += event.event.value.text;
           yield { type: "delta", text: event.event.value.text };
+        } else if (event.event.case === "toolCall") {
+          const call = event.event.value;
+          yield { type: "tool_call", index: call.index, id: call.id, name: call.name, arguments: call.arguments };
         } else if (event.event.case === "finish") {
           const finish = event.event.value;
           const u = finish.usage;
@@ -322,4 +334,29 @@ export class Orchestrator {
   private middleTier(): string {
     return this.config.tiers[Math.floor((this.config.tiers.length - 1) / 2)]!.name;
   }
+}
+
+/** Tools, tool choice and the tool-aware conversation in the provider's terms. */
+function toolFields(req: CompletionRequest): Pick<MessageInitShape<typeof providerPb.StreamGenerateRequestSchema>, "tools" | "toolChoice" | "conversation"> {
+  if (!req.tools?.length && !req.conversation) return {};
+  const c = req.toolChoice;
+  const mode = {
+    auto: providerPb.ToolChoiceMode.AUTO,
+    none: providerPb.ToolChoiceMode.NONE,
+    required: providerPb.ToolChoiceMode.REQUIRED,
+    tool: providerPb.ToolChoiceMode.TOOL,
+  };
+  return {
+    tools: (req.tools ?? []).map((t) => create(providerPb.ToolSchema, t)),
+    ...(c ? { toolChoice: create(providerPb.ToolChoiceSchema, { mode: mode[c.mode], toolName: c.mode === "tool" ? c.name : "" }) } : {}),
+    conversation: (req.conversation ?? []).map((t) =>
+      create(providerPb.ProviderMessageSchema, {
+        role: t.role,
+        content: t.content,
+        name: t.name ?? "",
+        toolCallId: t.toolCallId,
+        toolCalls: t.toolCalls.map((tc) => ({ id: tc.id, name: tc.name, argumentsJson: tc.argumentsJson })),
+      }),
+    ),
+  };
 }

@@ -148,6 +148,13 @@ async function streamResponse(
       res.writeHead(200, headers);
       res.flushHeaders();
       await write(res, chunk({ role: "assistant", content: "" }, null));
+    } else if (event.type === "tool_call") {
+      // OpenAI's shape: the first fragment of a call carries id, type and name; later ones only arguments.
+      const fn: Record<string, string> = { arguments: event.arguments };
+      if (event.name) fn.name = event.name;
+      const call: Record<string, unknown> = { index: event.index, function: fn };
+      if (event.id) Object.assign(call, { id: event.id, type: "function" });
+      await write(res, chunk({ tool_calls: [call] }, null));
     } else if (event.type === "delta") {
       if (!route) continue;
       if (event.text === "") continue;
@@ -182,8 +189,15 @@ async function jsonResponse(
 ): Promise<ResponseOutcome> {
   let text = "";
   let model = "";
+  const calls: { id: string; type: "function"; function: { name: string; arguments: string } }[] = [];
   for await (const event of events) {
     if (event.type === "routed") model = event.route.id;
+    else if (event.type === "tool_call") {
+      const call = (calls[event.index] ??= { id: "", type: "function", function: { name: "", arguments: "" } });
+      if (event.id) call.id = event.id;
+      if (event.name) call.function.name = event.name;
+      call.function.arguments += event.arguments;
+    }
     else if (event.type === "delta") {
       if (text === "" && event.text !== "") onFirstToken(model);
       text += event.text;
@@ -195,7 +209,14 @@ async function jsonResponse(
         object: "chat.completion",
         created: Math.floor(Date.now() / 1000),
         model: route.id,
-        choices: [{ index: 0, message: { role: "assistant", content: text, refusal: null }, logprobs: null, finish_reason: event.finishReason }],
+        choices: [
+          {
+            index: 0,
+            message: { role: "assistant", content: calls.length > 0 && text === "" ? null : text, refusal: null, ...(calls.length > 0 ? { tool_calls: calls.filter(Boolean) } : {}) },
+            logprobs: null,
+            finish_reason: event.finishReason,
+          },
+        ],
         usage: openAiUsage(event.usage),
         switchyard: switchyardInfo(event, identity),
       };

@@ -27,15 +27,19 @@ export function parseChatRequest(body: unknown, config: Config, cacheHeader: str
   if (!Array.isArray(b.messages)) throw invalidRequest("'messages' is required and must be an array", "messages");
   if (b.messages.length === 0) throw invalidRequest("'messages' must not be empty", "messages");
   if (b.messages.length > config.limits.max_messages) throw invalidRequest(`'messages' has more than ${config.limits.max_messages} entries`, "messages");
-  const messages = b.messages.map((m: unknown, i: number) => parseMessage(m, i));
+  const turns = b.messages.map((m: unknown, i: number) => parseMessage(m, i));
+  const messages = turns.map(({ role, content, name }) => (name ? { role, content, name } : { role, content }));
+  const usesTools = turns.some((t) => t.toolCalls.length > 0 || t.toolCallId !== "");
 
   const n = b.n;
   if (n !== undefined && n !== null && n !== 1) throw invalidRequest("only n = 1 is supported", "n", "unsupported_parameter");
-  for (const unsupported of ["tools", "functions", "tool_choice", "function_call"] as const) {
-    if (b[unsupported] !== undefined && b[unsupported] !== null && !(Array.isArray(b[unsupported]) && (b[unsupported] as unknown[]).length === 0)) {
-      throw invalidRequest(`'${unsupported}' is not supported by this gateway yet`, unsupported, "unsupported_parameter");
+  for (const legacy of ["functions", "function_call"] as const) {
+    if (b[legacy] !== undefined && b[legacy] !== null) {
+      throw invalidRequest(`'${legacy}' is deprecated by OpenAI and not supported; use 'tools' and 'tool_choice'`, legacy, "unsupported_parameter");
     }
   }
+  const tools = parseTools(b.tools);
+  const toolChoice = parseToolChoice(b.tool_choice, tools);
   const sampling: Sampling = { stop: parseStop(b.stop) };
   const temperature = optionalNumber(b.temperature, "temperature", 0, 2);
   if (temperature !== undefined) sampling.temperature = temperature;
@@ -73,19 +77,23 @@ export function parseChatRequest(body: unknown, config: Config, cacheHeader: str
       sampling,
       ...(qualityTarget === undefined ? {} : { qualityTarget }),
       ...(costWeight === undefined ? {} : { costWeight }),
+      tools,
+      ...(toolChoice ? { toolChoice } : {}),
+      ...(usesTools || tools.length > 0 ? { conversation: turns } : {}),
       maxOutputMicroUsdPerMtok: maxPrice === undefined ? 0n : BigInt(Math.round(maxPrice * 1_000_000)),
       cacheMode: (cacheOption as CompletionRequest["cacheMode"] | undefined) ?? "default",
     },
   };
 }
 
-function parseMessage(m: unknown, i: number): { role: string; content: string; name?: string } {
+function parseMessage(m: unknown, i: number): ConversationTurn {
   const param = `messages[${i}]`;
   if (typeof m !== "object" || m === null || Array.isArray(m)) throw invalidRequest(`${param} must be an object`, param);
   const msg = m as Record<string, unknown>;
   if (typeof msg.role !== "string" || !ROLES.has(msg.role)) {
     throw invalidRequest(`${param}.role must be one of ${[...ROLES].join(", ")}`, `${param}.role`);
   }
+  const toolCalls = msg.role === "assistant" ? parseToolCalls(msg.tool_calls, param) : [];
   let content: string;
   if (typeof msg.content === "string") content = msg.content;
   else if (Array.isArray(msg.content)) {
@@ -100,9 +108,91 @@ function parseMessage(m: unknown, i: number): { role: string; content: string; n
       .join("");
   } else if ((msg.content === null || msg.content === undefined) && msg.role === "assistant") content = "";
   else throw invalidRequest(`${param}.content must be a string or an array of text parts`, `${param}.content`);
+  if (msg.role === "assistant" && content === "" && toolCalls.length === 0 && msg.content === undefined) {
+    throw invalidRequest(`${param}: an assistant message needs content or tool_calls`, `${param}.content`);
+  }
+  let toolCallId = "";
+  if (msg.role === "tool") {
+    if (typeof msg.tool_call_id !== "string" || msg.tool_call_id === "") throw invalidRequest(`${param}.tool_call_id is required on a tool message`, `${param}.tool_call_id`);
+    toolCallId = msg.tool_call_id;
+  }
   const role = msg.role === "developer" ? "system" : msg.role;
   if (msg.name !== undefined && typeof msg.name !== "string") throw invalidRequest(`${param}.name must be a string`, `${param}.name`);
-  return msg.name ? { role, content, name: msg.name as string } : { role, content };
+  const turn: ConversationTurn = { role, content, toolCalls, toolCallId };
+  if (msg.name) turn.name = msg.name as string;
+  return turn;
+}
+
+/** A turn that may carry tool calls (assistant) or a tool result (tool). */
+export interface ConversationTurn {
+  role: string;
+  content: string;
+  name?: string;
+  toolCalls: { id: string; name: string; argumentsJson: string }[];
+  toolCallId: string;
+}
+
+function parseToolCalls(v: unknown, param: string): ConversationTurn["toolCalls"] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw invalidRequest(`${param}.tool_calls must be an array`, `${param}.tool_calls`);
+  return v.map((c: unknown, j: number) => {
+    const call = c as { id?: unknown; type?: unknown; function?: { name?: unknown; arguments?: unknown } } | null;
+    const at = `${param}.tool_calls[${j}]`;
+    if (!call || typeof call.id !== "string" || (call.type !== undefined && call.type !== "function") || typeof call.function?.name !== "string") {
+      throw invalidRequest(`${at} must be {id, type: "function", function: {name, arguments}}`, at);
+    }
+    const args = call.function.arguments ?? "{}";
+    if (typeof args !== "string") throw invalidRequest(`${at}.function.arguments must be a JSON string`, `${at}.function.arguments`);
+    return { id: call.id, name: call.function.name, argumentsJson: args };
+  });
+}
+
+/** A function the model may call. */
+export interface ToolSpec {
+  name: string;
+  description: string;
+  parametersJson: string;
+}
+
+function parseTools(v: unknown): ToolSpec[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw invalidRequest("'tools' must be an array", "tools");
+  if (v.length > 128) throw invalidRequest("'tools' takes at most 128 functions", "tools");
+  return v.map((t: unknown, i: number) => {
+    const tool = t as { type?: unknown; function?: { name?: unknown; description?: unknown; parameters?: unknown } } | null;
+    const at = `tools[${i}]`;
+    if (!tool || tool.type !== "function" || typeof tool.function !== "object" || tool.function === null) {
+      throw invalidRequest(`${at} must be {type: "function", function: {...}}`, at);
+    }
+    const name = tool.function.name;
+    if (typeof name !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw invalidRequest(`${at}.function.name must be 1-64 letters, digits, '_' or '-'`, `${at}.function.name`);
+    const params = tool.function.parameters;
+    if (params !== undefined && (typeof params !== "object" || params === null || Array.isArray(params))) {
+      throw invalidRequest(`${at}.function.parameters must be a JSON Schema object`, `${at}.function.parameters`);
+    }
+    return {
+      name,
+      description: typeof tool.function.description === "string" ? tool.function.description : "",
+      parametersJson: params === undefined ? "" : JSON.stringify(params),
+    };
+  });
+}
+
+/** How the model may use the tools. */
+export type ToolChoiceSpec = { mode: "auto" | "none" | "required" } | { mode: "tool"; name: string };
+
+function parseToolChoice(v: unknown, tools: ToolSpec[]): ToolChoiceSpec | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (v === "auto" || v === "none" || v === "required") {
+    if (v === "required" && tools.length === 0) throw invalidRequest("tool_choice 'required' needs 'tools'", "tool_choice");
+    return { mode: v };
+  }
+  const c = v as { type?: unknown; function?: { name?: unknown } };
+  if (typeof v === "object" && c.type === "function" && typeof c.function?.name === "string") {
+    if (!tools.some((t) => t.name === c.function!.name)) throw invalidRequest(`tool_choice names "${String(c.function.name)}", which is not in 'tools'`, "tool_choice");
+    return { mode: "tool", name: c.function.name };
+  }
+  throw invalidRequest('\'tool_choice\' must be "auto", "none", "required" or {type: "function", function: {name}}', "tool_choice");
 }
 
 function parseStop(stop: unknown): string[] {
