@@ -44,6 +44,8 @@ export class ProviderHandler implements ServiceImpl<typeof pb.ProviderService> {
     ctx.signal.addEventListener("abort", onClientGone, { once: true });
     const started = performance.now();
     let ttftMs: number | undefined;
+    /** Set when the finish event went out: the answer is complete whatever the caller does next. */
+    let completedMs: number | undefined;
     let release: (() => void) | undefined;
     let failure: ProviderFailure | undefined;
     const timeoutMs = req.firstTokenTimeoutMs > 0 ? req.firstTokenTimeoutMs : running.firstTokenTimeoutMs;
@@ -63,6 +65,7 @@ export class ProviderHandler implements ServiceImpl<typeof pb.ProviderService> {
           ttftMs = performance.now() - started;
           clearTimeout(firstTokenTimer);
         }
+        if (event.type === "finish") completedMs = performance.now() - started;
         yield toResponse(event);
       }
     } catch (err) {
@@ -75,11 +78,12 @@ export class ProviderHandler implements ServiceImpl<typeof pb.ProviderService> {
       ctx.signal.removeEventListener("abort", onClientGone);
       if (release) {
         release();
-        const clientGone = ctx.signal.aborted;
+        // The gateway stops reading once it has the finish event: that is a complete answer, not a caller gone.
+        const clientGone = ctx.signal.aborted && completedMs === undefined;
         this.health.finished(running.name, req.model, {
-          ok: failure === undefined && !clientGone,
+          ok: completedMs !== undefined && failure === undefined,
           ttftMs,
-          totalMs: performance.now() - started,
+          totalMs: completedMs ?? performance.now() - started,
           countsAgainstProvider: failure !== undefined && !clientGone && failure.kind !== ErrorKind.BAD_REQUEST,
         });
       }

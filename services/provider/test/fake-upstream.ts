@@ -133,3 +133,13 @@ export function silentReply(ms: number, body = ""): Reply {
     if (!res.destroyed) res.end();
   };
 }
+
+/** Writes a whole event stream, then holds the response open `ms` before ending it (a slow final chunk). */
+export function lingerReply(body: string, ms: number): Reply {
+  return async (res) => {
+    res.writeHead(200, { "content-type": "text/event-stream" });
+    res.write(body);
+    await sleep(ms);
+    if (!res.destroyed) res.end();
+  };
+}

@@ -8,7 +8,7 @@ import { createLogger } from "@switchyard/telemetry";
 import { ProviderHandler, type RunningProvider } from "../src/handler.js";
 import { HealthTracker } from "../src/health.js";
 import { startProviders } from "../src/providers.js";
-import { bodyReply, cutReply, silentReply, sseReply, startFakeUpstream, type FakeUpstream } from "./fake-upstream.js";
+import { bodyReply, cutReply, lingerReply, silentReply, sseReply, startFakeUpstream, type FakeUpstream } from "./fake-upstream.js";
 import { ANSWER, ANTHROPIC_TEXT, GEMINI_TEXT, KEY, OPENAI_TEXT, OPENAI_TOOL_CALLS } from "./fixtures.js";
 
 /**
@@ -212,6 +212,27 @@ describe("ProviderService over Connect", () => {
     const second = await drain(ask("narrow", "gpt-x"));
     expect(detailOf(second.error!).kind).toBe(pb.ErrorKind.CAPACITY);
     await first;
+  });
+
+  it("counts an answer whose caller stops reading at the finish event as a success, and keeps its connection", async () => {
+    an.reply = bodyReply(529, "application/json", '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}');
+    await drain(ask("an", "claude-x"));
+    const failed = (await client.getHealth({})).models.find((m) => m.provider === "an")!;
+    expect(failed.consecutiveFailures).toBeGreaterThan(0);
+    // The upstream ends its response 100 ms after message_stop: the caller is gone by then.
+    an.reply = lingerReply(ANTHROPIC_TEXT, 100);
+    const stopAtFinish = async () => {
+      for await (const r of ask("an", "claude-x")) if (r.event.case === "finish") break;
+    };
+    await stopAtFinish();
+    await new Promise((r) => setTimeout(r, 300));
+    const connections = an.connections;
+    await stopAtFinish();
+    expect(an.connections).toBe(connections);
+    const after = (await client.getHealth({})).models.find((m) => m.provider === "an")!;
+    expect(after.consecutiveFailures).toBe(0);
+    expect(after.errorRate).toBeLessThan(failed.errorRate);
+    expect(after.inFlight).toBe(0);
   });
 
   it("reports health per model: requests, error rate, EWMA TTFT and total, nothing in flight", async () => {

@@ -227,33 +227,61 @@ export abstract class HttpAdapter implements ProviderAdapter {
     this.upstream.close();
   }
 
+  /**
+   * Streams one request through `translation`. After the terminator the rest of the body is read
+   * in the background, detached from the caller's signal, so the connection goes back to the pool
+   * even when the caller stops reading at the finish event; a server that keeps the response open
+   * after its terminator loses the connection after a second instead of holding it.
+   */
   protected async *run(path: string, headers: Record<string, string>, body: unknown, signal: AbortSignal, translation: StreamTranslation): AsyncGenerator<ProviderEvent> {
-    const { events, discard } = await openEventStream(this.upstream, path, { headers, body: JSON.stringify(body), signal }, this.ctx);
-    let started = false;
+    const upstreamAbort = new AbortController();
+    const forwardAbort = () => upstreamAbort.abort(signal.reason);
+    if (signal.aborted) forwardAbort();
+    else signal.addEventListener("abort", forwardAbort, { once: true });
+    let stream: EventStream | undefined;
     let finished = false;
-    let drainTimer: NodeJS.Timeout | undefined;
     try {
-      for await (const event of events) {
-        if (finished) continue;
-        for (const out of translation.read(event, started)) {
+      stream = await openEventStream(this.upstream, path, { headers, body: JSON.stringify(body), signal: upstreamAbort.signal }, this.ctx);
+      let started = false;
+      for (;;) {
+        let next: IteratorResult<SseEvent, unknown>;
+        try {
+          next = await stream.events.next();
+        } catch (err) {
+          throw readFailure(err, upstreamAbort.signal, this.ctx);
+        }
+        if (next.done) break;
+        for (const out of translation.read(next.value, started)) {
           started = true;
           yield out;
         }
         if (translation.ended) {
           finished = true;
-          yield translation.finish();
-          // Reading to the end returns the connection to the pool; a server that keeps the
-          // response open after its terminator loses the connection instead of holding us.
-          drainTimer = setTimeout(discard, 1_000);
+          signal.removeEventListener("abort", forwardAbort);
+          break;
         }
       }
-    } catch (err) {
-      if (finished) return;
-      throw readFailure(err, signal, this.ctx);
+      // Throws when the stream stopped short of its terminator.
+      const finish = translation.finish();
+      finished = true;
+      yield finish;
     } finally {
-      clearTimeout(drainTimer);
+      signal.removeEventListener("abort", forwardAbort);
+      if (stream && finished) void drain(stream);
+      else if (stream) void stream.events.return({ clean: false });
     }
-    if (!finished) yield translation.finish();
+  }
+}
+
+/** Reads what is left of a finished stream (at most a second), so its connection is reused. */
+async function drain(stream: EventStream): Promise<void> {
+  const timer = setTimeout(stream.discard, 1_000);
+  try {
+    while (!(await stream.events.next()).done);
+  } catch {
+    // the connection is gone either way
+  } finally {
+    clearTimeout(timer);
   }
 }
 
