@@ -1,0 +1,54 @@
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { checkCompose, checkDockerfile, loadCompose } from "./lib/docker.js";
+import { checkDeploymentConfig, readRepoFile, ROOT } from "./lib/services.js";
+
+const COMPOSE_DIR = join(ROOT, "deploy", "docker");
+const composeText = readRepoFile("deploy/docker/compose.yaml");
+const dockerfile = readRepoFile("deploy/docker/Dockerfile");
+
+describe("deploy/docker (no Docker engine here: these are the checks that need none)", () => {
+  it("compose.yaml runs the five services, Envoy, NATS, Redis and Jaeger with the services' names and ports", () => {
+    expect(checkCompose(loadCompose(composeText), COMPOSE_DIR)).toEqual([]);
+  });
+
+  it("the compose stack's switchyard.yaml is accepted by the services and in step with the defaults", () => {
+    expect(checkDeploymentConfig(readRepoFile("deploy/docker/switchyard.yaml"), "deploy/docker/switchyard.yaml")).toEqual([]);
+  });
+
+  it("the Dockerfile builds with npm ci + tsc -b and runs production dependencies as non-root", () => {
+    expect(checkDockerfile(dockerfile)).toEqual([]);
+  });
+
+  it(".dockerignore keeps local builds and secrets out of the build context, and the sources in", () => {
+    const ignored = readRepoFile(".dockerignore").split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+    expect(ignored).toEqual(expect.arrayContaining(["**/node_modules", "**/dist", ".git", "**/.env"]));
+    for (const needed of ["package.json", "package-lock.json", "libs", "services", "tsconfig.json", "tsconfig.base.json"]) expect(ignored).not.toContain(needed);
+  });
+});
+
+describe("the Docker checks catch broken copies", () => {
+  it("a service URL on the wrong port", () => {
+    const compose = loadCompose(composeText.replace("http://cache:9103", "http://cache:9113"));
+    expect(checkCompose(compose, COMPOSE_DIR)).toContain("services.gateway: SWITCHYARD_CACHE_URL=http://cache:9113, the cache service listens on http://cache:9103");
+  });
+
+  it("a misspelled service name", () => {
+    const compose = loadCompose(composeText.replace("\n  classifier:\n", "\n  clasifier:\n"));
+    const problems = checkCompose(compose, COMPOSE_DIR);
+    expect(problems).toContain("services.classifier is missing");
+    expect(problems).toContain("services.clasifier is not part of the stack (expected: gateway, classifier, policy, cache, provider, envoy, nats, redis, jaeger)");
+  });
+
+  it("a health check on the wrong port", () => {
+    const compose = loadCompose(composeText.replace("127.0.0.1:9112/healthz", "127.0.0.1:9102/healthz"));
+    expect(checkCompose(compose, COMPOSE_DIR)).toContain("services.policy.healthcheck probes port 9102, the service's HTTP port is 9112");
+  });
+
+  it("a Dockerfile that runs as root or ships dev dependencies", () => {
+    const broken = dockerfile.replace("USER 1000:1000", "USER root").replace("npm ci --omit=dev", "npm ci");
+    const problems = checkDockerfile(broken);
+    expect(problems).toContain("the runtime stage must set a numeric non-root USER (found root), so that Kubernetes can verify runAsNonRoot");
+    expect(problems).toContain("the prod-deps stage must run `npm ci --omit=dev`");
+  });
+});
