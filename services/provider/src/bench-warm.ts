@@ -62,7 +62,7 @@ async function main(): Promise<number> {
           if (i >= 5) cold.push(sample);
           adapter.close();
         }
-        const adapter = new OpenAiAdapter({ ...adapterOptions, warmConnections: 1, keepWarmIntervalMs: 0 });
+        const adapter = new OpenAiAdapter({ ...adapterOptions, warmConnections: 2, keepWarmIntervalMs: 0 }); // the default warm_connections
         await adapter.warm();
         const warm: number[] = [];
         for (let i = 0; i < 5 + options.requests; i++) {
