@@ -24,6 +24,12 @@ export interface RpcServerOptions {
   interceptors?: Interceptor[];
   /** Requests over HTTP/1.1 that are not RPCs (for example GET /metrics). */
   httpFallback?: HttpFallback;
+  /**
+   * Close each HTTP/2 connection gracefully after about this long (default 5 min, ±10 %), as
+   * gRPC's MAX_CONNECTION_AGE does: clients keep one long-lived connection per service, so
+   * without it a client behind a Kubernetes Service would stay on one replica forever.
+   */
+  maxConnectionAgeMs?: number;
 }
 
 /** A server that does not listen until asked, and stops gracefully. */
@@ -65,9 +71,15 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
     adapter(req, res);
   });
   const sessions = new Set<http2.ServerHttp2Session>();
+  const maxAge = options.maxConnectionAgeMs ?? 5 * 60_000;
   h2.on("session", (s) => {
     sessions.add(s);
-    s.once("close", () => sessions.delete(s));
+    const aged = setTimeout(() => s.close(), maxAge * (0.9 + 0.2 * Math.random()));
+    aged.unref();
+    s.once("close", () => {
+      clearTimeout(aged);
+      sessions.delete(s);
+    });
   });
   let closing: Promise<void> | undefined;
 

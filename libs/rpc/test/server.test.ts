@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
+import * as http2 from "node:http2";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { health } from "@switchyard/proto";
@@ -64,5 +65,23 @@ describe("rpc server", () => {
     await watching;
     expect(seen).toEqual([ServingStatus.SERVING, ServingStatus.NOT_SERVING]);
     grpc.close();
+  });
+});
+
+describe("connection age", () => {
+  it("closes an HTTP/2 connection gracefully once it is old, and the client carries on over a new one", async () => {
+    const status = new HealthStatus([]);
+    const aged = createRpcServer({ name: "t", host: "127.0.0.1", port: 0, routes: () => {}, health: status, logger, maxConnectionAgeMs: 100 });
+    const { port } = await aged.listen();
+    const raw = http2.connect(`http://127.0.0.1:${port}`);
+    const goaway = new Promise<number>((resolve) => raw.once("goaway", (code: number) => resolve(code)));
+    expect(await goaway).toBe(http2.constants.NGHTTP2_NO_ERROR);
+    raw.destroy();
+    const grpc = createServiceClient(health.Health, `http://127.0.0.1:${port}`);
+    expect((await grpc.client.check({ service: "" })).status).toBe(ServingStatus.SERVING);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await grpc.client.check({ service: "" })).status).toBe(ServingStatus.SERVING);
+    grpc.close();
+    await aged.close(100);
   });
 });
