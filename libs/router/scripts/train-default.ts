@@ -17,7 +17,7 @@ import { trainRouter, featurizeRows, DEFAULT_TRAIN_SETTINGS } from "../src/train
 import { crossValidate, type FoldScheme } from "../src/cv.js";
 import { defaultPair, multiReport, pairReport, PAIR_RANKINGS, type PairRanking, type RowPredictions } from "../src/report.js";
 import { pairSvg, qualityCostSvg } from "../src/svg.js";
-import type { MultiMetrics, PairMetrics } from "../src/evaluate.js";
+import { qualityAtCost, type MultiMetrics, type PairMetrics } from "../src/evaluate.js";
 
 const packageDir = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const repoRoot = resolve(packageDir, "../..");
@@ -88,8 +88,14 @@ const results: Record<string, unknown> = {
 const md: string[] = [
   "# Router cross-validation",
   "",
-  `${K}-fold cross-validation per source, ${SCHEME} folds (rows whose normalised final question is the same share a fold), deterministic seeds.`,
-  "Each fold is predicted by a router trained on the other folds **plus every row of the other sources**, as the shipped router is trained on all files.",
+  "## Protocol (read this to judge optimism)",
+  "",
+  `- ${K}-fold cross-validation per source, ${SCHEME} folds: rows whose normalised final question (last 300 characters of the last user message) is the same share a fold. Fold seed 2024, training shuffle seed ${DEFAULT_TRAIN_SETTINGS.seed}; everything is deterministic (same data, byte-identical files).`,
+  "- Each fold is predicted by a router trained on the other folds **plus every row of the other sources**, as the shipped router is trained on all files. The fold itself is never seen: not by the heads, not by the neighbour index, not by the difficulty knots.",
+  "- The router: per-model FTRL logistic heads over hashed features, averaged in logit space with a k-nearest-neighbour estimate (cosine over TF-IDF of the prompt's focus unigrams and bigrams, 24 terms kept per training prompt, k = 24, neighbour weight sim², shrunk towards the model's mean with pseudo-weight 0.3). The neighbours' share of the average is 0.5·W/(W+0.3), W their summed weight: with no close neighbour the heads speak alone.",
+  "- What was tuned, and how: the head settings (l1, l2, epochs, alpha) are the previous engineer's defaults, unchanged. The neighbour settings were set a priori and not searched, except `maxDocFrequency` (0.05, for latency) and 24 instead of 40 terms per prompt (for file size). The blend weight 0.5 is a plain average, not searched; an ungated sweep on these same folds (MMLU: 0.2 → 0.674, 0.35 → 0.676, 0.5 → 0.677, 0.65 → 0.675) was flat around it. Design choices (stacked features vs. plain average vs. evidence-gated average) were compared on these CV folds, so expect an optimistic bias of about the size of the differences in the notes below (±0.005 APGR).",
+  "- Targets are measured on held-out splits we do not have; GSM8K (820 rows) moves by ±0.03 APGR between fold seeds, so read its numbers as noisy.",
+  "",
   "Regenerate with `npm run train:default-router` (libs/router/scripts/train-default.ts).",
   "",
   "## Two models: APGR (area under the PGR curve; random = 0.5)",
@@ -158,6 +164,19 @@ for (const source of SOURCES) {
           const routerQ = Math.max(...multi.curve.filter((p) => p.cost <= m.cost + 1e-15).map((p) => p.quality));
           return `| ${m.model} | ${fmt(m.quality)} | $${m.cost.toExponential(2)} | ${Number.isFinite(routerQ) ? fmt(routerQ) : "n/a"} |`;
         });
+      const half = multi.best.cost / 2;
+      const hullAtHalf = qualityAtCost(multi.hull, half);
+      const hullAtBest = qualityAtCost(multi.hull, multi.best.cost);
+      multiLines.push(
+        "",
+        `Summary on ${source}: the best single model is ${multi.best.model} (quality ${fmt(multi.best.quality)} at $${multi.best.cost.toExponential(2)} a call). ` +
+          (multi.matchBest
+            ? `The router matches its quality at $${multi.matchBest.cost.toExponential(2)} (${pct(multi.matchBestCostRatio)} of its cost). `
+            : `The router does not reach its quality at any λ (best at no more than its cost: ${fmt(multi.qualityAtBestCost)}). `) +
+          `At half its cost ($${half.toExponential(2)}) the router reaches ${fmt(halfBest(multi))}, the convex hull of single models (random mixing, the "zero router") ${fmt(hullAtHalf)}; at its full cost the hull is ${fmt(hullAtBest)}.` +
+          (multi.matchBestMixedCost !== undefined ? ` Mixing two router settings at random reaches its quality at $${multi.matchBestMixedCost.toExponential(2)}.` : ""),
+      );
+      (entry["multi"] as Record<string, unknown>)["hullQualityAtHalfBestCost"] = hullAtHalf === undefined ? null : Number(hullAtHalf.toFixed(4));
       multiLines.push("", `Every single model on ${source} against the router at no more than its cost:`, "", "| model | quality | mean cost | router quality at ≤ that cost |", "|---|---|---|---|", ...table, "");
     }
   }
@@ -173,6 +192,21 @@ md.push(
   "| source | best single model | length-only router: quality at its cost / at half | router: quality at its cost / at half | router cost matching its quality | hull (zero router) |",
   "|---|---|---|---|---|---|",
   ...multiLines,
+);
+md.push(
+  "## Notes: what was tried (same CV protocol, APGR router-gap unless stated)",
+  "",
+  "| change | mmlu | gsm8k | routerbench | kept |",
+  "|---|---|---|---|---|",
+  "| heads only (previous router) | 0.668 | 0.625 | 0.529; q@best 0.870, q@half 0.846 | baseline |",
+  "| kNN alone (k 24, sim², 40 terms/prompt) | 0.646 | 0.530 | 0.498; q@best 0.868 | no |",
+  "| kNN estimates as stacked features of the heads (leave-one-out on training rows; plain folds) | +0.002 | -0.001 | n/a | no (no gain, 2× training time) |",
+  "| heads + kNN, plain logit average 0.5 | 0.677 | 0.611 | n/a | no (hurts gsm8k: far neighbours pull towards the mean) |",
+  "| heads + kNN, evidence-gated average 0.5·W/(W+0.3) | 0.674 | 0.623 | 0.523; q@best 0.870, q@half 0.845 | **yes** |",
+  "",
+  "Ceiling check: ranking MMLU prompts by the out-of-fold mean GPT-4 − Mixtral gap of their *true subject* (the `task` field, not available at inference) gives APGR 0.678; the in-sample value is 0.724. The router's 0.67 is already close to what perfect subject detection would give, so the 0.70 target needs signal beyond the subject (per-question difficulty), which these 9k labelled prompts barely provide.",
+  "On RouterBench, routing by the true task alone (best model per task at each λ) reaches 0.871 at $3.8e-3 and 0.844 at $1.6e-3: matching GPT-4 (0.877) at half its cost needs per-prompt discrimination inside each task that neither heads nor neighbours showed under CV.",
+  "",
 );
 await writeFile(join(outDir, "cv-results.json"), JSON.stringify(results, null, 2) + "\n");
 await writeFile(join(outDir, "CV.md"), md.join("\n") + "\n");

@@ -65,11 +65,47 @@ function numberFlag(command: string, flags: Map<string, string[]>, name: string,
   return n;
 }
 
+/** Set once stdout's reader has gone away (`score ... | head`): later output is dropped, not an error. */
+let stdoutClosed = false;
+let stdoutGuarded = false;
+
+/**
+ * Makes a closed stdout harmless: an EPIPE (the reader closed the pipe, as `head` does) marks stdout
+ * closed instead of crashing the process with an unhandled 'error' event. Installed once per process.
+ */
+function guardStdout(): void {
+  if (stdoutGuarded) return;
+  stdoutGuarded = true;
+  process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code === "EPIPE" || error.code === "ERR_STREAM_DESTROYED") {
+      stdoutClosed = true;
+      return;
+    }
+    process.stderr.write(`switchyard: cannot write to stdout: ${error.message}\n`);
+    process.exitCode = 1;
+  });
+}
+
+/** Writes to stdout unless its reader has gone away; says whether the output can still be read. */
+function print(text: string): boolean {
+  if (stdoutClosed) return false;
+  try {
+    process.stdout.write(text);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EPIPE") stdoutClosed = true;
+    else throw error;
+  }
+  return !stdoutClosed;
+}
+
 async function run(command: string, body: () => Promise<void>): Promise<number> {
+  guardStdout();
+  stdoutClosed = false;
   try {
     await body();
     return 0;
   } catch (error) {
+    if (stdoutClosed && (error as NodeJS.ErrnoException).code === "EPIPE") return 0;
     if (error instanceof UsageError) {
       process.stderr.write(`switchyard ${error.message}\n`);
       return 2;
@@ -120,7 +156,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     await writeFile(out, JSON.stringify(router) + "\n").catch((error: Error) => {
       throw new RouterInputError(`cannot write ${out}: ${error.message}`);
     });
-    process.stdout.write(
+    print(
       `trained router ${router.version} on ${rows.length} rows, ${router.models.length} models (${router.models.join(", ")}) in ${((performance.now() - started) / 1000).toFixed(1)}s → ${out}\n`,
     );
   });
@@ -141,11 +177,14 @@ export async function scoreCommand(argv: string[]): Promise<number> {
       for (const model of router.models) predicted[model] = Number((prediction.predicted[model] as number).toFixed(6));
       lines.push(JSON.stringify({ id: row.id, tier: tierFor(prediction.difficulty, router.tiers), predicted }));
       if (lines.length >= 1000) {
-        process.stdout.write(lines.join("\n") + "\n");
+        if (!print(lines.join("\n") + "\n")) return;
         lines.length = 0;
+        // Let a pending EPIPE from a reader that has gone away arrive before scoring more rows.
+        await new Promise((resolve) => setImmediate(resolve));
+        if (stdoutClosed) return;
       }
     }
-    if (lines.length > 0) process.stdout.write(lines.join("\n") + "\n");
+    if (lines.length > 0) print(lines.join("\n") + "\n");
   });
 }
 
@@ -190,18 +229,18 @@ export async function evalCommand(argv: string[]): Promise<number> {
     if (kfold !== undefined) {
       if (kfold > rows.length) throw new UsageError(`eval: --kfold ${kfold} is more than the ${rows.length} rows`);
       predictions = crossValidate(rows, kfold, { ...trainOptionsFrom("eval", flags, prices), scheme: scheme as FoldScheme });
-      process.stdout.write(`${kfold}-fold cross-validation (${scheme} folds) on ${rows.length} rows\n`);
+      print(`${kfold}-fold cross-validation (${scheme} folds) on ${rows.length} rows\n`);
     } else {
       const router = await loadRouter(routerPath as string);
       predictions = predictRows(router, rows);
-      process.stdout.write(`router ${router.version} on ${rows.length} rows\n`);
+      print(`router ${router.version} on ${rows.length} rows\n`);
     }
     const models = predictions.models.filter((m) => rows.some((row) => row.outcomes[m] !== undefined));
     if (models.length === 0) throw new RouterInputError("no outcomes in the data for any model the router knows");
 
-    process.stdout.write("\nmodel                                     quality   mean cost   rows\n");
+    print("\nmodel                                     quality   mean cost   rows\n");
     for (const a of modelAverages(rows, models, prices, predictions.rates)) {
-      process.stdout.write(`${a.model.padEnd(40)}  ${a.quality.toFixed(4)}  ${usd(a.cost).padStart(11)}  ${a.n}\n`);
+      print(`${a.model.padEnd(40)}  ${a.quality.toFixed(4)}  ${usd(a.cost).padStart(11)}  ${a.n}\n`);
     }
 
     const fallback = defaultPair(rows, models, prices, predictions.rates);
@@ -212,46 +251,46 @@ export async function evalCommand(argv: string[]): Promise<number> {
     }
     const pairs: { name: string; curve: PairMetrics["curve"] }[] = [];
     if (strong !== undefined && weak !== undefined && strong !== weak) {
-      process.stdout.write(`\nstrong ${strong} vs weak ${weak}\n`);
+      print(`\nstrong ${strong} vs weak ${weak}\n`);
       for (const ranking of PAIR_RANKINGS) {
         const metrics = pairReport(rows, predictions, strong, weak, ranking, prices);
         if (ranking === "gap") {
-          process.stdout.write(`strong quality ${metrics.strongQuality.toFixed(4)}, weak quality ${metrics.weakQuality.toFixed(4)}, ${metrics.n} rows\n`);
+          print(`strong quality ${metrics.strongQuality.toFixed(4)}, weak quality ${metrics.weakQuality.toFixed(4)}, ${metrics.n} rows\n`);
         }
-        process.stdout.write(pairLine(ranking === "gap" ? "router" : ranking, metrics) + "\n");
+        print(pairLine(ranking === "gap" ? "router" : ranking, metrics) + "\n");
         if (ranking === "gap" || ranking === "length") pairs.push({ name: ranking === "gap" ? "router" : "prompt length", curve: metrics.curve });
       }
-      process.stdout.write('("router" ranks by predicted strong minus predicted weak score; "weak-wrong" by 1 - predicted weak; "difficulty" by the router\'s difficulty)\n');
+      print('("router" ranks by predicted strong minus predicted weak score; "weak-wrong" by 1 - predicted weak; "difficulty" by the router\'s difficulty)\n');
     }
 
     const svgPath = one(flags, "svg");
     if (models.length > 2) {
       const { metrics, skipped } = multiReport(rows, predictions, prices, models);
       if (!metrics) {
-        process.stdout.write(`\nno row has a score and a known cost for every model (${skipped} skipped): no quality/cost curve\n`);
+        print(`\nno row has a score and a known cost for every model (${skipped} skipped): no quality/cost curve\n`);
       } else {
-        process.stdout.write(`\nquality/cost over ${metrics.n} rows${skipped > 0 ? ` (${skipped} rows without every model's score and cost skipped)` : ""}\n`);
-        process.stdout.write("single models                              quality   mean cost   hull quality at that cost   router quality at that cost\n");
+        print(`\nquality/cost over ${metrics.n} rows${skipped > 0 ? ` (${skipped} rows without every model's score and cost skipped)` : ""}\n`);
+        print("single models                              quality   mean cost   hull quality at that cost   router quality at that cost\n");
         for (const m of [...metrics.models].sort((a, b) => a.cost - b.cost)) {
           const router = Math.max(...metrics.curve.filter((p) => p.cost <= m.cost + 1e-15).map((p) => p.quality));
           const onHull = metrics.hull.some((h) => h.model === m.model);
-          process.stdout.write(`${m.model.padEnd(40)}  ${m.quality.toFixed(4)}  ${usd(m.cost).padStart(11)}   ${onHull ? "on hull" : "below hull"}                    ${Number.isFinite(router) ? router.toFixed(4) : "n/a"}\n`);
+          print(`${m.model.padEnd(40)}  ${m.quality.toFixed(4)}  ${usd(m.cost).padStart(11)}   ${onHull ? "on hull" : "below hull"}                    ${Number.isFinite(router) ? router.toFixed(4) : "n/a"}\n`);
         }
-        process.stdout.write("\nrouter curve (λ = willingness to pay, quality per USD)\n        λ     mean cost   quality\n");
+        print("\nrouter curve (λ = willingness to pay, quality per USD)\n        λ     mean cost   quality\n");
         let previous = "";
         for (const p of metrics.curve) {
           const line = `${usd(p.cost).padStart(11)}   ${p.quality.toFixed(4)}`;
-          if (line !== previous) process.stdout.write(`${(p.lambda === Infinity ? "cheapest" : p.lambda.toExponential(2)).padStart(9)}  ${line}\n`);
+          if (line !== previous) print(`${(p.lambda === Infinity ? "cheapest" : p.lambda.toExponential(2)).padStart(9)}  ${line}\n`);
           previous = line;
         }
-        process.stdout.write(`\nhull (zero router): ${metrics.hull.map((h) => h.model).join(" → ")}\n`);
-        process.stdout.write(`best single model: ${metrics.best.model}, quality ${metrics.best.quality.toFixed(4)} at ${usd(metrics.best.cost)}\n`);
-        process.stdout.write(
+        print(`\nhull (zero router): ${metrics.hull.map((h) => h.model).join(" → ")}\n`);
+        print(`best single model: ${metrics.best.model}, quality ${metrics.best.quality.toFixed(4)} at ${usd(metrics.best.cost)}\n`);
+        print(
           metrics.matchBest
             ? `router matches it at ${usd(metrics.matchBest.cost)} (${pct(metrics.matchBestCostRatio)} of its cost; quality ${metrics.matchBest.quality.toFixed(4)})\n`
             : `router does not reach its quality (best router quality at no more than its cost: ${metrics.qualityAtBestCost.toFixed(4)})\n`,
         );
-        if (metrics.matchBestMixedCost !== undefined) process.stdout.write(`mixing two router settings at random, it is matched at ${usd(metrics.matchBestMixedCost)}\n`);
+        if (metrics.matchBestMixedCost !== undefined) print(`mixing two router settings at random, it is matched at ${usd(metrics.matchBestMixedCost)}\n`);
         if (svgPath) await writeSvg(svgPath, qualityCostSvg(metrics, `Router quality vs cost (${metrics.n} prompts)`));
       }
     } else if (svgPath && pairs.length > 0) {
@@ -266,5 +305,5 @@ async function writeSvg(path: string, svg: string): Promise<void> {
   } catch (error) {
     throw new RouterInputError(`cannot write ${path}: ${(error as Error).message}`);
   }
-  process.stdout.write(`wrote ${path}\n`);
+  print(`wrote ${path}\n`);
 }

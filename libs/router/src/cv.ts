@@ -1,7 +1,9 @@
 /** k-fold cross-validation: deterministic folds, out-of-fold predictions for every row. */
-import { extractFeatures, normalisePrompt, type SparseVector } from "./features.js";
+import { extractFeatures, type SparseVector } from "./features.js";
 import { hashString, seededRandom, shuffleInPlace } from "./hash.js";
-import { modelsOf, type RoutingRow } from "./data.js";
+import { groupKey, modelsOf, type RoutingRow } from "./data.js";
+
+export { groupKey };
 import { RouterModel } from "./model.js";
 import { featurizeRows, trainRouter, type TrainOptions } from "./train.js";
 import type { RowPredictions } from "./report.js";
@@ -14,14 +16,6 @@ import { estimateTokens, fitCostRates, promptChars } from "./cost.js";
  * near-duplicate prompts never sit on both sides of a split.
  */
 export type FoldScheme = "plain" | "grouped";
-
-/** The group key of a row under the "grouped" scheme. */
-export function groupKey(row: RoutingRow): string {
-  const users = row.messages.filter((m) => m.role === "user");
-  const last = users[users.length - 1] ?? row.messages[row.messages.length - 1];
-  const text = last ? normalisePrompt([{ role: "user", content: last.content }]) : "";
-  return text.slice(-300);
-}
 
 /** Fold index (0..k-1) of each row, deterministic in the seed. */
 export function assignFolds(rows: readonly RoutingRow[], k: number, seed: number, scheme: FoldScheme = "plain"): number[] {
@@ -109,7 +103,8 @@ export function predictRows(router: RouterModel, rows: readonly RoutingRow[]): R
   const predicted: Float64Array[] = [];
   const difficulty: number[] = [];
   for (const row of rows) {
-    const scores = router.scoreVector(extractFeatures(row.messages, router.featureSet).vector);
+    const terms: number[] = [];
+    const scores = router.scoreVector(extractFeatures(row.messages, router.featureSet, terms).vector, undefined, terms);
     predicted.push(scores);
     difficulty.push(router.difficultyOf(scores));
   }

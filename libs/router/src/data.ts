@@ -1,6 +1,6 @@
 /** Routing-outcome rows (the JSONL format of `shared/data/routing/README.md`), prices, and their parsing. */
 import { readFile } from "node:fs/promises";
-import type { ChatMessage } from "./features.js";
+import { normalisePrompt, type ChatMessage } from "./features.js";
 
 /** How one model did on one prompt. */
 export interface Outcome {
@@ -139,4 +139,15 @@ export function modelsOf(rows: readonly RoutingRow[]): string[] {
   const seen = new Set<string>();
   for (const row of rows) for (const model of Object.keys(row.outcomes)) if (scoreOf(row, model) !== undefined) seen.add(model);
   return [...seen];
+}
+
+/**
+ * The question of a row, for grouping near-duplicates: the last 300 characters of the last user
+ * message, lowercased and whitespace-collapsed (few-shot prompts put the actual question last).
+ */
+export function groupKey(row: RoutingRow): string {
+  const users = row.messages.filter((m) => m.role === "user");
+  const last = users[users.length - 1] ?? row.messages[row.messages.length - 1];
+  const text = last ? normalisePrompt([{ role: "user", content: last.content }]) : "";
+  return text.slice(-300);
 }

@@ -49,6 +49,8 @@ export interface FeatureSummary {
   codeMarkers: number;
   questionWords: number;
   reasoningCues: number;
+  /** Words that mark demanding work: proofs and derivations, concurrency, distributed systems, optimisation. */
+  hardCues: number;
   paragraphs: number;
 }
 
@@ -147,6 +149,9 @@ const QUESTION_WORDS = hashSet("what how why which who whom whose when where whe
 const REASONING_CUES = hashSet(
   "prove proof explain derive justify step steps reason reasoning analyze analyse evaluate compare calculate compute solve determine estimate show why",
 );
+const HARD_CUES = hashSet(
+  "prove proof proofs derive derivation theorem lemma rigorous rigorously formally induction contradiction concurrent concurrency thread threads distributed consensus optimise optimize asymptotic complexity scalable lock",
+);
 const CODE_WORDS = hashSet(
   "def function return import class const let var public private void static include printf println console lambda async await elif struct sql select python javascript typescript java golang rust regex algorithm",
 );
@@ -202,8 +207,9 @@ let focusFlags = new Uint8Array(4096);
  * Turns a conversation into its feature vector and readable summary.
  * @param messages the chat messages, in order.
  * @param featureSet "length" keeps only the length features (the prompt-length baseline).
+ * @param terms when given, receives the focus's term hashes (word unigrams and bigrams, with repeats), for neighbour search.
  */
-export function extractFeatures(messages: readonly ChatMessage[], featureSet: FeatureSet = "full"): PromptFeatures {
+export function extractFeatures(messages: readonly ChatMessage[], featureSet: FeatureSet = "full", terms?: number[]): PromptFeatures {
   let chars = 0;
   let digits = 0;
   let uppercase = 0;
@@ -328,8 +334,11 @@ export function extractFeatures(messages: readonly ChatMessage[], featureSet: Fe
     }
   }
 
+  if (terms) collectFocusTerms(tokens, terms);
+
   let questionWords = 0;
   let reasoningCues = 0;
+  let hardCues = 0;
   let codeWords = 0;
   let codeVerbs = 0;
   let mathWords = 0;
@@ -343,6 +352,7 @@ export function extractFeatures(messages: readonly ChatMessage[], featureSet: Fe
     if (focusFlags[t]) focusTokens++;
     if (QUESTION_WORDS.has(h)) questionWords++;
     if (REASONING_CUES.has(h)) reasoningCues++;
+    if (HARD_CUES.has(h)) hardCues++;
     if (CODE_WORDS.has(h)) codeWords++;
     if (CODE_VERBS.has(h)) codeVerbs++;
     if (MATH_WORDS.has(h)) mathWords++;
@@ -396,6 +406,7 @@ export function extractFeatures(messages: readonly ChatMessage[], featureSet: Fe
     codeMarkers,
     questionWords,
     reasoningCues,
+    hardCues,
     paragraphs,
   };
 
@@ -470,6 +481,20 @@ export function extractFeatures(messages: readonly ChatMessage[], featureSet: Fe
     values[k++] = 0.5;
   }
   return { vector: { indices: indices.subarray(0, k), values: values.subarray(0, k) }, summary };
+}
+
+const NS_TERM_BIGRAM = hashString("ns:term-bigram");
+
+/** Focus unigrams and bigrams of the last scan, as 32-bit term hashes (see `knn.ts`). */
+function collectFocusTerms(tokens: number, out: number[]): void {
+  let prev = 0;
+  for (let t = 0; t < tokens; t++) {
+    if (!focusFlags[t]) continue;
+    const h = tokenBuffer[t] as number;
+    out.push(mix32(h));
+    if (prev !== 0) out.push(combine(prev ^ NS_TERM_BIGRAM, h));
+    prev = h;
+  }
 }
 
 /** The length features (log chars, words, lines and the length bucket) as a sparse vector. */

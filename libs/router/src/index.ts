@@ -5,7 +5,9 @@ import { fileURLToPath } from "node:url";
 
 export { extractFeatures, normalisePrompt, FEATURE_DIM, HASH_BITS, TASK_TYPES, LANGUAGES, DENSE_FEATURE_NAMES } from "./features.js";
 export type { ChatMessage, FeatureSet, FeatureSummary, Language, PromptFeatures, SparseVector, TaskType } from "./features.js";
-export { RouterModel, loadRouter, tierFor, quantileOf } from "./model.js";
+export { RouterModel, loadRouter, tierFor, quantileOf, priorDifficulty, learnedWeight } from "./model.js";
+export { buildKnn, KnnIndex, DEFAULT_KNN_SETTINGS } from "./knn.js";
+export type { KnnJSON, KnnSettings, KnnEstimate, RowFeatures } from "./knn.js";
 export type { RouterJSON, RouterPrediction, Tier, HeadJSON } from "./model.js";
 export { trainRouter, featurizeRows, DEFAULT_TRAIN_SETTINGS } from "./train.js";
 export type { TrainOptions, TrainSettings } from "./train.js";

@@ -1,15 +1,24 @@
 /**
- * The router at inference: per-model logistic heads over the request's features.
+ * The router at inference: per-model logistic heads over the request's features, averaged in logit
+ * space with a nearest-neighbour estimate (knn.ts) in proportion to how much neighbour evidence there is.
  *
  * `predicted[m]` is the probability that model m answers the request correctly (its expected score).
- * `difficulty` is how hard the request is for the pool as a whole: raw = 1 - mean over models of
- * predicted[m], mapped through the empirical distribution of raw over the training prompts (stored as
- * quantile knots), so difficulty 0.3 means "harder than about 30% of the training prompts". Tiers are
- * then quantiles too: the default tiers send the easiest share of traffic to "simple" and so on.
+ * `difficulty` blends two things:
+ * - learned: raw = 1 - mean over models of predicted[m], mapped through the empirical distribution of
+ *   raw over the training prompts (quantile knots, from leave-one-out neighbour estimates), so 0.3
+ *   means "harder than about 30% of the training prompts";
+ * - a hand-set prior (`priorDifficulty`: length, task type, reasoning and hard cues), because the
+ *   training prompts are all benchmark questions and say nothing about "hi" or a request for a
+ *   concurrent cache implementation.
+ * The learned part weighs up to 0.5, scaled by the request's similarity to its nearest training
+ * prompt (`learnedWeight`); out-of-distribution traffic is tiered by the prior. Default tiers:
+ * simple ≤ 0.4 < standard ≤ 0.8 < complex.
  */
 import { readFile } from "node:fs/promises";
 import { createHash } from "node:crypto";
-import { extractFeatures, FEATURE_DIM, HASH_BITS, type ChatMessage, type FeatureSet, type SparseVector, type TaskType } from "./features.js";
+import { extractFeatures, HASH_BITS, type ChatMessage, type FeatureSet, type FeatureSummary, type SparseVector, type TaskType } from "./features.js";
+import { FEATURE_DIM } from "./features.js";
+import { KnnIndex, type KnnJSON, type RowFeatures } from "./knn.js";
 import { fromBase64 } from "./hash.js";
 import type { CostRates } from "./cost.js";
 import { RouterInputError } from "./data.js";
@@ -52,6 +61,10 @@ export interface RouterJSON {
   };
   tiers: Tier[];
   training: Record<string, unknown>;
+  /** Neighbour index (see knn.ts); absent in routers trained without it. */
+  knn?: KnnJSON;
+  /** Weight of the neighbour estimate in the logit-space average with the heads (default 0.5). */
+  knnWeight?: number;
 }
 
 /** What the router says about one request. */
@@ -72,6 +85,34 @@ export function tierFor(difficulty: number, tiers: readonly Tier[]): string {
   if (tiers.length === 0) throw new RouterInputError("tierFor needs at least one tier");
   for (const tier of tiers) if (difficulty <= tier.maxDifficulty) return tier.name;
   return (tiers[tiers.length - 1] as Tier).name;
+}
+
+const TASK_PRIOR: Record<TaskType, number> = { chat: 0, creative: 0.1, extraction: 0.15, translation: 0.15, multiple_choice: 0.25, math: 0.35, code: 0.4 };
+
+/**
+ * A hand-set prior difficulty in [0, 1] from readable features, for traffic unlike the benchmark
+ * prompts the heads were trained on: length (log words, 400 words = full), task type, reasoning cues
+ * ("explain", "step", ...) and hard cues ("prove", "derive", "concurrency", ...). "hi" scores about
+ * 0.05; "prove by induction ..., step by step" or a long concurrent-code request about 1.
+ */
+export function priorDifficulty(summary: Pick<FeatureSummary, "words" | "taskType" | "reasoningCues" | "hardCues">): number {
+  const length = Math.min(1, Math.log2(1 + summary.words) / Math.log2(401));
+  const z = 0.5 * length + TASK_PRIOR[summary.taskType] + 0.12 * Math.min(3, summary.reasoningCues) + 0.6 * Math.min(2, summary.hardCues ?? 0);
+  return Math.min(1, Math.max(0, z));
+}
+
+/**
+ * How much the learned difficulty counts against the prior: up to 0.5, in proportion to how similar
+ * the request is to its nearest training prompt (full weight from cosine 0.5). Routers without a
+ * neighbour index always give it 0.5.
+ */
+export function learnedWeight(maxSimilarity: number | undefined): number {
+  return maxSimilarity === undefined ? 0.5 : 0.5 * Math.min(1, maxSimilarity / 0.5);
+}
+
+function logit(p: number): number {
+  const q = Math.min(1 - 1e-6, Math.max(1e-6, p));
+  return Math.log(q / (1 - q));
 }
 
 function sigmoid(z: number): number {
@@ -98,7 +139,7 @@ export function quantileOf(raw: number, knots: readonly number[]): number {
 }
 
 /** Hash of a router's weights and feature settings: its version. */
-export function routerVersion(json: Pick<RouterJSON, "featureSet" | "hashBits" | "models" | "heads" | "shared">): string {
+export function routerVersion(json: Pick<RouterJSON, "featureSet" | "hashBits" | "models" | "heads" | "shared" | "knn" | "knnWeight">): string {
   const hash = createHash("sha256");
   hash.update(JSON.stringify([json.featureSet, json.hashBits, json.models]));
   if (json.shared) hash.update(`shared\n${json.shared.indices}\n${json.shared.weights}\n`);
@@ -106,6 +147,7 @@ export function routerVersion(json: Pick<RouterJSON, "featureSet" | "hashBits" |
     const head = json.heads[model];
     if (head) hash.update(`${model}\n${head.bias}\n${head.indices}\n${head.weights}\n`);
   }
+  if (json.knn) hash.update(`knn ${json.knnWeight ?? 0.5}\n${JSON.stringify(json.knn)}\n`);
   return hash.digest("hex").slice(0, 16);
 }
 
@@ -124,6 +166,11 @@ export class RouterModel {
   private readonly biases: Float64Array;
   private readonly knots: number[];
   private readonly scratch: Float64Array;
+  private readonly knn: KnnIndex | undefined;
+  private readonly knnWeight: number;
+  private readonly knnScratch: Float64Array;
+  private readonly terms: number[] = [];
+  private lastMaxSimilarity = 0;
 
   private constructor(json: RouterJSON) {
     this.models = [...json.models];
@@ -137,6 +184,9 @@ export class RouterModel {
     this.weights = new Float32Array(FEATURE_DIM * m);
     this.biases = new Float64Array(m);
     this.scratch = new Float64Array(m);
+    this.knnScratch = new Float64Array(m);
+    this.knn = json.knn ? new KnnIndex(json.knn, m) : undefined;
+    this.knnWeight = json.knnWeight ?? 0.5;
     const add = (what: string, stored: { indices: string; weights: string }, j: number): void => {
       const indices = new Int32Array(fromBase64(stored.indices));
       const weights = new Float32Array(fromBase64(stored.weights));
@@ -170,8 +220,17 @@ export class RouterModel {
     return new RouterModel(json as RouterJSON);
   }
 
-  /** Per-model predicted scores for a precomputed feature vector, written into `out` (model order). */
-  scoreVector(vector: SparseVector, out: Float64Array = new Float64Array(this.models.length)): Float64Array {
+  /** Whether this router uses neighbour estimates (and so wants a request's focus terms). */
+  get usesNeighbours(): boolean {
+    return this.knn !== undefined;
+  }
+
+  /**
+   * Per-model predicted scores for a precomputed feature vector, written into `out` (model order).
+   * With a neighbour index, `terms` (a request's focus terms; by default the vector's own, as
+   * `featurizeRows` attaches them; null for the heads alone) add the neighbour estimate.
+   */
+  scoreVector(vector: SparseVector, out: Float64Array = new Float64Array(this.models.length), terms: ArrayLike<number> | null | undefined = (vector as RowFeatures).terms): Float64Array {
     const m = this.models.length;
     const w = this.weights;
     out.set(this.biases);
@@ -182,10 +241,30 @@ export class RouterModel {
       for (let j = 0; j < m; j++) out[j] = (out[j] as number) + (w[base + j] as number) * v;
     }
     for (let j = 0; j < m; j++) out[j] = sigmoid(out[j] as number);
+    if (this.knn && terms) {
+      const estimate = this.knn.estimate(terms, undefined, this.knnScratch);
+      this.lastMaxSimilarity = estimate.maxSimilarity;
+      this.blendScores(out, estimate.scores, estimate.weight);
+    }
     return out;
   }
 
-  /** Difficulty in [0, 1] from per-model predicted scores (model order). */
+  /**
+   * Averages the heads' scores with neighbour estimates in logit space (in place); returns `scores`.
+   * The neighbours' share is knnWeight · W / (W + shrink), W being their summed weight (evidence):
+   * with no close neighbour the heads speak alone, rather than being pulled towards the mean.
+   */
+  blendScores(scores: Float64Array, estimates: ArrayLike<number>, evidence: number): Float64Array {
+    const shrink = this.knn?.settings.shrink ?? 0;
+    const b = evidence > 0 ? (this.knnWeight * evidence) / (evidence + shrink) : 0;
+    for (let j = 0; j < scores.length; j++) scores[j] = sigmoid((1 - b) * logit(scores[j] as number) + b * logit(estimates[j] as number));
+    return scores;
+  }
+
+  /**
+   * Difficulty in [0, 1] from per-model predicted scores (model order): the learned part only, the
+   * quantile of 1 - mean predicted score among the training prompts.
+   */
   difficultyOf(scores: ArrayLike<number>): number {
     if (scores.length === 0) return 0.5;
     let sum = 0;
@@ -195,12 +274,15 @@ export class RouterModel {
 
   /** Predicts difficulty, task type and each model's expected score for a conversation. */
   predict(messages: readonly ChatMessage[]): RouterPrediction {
-    const { vector, summary } = extractFeatures(messages, this.featureSet);
-    const scores = this.scoreVector(vector, this.scratch);
+    const terms = this.knn ? this.terms : undefined;
+    if (terms) terms.length = 0;
+    const { vector, summary } = extractFeatures(messages, this.featureSet, terms);
+    const scores = this.scoreVector(vector, this.scratch, terms);
     const predicted: Record<string, number> = {};
     for (let j = 0; j < this.models.length; j++) predicted[this.models[j] as string] = scores[j] as number;
+    const a = learnedWeight(this.knn ? this.lastMaxSimilarity : undefined);
     return {
-      difficulty: this.difficultyOf(scores),
+      difficulty: a * this.difficultyOf(scores) + (1 - a) * priorDifficulty(summary),
       taskType: summary.taskType,
       predicted,
       estimatedInputTokens: summary.estimatedTokens,

@@ -4,10 +4,12 @@
  * Deterministic: a seeded shuffle per epoch, fixed iteration order, no parallelism, so the same rows
  * and options give a byte-identical router.
  */
-import { extractFeatures, FEATURE_DIM, HASH_BITS, type FeatureSet, type SparseVector } from "./features.js";
+import { extractFeatures, HASH_BITS, type FeatureSet, type SparseVector } from "./features.js";
+import { buildKnn, DEFAULT_KNN_SETTINGS, KnnIndex, type KnnJSON, type KnnSettings, type RowFeatures } from "./knn.js";
+import { FEATURE_DIM } from "./features.js";
 import { seededRandom, shuffleInPlace, toBase64 } from "./hash.js";
 import { fitCostRates } from "./cost.js";
-import { modelsOf, scoreOf, type PriceTable, type RoutingRow } from "./data.js";
+import { groupKey, modelsOf, scoreOf, type PriceTable, type RoutingRow } from "./data.js";
 import { routerVersion, RouterModel, type HeadJSON, type RouterJSON, type Tier } from "./model.js";
 
 /** Training settings; every field has a default. */
@@ -39,6 +41,14 @@ export interface TrainOptions {
    * The task is only used for this weight, never as a feature. Default true.
    */
   balanceSources?: boolean;
+  /**
+   * Neighbour estimates (see knn.ts): true (default, with the "full" feature set) stores a neighbour
+   * index in the router, whose similarity-weighted outcomes of the most similar training prompts are
+   * averaged with the heads' predictions in logit space; false gives a heads-only router.
+   */
+  knn?: boolean | Partial<KnnSettings>;
+  /** Weight of the neighbour estimate in that average (default 0.5: a plain average, not tuned). */
+  knnWeight?: number;
 }
 
 /** The resolved training settings stored in the router file. */
@@ -81,9 +91,46 @@ export function compactVector(vector: SparseVector): SparseVector {
   return { indices: indices.slice(0, k + 1), values: values.slice(0, k + 1) };
 }
 
-/** Feature vectors of rows, compacted for training. */
-export function featurizeRows(rows: readonly RoutingRow[], featureSet: FeatureSet = "full"): SparseVector[] {
-  return rows.map((row) => compactVector(extractFeatures(row.messages, featureSet).vector));
+/** Feature vectors of rows, compacted for training, each carrying its focus terms for neighbour search. */
+export function featurizeRows(rows: readonly RoutingRow[], featureSet: FeatureSet = "full"): RowFeatures[] {
+  return rows.map((row) => {
+    const terms: number[] = [];
+    const vector: RowFeatures = compactVector(extractFeatures(row.messages, featureSet, terms).vector);
+    vector.terms = Uint32Array.from(terms);
+    return vector;
+  });
+}
+
+/**
+ * A neighbour index over training rows, and each row's leave-one-out estimate (never counting
+ * itself or a row with the same question), for calibrating the difficulty of the blended router.
+ */
+function leaveOneOutKnn(rows: readonly RoutingRow[], features: readonly RowFeatures[], models: readonly string[], settings: KnnSettings): { knn: KnnJSON; estimates: { scores: Float64Array; weight: number }[] } {
+  const terms = features.map((v, r) => v.terms ?? termsOf(rows[r] as RoutingRow));
+  const knn = buildKnn(terms, rows.map((row) => models.map((m) => scoreOf(row, m))), models.length, settings);
+  const index = new KnnIndex(knn, models.length);
+  const ids = new Map<string, number>();
+  const group = Int32Array.from(rows, (row) => {
+    const key = groupKey(row);
+    let id = ids.get(key);
+    if (id === undefined) {
+      id = ids.size;
+      ids.set(key, id);
+    }
+    return id;
+  });
+  const estimates = terms.map((t, r) => {
+    const g = group[r] as number;
+    const estimate = index.estimate(t, (d) => group[d] === g);
+    return { scores: Float64Array.from(estimate.scores), weight: estimate.weight };
+  });
+  return { knn, estimates };
+}
+
+function termsOf(row: RoutingRow): Uint32Array {
+  const terms: number[] = [];
+  extractFeatures(row.messages, "full", terms);
+  return Uint32Array.from(terms);
 }
 
 function logit(p: number): number {
@@ -228,12 +275,17 @@ export function trainRouter(rows: readonly RoutingRow[], options: TrainOptions =
   const features = vectors ?? featurizeRows(rows, settings.featureSet);
 
   const labels = models.map((model) => rows.map((row) => scoreOf(row, model)));
+  const knnOption = options.knn ?? true;
+  const knnSettings: KnnSettings | undefined =
+    knnOption === false || settings.featureSet !== "full" ? undefined : { ...DEFAULT_KNN_SETTINGS, ...(knnOption === true ? {} : knnOption) };
   const trained = trainHeads(features, labels, settings, sourceWeights(rows, options.balanceSources ?? true));
+  const withKnn = knnSettings ? leaveOneOutKnn(rows, features, models, knnSettings) : undefined;
+  const knnWeight = options.knnWeight ?? 0.5;
   const heads: Record<string, HeadJSON> = {};
   models.forEach((model, j) => {
     heads[model] = trained[j] as HeadJSON;
   });
-  const partial = { featureSet: settings.featureSet, hashBits: HASH_BITS, models, heads };
+  const partial = { featureSet: settings.featureSet, hashBits: HASH_BITS, models, heads, ...(withKnn ? { knn: withKnn.knn, knnWeight } : {}) };
   const version = routerVersion(partial);
 
   const tierQuantiles = options.tierQuantiles ?? [0.4, 0.8];
@@ -255,11 +307,13 @@ export function trainRouter(rows: readonly RoutingRow[], options: TrainOptions =
       knots: [],
     },
     tiers,
-    training: { rows: rows.length, ...settings, balanceSources: options.balanceSources ?? true, tierQuantiles },
+    training: { rows: rows.length, ...settings, balanceSources: options.balanceSources ?? true, tierQuantiles, knn: knnSettings ?? false, ...(withKnn ? { knnWeight } : {}) },
+    ...(withKnn ? { knn: withKnn.knn, knnWeight } : {}),
   };
   const router = RouterModel.fromJSON(json);
-  const raws = features.map((vector) => {
-    const scores = router.scoreVector(vector);
+  const raws = features.map((vector, r) => {
+    // Leave-one-out neighbour estimates: a row must not find itself.
+    const scores = withKnn ? router.blendScores(router.scoreVector(vector, undefined, null), withKnn.estimates[r]!.scores, withKnn.estimates[r]!.weight) : router.scoreVector(vector, undefined, null);
     let sum = 0;
     for (const s of scores) sum += s;
     return 1 - sum / scores.length;

@@ -138,3 +138,26 @@ describe("defaultRouterPath", () => {
     expect(defaultRouterPath()).toMatch(/libs[/\\]router[/\\]models[/\\]default-router\.json$/);
   });
 });
+
+describe("a closed stdout (score ... | head)", () => {
+  it("stops quietly with exit code 0 instead of crashing on EPIPE", async () => {
+    await writeFile(join(dir, "many.jsonl"), toJsonl(syntheticRows(3000)));
+    let writes = 0;
+    const out = vi.spyOn(process.stdout, "write").mockImplementation(() => {
+      writes++;
+      // What Node does when the reader has gone away: an asynchronous 'error' event with EPIPE.
+      setImmediate(() => process.stdout.emit("error", Object.assign(new Error("write EPIPE"), { code: "EPIPE" })));
+      return true;
+    });
+    const err = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+    try {
+      const code = await scoreCommand(["--router", routerPath, "--data", join(dir, "many.jsonl")]);
+      expect(code).toBe(0);
+      expect(writes).toBe(1);
+    } finally {
+      out.mockRestore();
+      err.mockRestore();
+    }
+  });
+});
+

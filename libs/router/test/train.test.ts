@@ -1,7 +1,7 @@
 import { describe, it, expect } from "vitest";
 import { trainRouter } from "../src/train.js";
 import { RouterModel, tierFor, quantileOf } from "../src/model.js";
-import { crossValidate, assignFolds } from "../src/cv.js";
+import { crossValidate, assignFolds, predictRows } from "../src/cv.js";
 import { pairReport } from "../src/report.js";
 import { syntheticRows } from "./fixtures.js";
 
@@ -16,7 +16,8 @@ describe("trainRouter", () => {
   });
 
   it("finds a learnable signal and routes the hard topic to the strong model on unseen prompts", () => {
-    const router = RouterModel.fromJSON(trainRouter(rows, { epochs: 8 }));
+    // The heads alone (the neighbour estimate is averaged in by default and dilutes a single-word signal).
+    const router = RouterModel.fromJSON(trainRouter(rows, { epochs: 8, knn: false }));
     const hard = router.predict([{ role: "user", content: "Question 9999: tell me something interesting about quantum and how it relates to music." }]);
     const easy = router.predict([{ role: "user", content: "Question 9999: tell me something interesting about travel and how it relates to music." }]);
     expect(hard.predicted["strong"]! - hard.predicted["weak"]!).toBeGreaterThan(0.3);
@@ -46,8 +47,10 @@ describe("trainRouter", () => {
     expect(json.tiers[2]!.maxDifficulty).toBe(1);
     expect(json.difficulty.knots).toHaveLength(101);
     const router = RouterModel.fromJSON(json);
-    const difficulties = rows.map((r) => router.predict(r.messages).difficulty).sort((a, b) => a - b);
-    // Calibrated on these rows: the median training prompt sits near difficulty 0.5.
+    // The learned difficulty is calibrated on (leave-one-out predictions for) the training rows: the
+    // median of fresh prompts from the same distribution sits near 0.5.
+    const fresh = syntheticRows(300, 99);
+    const difficulties = predictRows(router, fresh).difficulty.sort((a, b) => a - b);
     expect(difficulties[150]!).toBeGreaterThan(0.3);
     expect(difficulties[150]!).toBeLessThan(0.7);
   });
