@@ -70,7 +70,7 @@ describe("one request, one trace, every hop", () => {
       mine = receiver.spans.filter((s) => s.traceId === traceId);
       const ids = new Set(mine.map((s) => s.spanId));
       // Every service's server span has arrived, and so has every parent (batches arrive apart).
-      if (wanted.every((w) => mine.some((s) => s.service === w && s.kind === 2)) && mine.every((s) => !s.parentSpanId || ids.has(s.parentSpanId))) break;
+      if (wanted.every((w) => mine.some((s) => s.service === w && s.kind === 2)) && mine.some((s) => s.name.startsWith("chat ")) && mine.every((s) => !s.parentSpanId || ids.has(s.parentSpanId))) break;
       await new Promise((r) => setTimeout(r, 100));
     }
     const byId = new Map(mine.map((s) => [s.spanId, s]));
@@ -90,6 +90,13 @@ describe("one request, one trace, every hop", () => {
       expect(client, `${service} span's parent`).toMatchObject({ service: "gateway", kind: 3, name: server!.name });
       expect(client!.parentSpanId).toBe(root.spanId);
     }
+    // The upstream call: an OpenTelemetry GenAI client span under the provider's server span.
+    const providerServer = mine.find((s) => s.service === "provider" && s.kind === 2)!;
+    const upstream = mine.find((s) => s.service === "provider" && s.name.startsWith("chat "))!;
+    expect(upstream.parentSpanId).toBe(providerServer.spanId);
+    expect(attr(upstream, "gen_ai.system")).toBe("switchyard.simulator");
+    expect(attr(upstream, "gen_ai.request.model")).toBe(String(attr(root, "switchyard.model")).split("/")[1]);
+    expect(Number(attr(upstream, "gen_ai.usage.output_tokens"))).toBe(Number(attr(root, "gen_ai.usage.output_tokens")));
     const policySpan = mine.find((s) => s.service === "policy" && s.kind === 2)!;
     expect(String(attr(policySpan, "switchyard.route_reason"))).toMatch(/^tier /);
     const classifierSpan = mine.find((s) => s.service === "classifier" && s.kind === 2)!;

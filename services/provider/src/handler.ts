@@ -1,7 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { context, SpanKind, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
 import { provider as pb } from "@switchyard/proto";
-import type { Logger } from "@switchyard/telemetry";
+import { tracer, type Logger } from "@switchyard/telemetry";
 import { ErrorKind, ProviderFailure, type GenerateInput, type ProviderAdapter, type ProviderEvent } from "./adapters/types.js";
 import { asFailure, toConnectError } from "./errors.js";
 import type { HealthTracker } from "./health.js";
@@ -11,6 +12,8 @@ import { generateInput } from "./request.js";
 /** A configured, active provider as the handler uses it. */
 export interface RunningProvider {
   name: string;
+  /** `gen_ai.system` for spans: "openai", "anthropic", "gcp.gemini", "switchyard.simulator". */
+  system: string;
   adapter: ProviderAdapter;
   limiter: ConcurrencyLimiter;
   /** Token bucket from `requests_per_second`; none = no rate limit. */
@@ -56,24 +59,37 @@ export class ProviderHandler implements ServiceImpl<typeof pb.ProviderService> {
       () => controller.abort(new ProviderFailure(ErrorKind.TIMEOUT, `${label}: no token within ${timeoutMs} ms`)),
       timeoutMs,
     );
+    const span = upstreamSpan(running, input);
+    const spanContext = trace.setSpan(context.active(), span);
     try {
       await running.rateLimiter?.acquire(controller.signal, deadlineAt);
       release = await running.limiter.acquire(controller.signal);
       this.health.started(running.name, req.model);
-      for await (const event of running.adapter.stream(input, controller.signal)) {
+      const events = context.with(spanContext, () => running.adapter.stream(input, controller.signal)[Symbol.asyncIterator]());
+      for (;;) {
+        const next = await context.with(spanContext, () => events.next());
+        if (next.done) break;
+        const event = next.value;
         if (ttftMs === undefined) {
           ttftMs = performance.now() - started;
           clearTimeout(firstTokenTimer);
+          span.setAttribute("switchyard.time_to_first_token_ms", Math.round(ttftMs));
         }
-        if (event.type === "finish") completedMs = performance.now() - started;
+        if (event.type === "finish") {
+          completedMs = performance.now() - started;
+          annotateFinish(span, event);
+        }
         yield toResponse(event);
       }
     } catch (err) {
       const reason = controller.signal.aborted ? (controller.signal.reason as unknown) : undefined;
       failure = err instanceof ProviderFailure ? err : reason instanceof ProviderFailure ? reason : asFailure(err, label);
       if (failure.kind === ErrorKind.UNSPECIFIED) this.logger.error("adapter failed unexpectedly", { model: label, err });
+      span.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
+      span.setAttribute("error.type", ErrorKind[failure.kind] ?? "UNSPECIFIED");
       throw toConnectError(failure);
     } finally {
+      span.end();
       clearTimeout(firstTokenTimer);
       ctx.signal.removeEventListener("abort", onClientGone);
       if (release) {
@@ -105,6 +121,35 @@ export class ProviderHandler implements ServiceImpl<typeof pb.ProviderService> {
       })),
     });
   }
+}
+
+/**
+ * The upstream call as an OpenTelemetry GenAI client span ("chat <model>"). No prompt or answer
+ * text goes on it.
+ */
+function upstreamSpan(running: RunningProvider, input: GenerateInput): Span {
+  const attributes: Record<string, string | number> = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.system": running.system,
+    "gen_ai.request.model": input.model,
+    "switchyard.provider": running.name,
+  };
+  if (input.temperature !== undefined) attributes["gen_ai.request.temperature"] = input.temperature;
+  if (input.topP !== undefined) attributes["gen_ai.request.top_p"] = input.topP;
+  if (input.maxTokens !== undefined) attributes["gen_ai.request.max_tokens"] = input.maxTokens;
+  return tracer().startSpan(`chat ${input.model}`, { kind: SpanKind.CLIENT, attributes });
+}
+
+function annotateFinish(span: Span, event: Extract<ProviderEvent, { type: "finish" }>): void {
+  span.setAttributes({
+    "gen_ai.response.model": event.responseModel,
+    "gen_ai.response.finish_reasons": [event.finishReason],
+    "gen_ai.usage.input_tokens": event.usage.inputTokens,
+    "gen_ai.usage.output_tokens": event.usage.outputTokens,
+    "switchyard.usage.cached_input_tokens": event.usage.cachedInputTokens,
+    "switchyard.usage.reasoning_tokens": event.usage.reasoningTokens,
+    "switchyard.usage.estimated": event.usage.estimated,
+  });
 }
 
 function toResponse(event: ProviderEvent): pb.StreamGenerateResponse {

@@ -29,6 +29,7 @@ export function startProviders(config: Config, env: NodeJS.ProcessEnv, logger: L
     const maxQueue = p.max_queue ?? p.max_concurrency * 4;
     running.set(p.name, {
       name: p.name,
+      system: GEN_AI_SYSTEM[p.kind],
       adapter: createAdapter(p, env),
       limiter: new ConcurrencyLimiter(p.name, p.max_concurrency, maxQueue),
       ...(p.requests_per_second === undefined
@@ -40,6 +41,14 @@ export function startProviders(config: Config, env: NodeJS.ProcessEnv, logger: L
   }
   return running;
 }
+
+/** `gen_ai.system` of each provider kind, per the OpenTelemetry GenAI conventions. */
+const GEN_AI_SYSTEM: Record<ProviderConfig["kind"], string> = {
+  openai: "openai",
+  anthropic: "anthropic",
+  gemini: "gcp.gemini",
+  simulator: "switchyard.simulator",
+};
 
 /** The adapter for one configured provider. */
 export function createAdapter(p: ProviderConfig, env: NodeJS.ProcessEnv): ProviderAdapter {
