@@ -7,7 +7,7 @@ export interface Neighbour {
 /** Hash tables of the LSH index. */
 export const TABLES = 16;
 /** Hyperplanes (bits) per table. */
-const BITS = 14;
+const BITS = 16;
 
 /**
  * Random-hyperplane LSH codes (SimHash): bit b of table t is the sign of the vector's dot product
@@ -77,16 +77,16 @@ export function lshCodes(vector: Float32Array): Uint32Array {
 }
 
 /** Changes whenever TABLES, BITS or the plane seed change. */
-export const LSH_CODES_VERSION = "lsh1";
+export const LSH_CODES_VERSION = "lsh2";
 
 /**
  * Nearest-neighbour search over unit vectors by cosine similarity, with add and remove.
  *
  * Up to `exactScanBelow` entries it scans every vector (exact, and fastest at that size). Above,
- * it probes an LSH index: 16 tables of 14-bit SimHash codes, each probed at the query's bucket
- * and the 14 buckets one bit away (multi-probe). The chance that no probe finds a stored vector is
- * about 1e-6 at cosine 0.95 to the query, 5e-4 at 0.9 and under 1% at 0.85. Candidates whose
- * 224 code bits differ from the query's in more bits than a vector at the threshold would (see
+ * it probes an LSH index: 16 tables of 16-bit SimHash codes, each probed at the query's bucket
+ * and the 16 buckets one bit away (multi-probe). The chance that no probe finds a stored vector is
+ * about 1e-5 at cosine 0.95 to the query, 3e-3 at 0.9 and 3% at 0.85. Candidates whose 256 code
+ * bits differ from the query's in more bits than a vector at the threshold would (see
  * `hammingBound`) are skipped; the rest are scored exactly, so the index can miss a neighbour
  * but never invents one.
  */
