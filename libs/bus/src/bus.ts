@@ -270,3 +270,13 @@ function consume(name: string, destination: string, traceparent: string, handle:
 function subjectToken(name: string): string {
   return name.replace(/[.*>\s]/g, "_");
 }
+
+/** The bus a service connects with, as its configuration says; undefined when NATS is disabled. */
+export function startBus(
+  config: { nats: { enabled: boolean; url: string; price_bucket: string; health_subject: string } },
+  name: string,
+  logger: Logger,
+): Bus | undefined {
+  if (!config.nats.enabled) return undefined;
+  return Bus.start({ url: config.nats.url, name, priceBucket: config.nats.price_bucket, healthSubject: config.nats.health_subject, logger });
+}

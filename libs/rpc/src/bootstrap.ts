@@ -44,19 +44,26 @@ export interface Readiness {
   checks: Record<string, string>;
 }
 
-export interface ServeOptions {
-  runtime: ServiceRuntime;
-  port: number;
-  httpPort?: number;
+/**
+ * A service as its factory builds it: what it serves and how it stops. The same parts run as
+ * their own process (`serve`) or beside the others in one process (`switchyard start --single-process`).
+ */
+export interface ServiceParts {
   /** Fully-qualified Protobuf service names served, for grpc.health.v1. */
   serviceNames: string[];
   routes: (router: ConnectRouter) => void;
-  interceptors?: Interceptor[];
   readiness?: () => Readiness;
   /** Extra plain-HTTP routes, tried before /metrics, /healthz and /readyz. */
   httpFallback?: HttpFallback;
   /** Runs after the server stopped taking requests and drained (close clients, flush). */
   onStop?: () => Promise<void>;
+}
+
+export interface ServeOptions extends ServiceParts {
+  runtime: ServiceRuntime;
+  port: number;
+  httpPort?: number;
+  interceptors?: Interceptor[];
 }
 
 /** Serves a service until SIGTERM/SIGINT, then drains within the configured grace period. */

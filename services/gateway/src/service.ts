@@ -1,0 +1,54 @@
+import { endpointFor } from "@switchyard/config";
+import { cache, classifier, gateway as pb, policy, provider } from "@switchyard/proto";
+import { createServiceClient, type ServiceParts, type ServiceRuntime } from "@switchyard/rpc";
+import { DependencyHealth } from "./dependencies.js";
+import { GatewayHandler } from "./grpc.js";
+import { createGatewayMetrics } from "./metrics.js";
+import { openAiApi } from "./openai/http.js";
+import { Orchestrator, type MeshClients } from "./orchestrator.js";
+import { TenantResolver } from "./tenants.js";
+
+/**
+ * The gateway: both public APIs over an orchestrator. Without `clients` it calls the other
+ * services over the network at their configured endpoints, on HTTP/2 connections opened now;
+ * with them (one process), over the given transports.
+ */
+export async function createGatewayService(runtime: ServiceRuntime, clients?: MeshClients): Promise<ServiceParts> {
+  const { config, logger } = runtime;
+  let mesh = clients;
+  let dependencies: DependencyHealth | undefined;
+  let closeConnections = () => {};
+  if (!mesh) {
+    const connections = {
+      classifier: createServiceClient(classifier.ClassifierService, endpointFor(config, "classifier")),
+      policy: createServiceClient(policy.PolicyService, endpointFor(config, "policy")),
+      cache: createServiceClient(cache.CacheService, endpointFor(config, "cache")),
+      provider: createServiceClient(provider.ProviderService, endpointFor(config, "provider")),
+    };
+    // Open every HTTP/2 connection now: the first request should not pay for handshakes.
+    await Promise.allSettled(Object.values(connections).map((c) => c.warm()));
+    mesh = {
+      classifier: connections.classifier.client,
+      policy: connections.policy.client,
+      cache: connections.cache.client,
+      provider: connections.provider.client,
+    };
+    dependencies = new DependencyHealth(config);
+    closeConnections = () => {
+      for (const c of Object.values(connections)) c.close();
+    };
+  }
+  const metrics = createGatewayMetrics(runtime.metrics);
+  const orchestrator = new Orchestrator(mesh, config, metrics, logger);
+  const tenants = new TenantResolver(config);
+  return {
+    serviceNames: [pb.GatewayService.typeName],
+    routes: (router) => router.service(pb.GatewayService, new GatewayHandler(config, orchestrator, tenants, metrics, logger)),
+    httpFallback: openAiApi({ config, orchestrator, policy: mesh.policy, tenants, metrics, logger }),
+    readiness: () => dependencies?.readiness() ?? { ready: true, checks: { mesh: "in process" } },
+    onStop: async () => {
+      dependencies?.close();
+      closeConnections();
+    },
+  };
+}
