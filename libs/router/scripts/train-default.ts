@@ -202,7 +202,7 @@ md.push(
   "| kNN alone (k 24, sim², 40 terms/prompt) | 0.646 | 0.530 | 0.498; q@best 0.868 | no |",
   "| kNN estimates as stacked features of the heads (leave-one-out on training rows; plain folds) | +0.002 | -0.001 | n/a | no (no gain, 2× training time) |",
   "| heads + kNN, plain logit average 0.5 | 0.677 | 0.611 | n/a | no (hurts gsm8k: far neighbours pull towards the mean) |",
-  "| heads + kNN, evidence-gated average 0.5·W/(W+0.3) | 0.674 | 0.623 | 0.523; q@best 0.870, q@half 0.845 | **yes** |",
+  "| heads + kNN, evidence-gated average 0.5·W/(W+0.3) | 0.674 | 0.623 | 0.523; q@best 0.870, q@half 0.844 | **yes** |",
   "",
   "Ceiling check: ranking MMLU prompts by the out-of-fold mean GPT-4 − Mixtral gap of their *true subject* (the `task` field, not available at inference) gives APGR 0.678; the in-sample value is 0.724. The router's 0.67 is already close to what perfect subject detection would give, so the 0.70 target needs signal beyond the subject (per-question difficulty), which these 9k labelled prompts barely provide.",
   "On RouterBench, routing by the true task alone (best model per task at each λ) reaches 0.871 at $3.8e-3 and 0.844 at $1.6e-3: matching GPT-4 (0.877) at half its cost needs per-prompt discrimination inside each task that neither heads nor neighbours showed under CV.",
