@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { SERVICE_NAMES, type Config, type ServiceName } from "@switchyard/config";
 import { health } from "@switchyard/proto";
 import { createServiceClient, ServingStatus } from "@switchyard/rpc";
@@ -27,6 +28,8 @@ export interface MeshOptions {
   childOutput?: "inherit" | "ignore";
   /** Restart a child that exits unexpectedly (default true). */
   restart?: boolean;
+  /** Run all five services in one child process (`switchyard start --single-process`). */
+  singleProcess?: boolean;
 }
 
 /** Five service processes, watched and restarted. */
@@ -39,6 +42,10 @@ export class Mesh {
 
   /** Starts every service; the gateway last, so its warm-up finds the others listening. */
   start(): void {
+    if (this.options.singleProcess) {
+      this.spawn("gateway");
+      return;
+    }
     const order: ServiceName[] = ["provider", "policy", "cache", "classifier", "gateway"];
     for (const name of order) this.spawn(name);
   }
@@ -46,7 +53,7 @@ export class Mesh {
   /** Waits until every service reports SERVING over grpc.health.v1, or throws naming the laggards. */
   async waitReady(timeoutMs = 60_000): Promise<void> {
     const host = this.options.config.listen_host === "0.0.0.0" ? "127.0.0.1" : this.options.config.listen_host;
-    const pending = new Set<ServiceName>(SERVICE_NAMES);
+    const pending = new Set<ServiceName>(this.options.singleProcess ? ["gateway"] : SERVICE_NAMES);
     const clients = new Map(SERVICE_NAMES.map((n) => [n, createServiceClient(health.Health, `http://${host}:${healthPort(this.options.config, n)}`)]));
     const deadline = Date.now() + timeoutMs;
     try {
@@ -93,7 +100,8 @@ export class Mesh {
   }
 
   private spawn(name: ServiceName): void {
-    const child = spawn(process.execPath, [serviceEntry(name)], {
+    const args = this.options.singleProcess ? [join(dirname(fileURLToPath(import.meta.url)), "..", "bin", "switchyard.js"), "start", "--single-process"] : [serviceEntry(name)];
+    const child = spawn(process.execPath, args, {
       env: { ...this.options.env, OTEL_SERVICE_NAME: name },
       stdio: ["ignore", this.options.childOutput ?? "inherit", this.options.childOutput ?? "inherit", "ipc"],
     });

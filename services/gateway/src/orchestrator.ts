@@ -181,6 +181,7 @@ export class Orchestrator {
     cacheKey: cachePb.CacheKey | undefined,
   ): AsyncGenerator<CompletionEvent> {
     let text = "";
+    let finished = false;
     let event: providerPb.StreamGenerateResponse | undefined = first;
     try {
       while (event) {
@@ -191,6 +192,7 @@ export class Orchestrator {
           const call = event.event.value;
           yield { type: "tool_call", index: call.index, id: call.id, name: call.name, arguments: call.arguments };
         } else if (event.event.case === "finish") {
+          finished = true;
           const finish = event.event.value;
           const u = finish.usage;
           const usage: FinalUsage = {
@@ -219,9 +221,11 @@ export class Orchestrator {
     } catch (err) {
       throw new StreamInterrupted(fromProviderError(err));
     } finally {
-      // Release the provider stream (it ends right after its finish event, or the client left):
-      // an iterator left open would hold its HTTP/2 stream and never end its span.
-      void rest.return?.().catch(() => {});
+      // Close the provider stream: after its finish event it ends by itself, so read that end
+      // (a clean close on every transport); if the client left mid-answer, cancel it. An iterator
+      // left open would hold its HTTP/2 stream and never end its span.
+      if (finished) void drain(rest);
+      else void rest.return?.().catch(() => {});
     }
     throw new StreamInterrupted(new GatewayError(502, "upstream_error", "upstream_stream_broken", "the provider stream ended without finishing the answer"));
   }
@@ -333,6 +337,18 @@ export class Orchestrator {
 
   private middleTier(): string {
     return this.config.tiers[Math.floor((this.config.tiers.length - 1) / 2)]!.name;
+  }
+}
+
+/** Reads a stream to its end (bounded: a stream that does not end within a second is cancelled). */
+async function drain(it: AsyncIterator<unknown>): Promise<void> {
+  const timer = setTimeout(() => void it.return?.().catch(() => {}), 1_000);
+  try {
+    while (!(await it.next()).done);
+  } catch {
+    // the stream failed after the answer was complete: nothing is lost
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -61,6 +61,28 @@ export class ProviderHandler implements ServiceImpl<typeof pb.ProviderService> {
     );
     const span = upstreamSpan(running, input);
     const spanContext = trace.setSpan(context.active(), span);
+    let settled = false;
+    // Ends the call's bookkeeping once: the slot, the span, the health sample. Runs as soon as the
+    // answer is complete, not when the caller finally closes the stream: over an in-process
+    // transport a caller that stops reading never resumes this generator, and the slot would leak.
+    const settle = () => {
+      if (settled) return;
+      settled = true;
+      span.end();
+      clearTimeout(firstTokenTimer);
+      ctx.signal.removeEventListener("abort", onClientGone);
+      if (release) {
+        release();
+        // The gateway stops reading once it has the finish event: that is a complete answer, not a caller gone.
+        const clientGone = ctx.signal.aborted && completedMs === undefined;
+        this.health.finished(running.name, req.model, {
+          ok: completedMs !== undefined && failure === undefined,
+          ttftMs,
+          totalMs: completedMs ?? performance.now() - started,
+          countsAgainstProvider: failure !== undefined && !clientGone && failure.kind !== ErrorKind.BAD_REQUEST,
+        });
+      }
+    };
     try {
       await running.rateLimiter?.acquire(controller.signal, deadlineAt);
       release = await running.limiter.acquire(controller.signal);
@@ -78,6 +100,7 @@ export class ProviderHandler implements ServiceImpl<typeof pb.ProviderService> {
         if (event.type === "finish") {
           completedMs = performance.now() - started;
           annotateFinish(span, event);
+          settle();
         }
         yield toResponse(event);
       }
@@ -89,20 +112,7 @@ export class ProviderHandler implements ServiceImpl<typeof pb.ProviderService> {
       span.setAttribute("error.type", ErrorKind[failure.kind] ?? "UNSPECIFIED");
       throw toConnectError(failure);
     } finally {
-      span.end();
-      clearTimeout(firstTokenTimer);
-      ctx.signal.removeEventListener("abort", onClientGone);
-      if (release) {
-        release();
-        // The gateway stops reading once it has the finish event: that is a complete answer, not a caller gone.
-        const clientGone = ctx.signal.aborted && completedMs === undefined;
-        this.health.finished(running.name, req.model, {
-          ok: completedMs !== undefined && failure === undefined,
-          ttftMs,
-          totalMs: completedMs ?? performance.now() - started,
-          countsAgainstProvider: failure !== undefined && !clientGone && failure.kind !== ErrorKind.BAD_REQUEST,
-        });
-      }
+      settle();
     }
   }
 

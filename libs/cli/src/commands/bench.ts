@@ -9,6 +9,8 @@ import { measurePropagation } from "../propagation.js";
 import { freePort } from "../ports.js";
 
 interface BenchOptions {
+  /** All five services in one process instead of five processes. */
+  singleProcess: boolean;
   requests: number;
   concurrency: number;
   ttftMs: number;
@@ -44,6 +46,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     log: () => {},
     childOutput: "ignore",
     restart: false,
+    singleProcess: options.singleProcess,
   });
   try {
     mesh.start();
@@ -71,8 +74,8 @@ export async function benchCommand(argv: string[]): Promise<number> {
 }
 
 function parseOptions(argv: string[]): BenchOptions {
-  const o: BenchOptions = { requests: 2000, concurrency: 16, ttftMs: 50, tokens: 32, tokenIntervalMs: 2, out: ".bench/gateway-overhead.json" };
-  const numeric: Record<string, keyof Omit<BenchOptions, "out">> = {
+  const o: BenchOptions = { singleProcess: false, requests: 2000, concurrency: 16, ttftMs: 50, tokens: 32, tokenIntervalMs: 2, out: ".bench/gateway-overhead.json" };
+  const numeric: Record<string, keyof Omit<BenchOptions, "out" | "singleProcess">> = {
     "--requests": "requests",
     "--concurrency": "concurrency",
     "--ttft-ms": "ttftMs",
@@ -82,13 +85,15 @@ function parseOptions(argv: string[]): BenchOptions {
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const value = argv[i + 1];
-    if (flag === "--out" && value) {
+    if (flag === "--single-process") {
+      o.singleProcess = true;
+    } else if (flag === "--out" && value) {
       o.out = value;
       i++;
     } else if (numeric[flag] && value !== undefined && Number.isFinite(Number(value)) && Number(value) >= 0) {
       o[numeric[flag]] = Number(value);
       i++;
-    } else throw new Error(`bad option "${flag}" (options: --requests N --concurrency N --ttft-ms N --tokens N --token-interval-ms N --out FILE)`);
+    } else throw new Error(`bad option "${flag}" (options: --single-process --requests N --concurrency N --ttft-ms N --tokens N --token-interval-ms N --out FILE)`);
   }
   if (o.requests < 1 || o.concurrency < 1 || o.tokens < 1) throw new Error("--requests, --concurrency and --tokens must be at least 1");
   return o;
@@ -218,7 +223,7 @@ function summarise(o: BenchOptions, direct: Sample[], mesh: Sample[]) {
   const line = (name: string, s: { p50: number; p90: number; p99: number; mean: number }) => `${name.padEnd(22)}${f(s.p50)}${f(s.p90)}${f(s.p99)}${f(s.mean)}\n`;
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, Node ${process.version}`;
   const table =
-    `switchyard bench: ${o.requests} streamed requests per path, concurrency ${o.concurrency}, upstream TTFT ${o.ttftMs} ms, ${o.tokens} tokens every ${o.tokenIntervalMs} ms\n` +
+    `switchyard bench (${o.singleProcess ? "one process" : "five processes"}): ${o.requests} streamed requests per path, concurrency ${o.concurrency}, upstream TTFT ${o.ttftMs} ms, ${o.tokens} tokens every ${o.tokenIntervalMs} ms\n` +
     `machine: ${machine}\n\n` +
     `${"ms".padEnd(22)}${"p50".padStart(8)}${"p90".padStart(8)}${"p99".padStart(8)}${"mean".padStart(8)}\n` +
     line("TTFT direct", rows.direct_ttft) +

@@ -1,6 +1,7 @@
 import { ConfigError, loadConfig, type Config } from "@switchyard/config";
 import { Mesh } from "../mesh.js";
 import { planNats } from "../nats.js";
+import { startSingleProcess } from "../single.js";
 
 /**
  * `switchyard start`: validates the configuration, finds or starts NATS, starts the five services
@@ -8,8 +9,10 @@ import { planNats } from "../nats.js";
  * everything on Ctrl-C / SIGTERM.
  */
 export async function startCommand(argv: string[]): Promise<number> {
-  if (argv.length > 0) {
-    process.stderr.write(`switchyard start: unexpected argument "${argv[0]}" (configure with SWITCHYARD_CONFIG or ./switchyard.yaml)\n`);
+  const single = argv[0] === "--single-process";
+  const extra = argv.slice(single ? 1 : 0);
+  if (extra.length > 0) {
+    process.stderr.write(`switchyard start: unexpected argument "${extra[0]}" (options: --single-process; configure with SWITCHYARD_CONFIG or ./switchyard.yaml)\n`);
     return 2;
   }
   let config: Config;
@@ -49,6 +52,16 @@ export async function startCommand(argv: string[]): Promise<number> {
   }
   say("nats", { status: natsNote });
 
+  if (single) {
+    // One process: the services' own SIGTERM handling (serve) stops it; the embedded NATS too.
+    Object.assign(process.env, env);
+    if (stopNats) process.once("exit", () => void stopNats?.());
+    const { config: effective } = loadConfig();
+    await startSingleProcess(effective, source);
+    printReady(effective, natsNote, "all five services SERVING in one process", false);
+    return new Promise<number>(() => {}); // runs until a signal stops it
+  }
+
   const mesh = new Mesh({ config, env, log: say });
   let stopping: Promise<void> | undefined;
   const stop = (signal: string) =>
@@ -70,18 +83,24 @@ export async function startCommand(argv: string[]): Promise<number> {
     await stop("startup failure");
     return 1;
   }
+  printReady(config, natsNote, "all five services SERVING", true);
+  return exit;
+}
+
+function printReady(config: Config, natsNote: string, what: string, separateProcesses: boolean): void {
   const host = config.listen_host === "0.0.0.0" ? "127.0.0.1" : config.listen_host;
   const lines = [
     "",
     `  OpenAI-compatible API  http://${host}:${config.ports.gateway_http}/v1   (model: "switchyard/auto")`,
     `  gRPC / Connect         http://${host}:${config.ports.gateway_grpc}      (switchyard.gateway.v1.GatewayService)`,
     `  health, metrics        http://${host}:${config.ports.gateway_http}/readyz  /metrics`,
-    `  internal services      classifier :${config.ports.classifier}  policy :${config.ports.policy}  cache :${config.ports.cache}  provider :${config.ports.provider}`,
+    separateProcesses
+      ? `  internal services      classifier :${config.ports.classifier}  policy :${config.ports.policy}  cache :${config.ports.cache}  provider :${config.ports.provider}`
+      : "  internal services      in this process (Connect in-memory transport)",
     `  NATS                   ${natsNote}`,
     "",
-    `switchyard ready: all five services SERVING at http://${host}:${config.ports.gateway_http}`,
+    `switchyard ready: ${what} at http://${host}:${config.ports.gateway_http}`,
     "",
   ];
   process.stdout.write(lines.join("\n"));
-  return exit;
 }
