@@ -21,7 +21,7 @@ class LingeringAdapter implements ProviderAdapter {
 function handlerWith(adapter: ProviderAdapter, tracker: HealthTracker): ProviderHandler {
   const limiter = new ConcurrencyLimiter("p", 1);
   return new ProviderHandler(
-    new Map([["p", { name: "p", adapter, limiter, models: new Set(["m"]), firstTokenTimeoutMs: 1_000 }]]),
+    new Map([["p", { name: "p", system: "test", adapter, limiter, models: new Set(["m"]), firstTokenTimeoutMs: 1_000 }]]),
     tracker,
     createLogger({ service: "provider", write: () => {} }),
   );
@@ -44,5 +44,20 @@ describe("ProviderHandler", () => {
     expect(o).toMatchObject({ requests: 1, inFlight: 0, errorRate: 0, consecutiveFailures: 0 });
     expect(o!.ewmaTotalMs).toBeGreaterThan(0);
     expect(o!.ewmaTotalMs).toBeLessThan(250);
+  });
+
+  it("frees its capacity slot at the finish event, even when the caller never resumes the stream", async () => {
+    const tracker = new HealthTracker();
+    const handler = handlerWith(new LingeringAdapter(), tracker); // one slot
+    const ctx = { signal: new AbortController().signal, timeoutMs: () => undefined } as unknown as HandlerContext;
+    const request = create(pb.StreamGenerateRequestSchema, { provider: "p", model: "m" });
+    for (let i = 0; i < 3; i++) {
+      // Read up to the finish event, then walk away without return(): what an in-process caller does.
+      const it = handler.streamGenerate(request, ctx)[Symbol.asyncIterator]();
+      let next = await it.next();
+      while (!next.done && next.value.event.case !== "finish") next = await it.next();
+      expect(next.done).toBe(false);
+    }
+    expect(tracker.snapshot()[0]).toMatchObject({ requests: 3, inFlight: 0 });
   });
 });
