@@ -32,7 +32,7 @@ describe("the mesh through the official openai SDK", () => {
     expect(["simple", "standard", "complex"]).toContain(response.headers.get("x-switchyard-tier"));
     expect(response.headers.get("x-switchyard-cache")).toBe("bypass");
     expect(response.headers.get("x-switchyard-request-id")).toMatch(/^req_[0-9a-f]{24}$/);
-    expect(response.headers.get("traceparent")).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    expect(response.headers.get("traceparent")).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
     let text = "";
     let usage: OpenAI.CompletionUsage | undefined;
     let finish: string | null = null;

@@ -2,7 +2,7 @@ import { context, propagation, trace, type Context, type Span, type Tracer } fro
 import { OTLPTraceExporter as OtlpJsonExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { OTLPTraceExporter as OtlpProtoExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { envDetector, detectResources, resourceFromAttributes } from "@opentelemetry/resources";
-import { BatchSpanProcessor, type SpanExporter, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { AlwaysOffSampler, BatchSpanProcessor, type SpanExporter, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
 import type { Logger } from "./log.js";
 
@@ -36,7 +36,10 @@ export function initTracing(serviceName: string, logger: Logger, env: NodeJS.Pro
   const resource = resourceFromAttributes({ "service.name": env.OTEL_SERVICE_NAME || serviceName, "service.namespace": "switchyard" }).merge(
     detectResources({ detectors: [envDetector] }),
   );
-  const provider = new NodeTracerProvider({ resource, spanProcessors: processors });
+  // With nothing to export, spans are not recorded (no attributes, no events, no timing work) but
+  // still get real trace and span ids, so responses carry a usable traceparent and context still
+  // flows between services.
+  const provider = new NodeTracerProvider({ resource, spanProcessors: processors, ...(processors.length === 0 ? { sampler: new AlwaysOffSampler() } : {}) });
   provider.register();
   if (processors.length > 0) logger.info("exporting traces over OTLP", { endpoint: redactUrl(endpoint ?? "") });
   return { exporting: processors.length > 0, shutdown: () => provider.shutdown() };
