@@ -4,11 +4,11 @@
  * 0 success, 1 bad input or failure, 2 bad usage.
  */
 import { writeFile } from "node:fs/promises";
-import { readPrices, readRows, RouterInputError, type PriceTable, type RoutingRow } from "./data.js";
+import { applyAliases, parseAliases, readPrices, readRows, RouterInputError, type PriceTable, type RoutingRow } from "./data.js";
 import { loadRouter, tierFor } from "./model.js";
 import { trainRouter, type TrainOptions } from "./train.js";
 import { crossValidate, predictRows, type FoldScheme } from "./cv.js";
-import { defaultPair, modelAverages, multiReport, pairReport, PAIR_RANKINGS, type RowPredictions } from "./report.js";
+import { defaultPair, modelAverages, multiReport, pairKey, pairReport, PAIR_HEAD_RANKINGS, PAIR_RANKINGS, type RowPredictions } from "./report.js";
 import { pairSvg, qualityCostSvg } from "./svg.js";
 import type { PairMetrics } from "./evaluate.js";
 
@@ -130,6 +130,8 @@ function trainOptionsFrom(command: string, flags: Map<string, string[]>, prices:
   if (l1 !== undefined) options.l1 = l1;
   if (l2 !== undefined) options.l2 = l2;
   if (prices) options.prices = prices;
+  const aliases = flags.get("alias");
+  if (aliases) options.aliases = parseAliases(aliases);
   return options;
 }
 
@@ -139,10 +141,13 @@ async function readAll(files: readonly string[]): Promise<RoutingRow[]> {
   return rows;
 }
 
-/** `train --data FILE... --out ROUTER.json [--prices prices.json] [--epochs N] [--seed N] [--l1 X] [--l2 X]` */
+/**
+ * `train --data FILE... --out ROUTER.json [--prices prices.json] [--epochs N] [--seed N] [--l1 X] [--l2 X] [--alias FROM=TO...]`
+ * (`--alias`: the same model under two names; FROM's outcomes are trained as TO's.)
+ */
 export async function trainCommand(argv: string[]): Promise<number> {
   return run("train", async () => {
-    const flags = parseFlags("train", argv, { single: ["out", "prices", "epochs", "seed", "l1", "l2"], multiple: ["data"] });
+    const flags = parseFlags("train", argv, { single: ["out", "prices", "epochs", "seed", "l1", "l2"], multiple: ["data", "alias"] });
     const files = flags.get("data");
     if (!files) throw new UsageError("train: missing --data FILE... (routing-outcome JSONL)");
     const out = required("train", flags, "out", "ROUTER.json");
@@ -209,7 +214,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
   return run("eval", async () => {
     const flags = parseFlags("eval", argv, {
       single: ["router", "strong", "weak", "prices", "svg", "kfold", "fold-scheme", "epochs", "seed", "l1", "l2"],
-      multiple: ["data"],
+      multiple: ["data", "alias"],
     });
     const files = flags.get("data");
     if (!files) throw new UsageError("eval: missing --data FILE (routing-outcome JSONL)");
@@ -222,16 +227,21 @@ export async function evalCommand(argv: string[]): Promise<number> {
     if (scheme !== "plain" && scheme !== "grouped") throw new UsageError(`eval: --fold-scheme must be plain or grouped, got "${scheme}"`);
     const pricesPath = one(flags, "prices");
     const prices = pricesPath ? await readPrices(pricesPath) : undefined;
-    const rows = await readAll(files);
+    let rows = await readAll(files);
     if (rows.length === 0) throw new RouterInputError(`no rows in ${files.join(", ")}`);
 
     let predictions: RowPredictions;
     if (kfold !== undefined) {
       if (kfold > rows.length) throw new UsageError(`eval: --kfold ${kfold} is more than the ${rows.length} rows`);
-      predictions = crossValidate(rows, kfold, { ...trainOptionsFrom("eval", flags, prices), scheme: scheme as FoldScheme });
+      const options = trainOptionsFrom("eval", flags, prices);
+      // Evaluate the aliased rows (each outcome keeps its own row's cost), as the routers are trained on them.
+      rows = applyAliases(rows, options.aliases);
+      predictions = crossValidate(rows, kfold, { ...options, scheme: scheme as FoldScheme });
       print(`${kfold}-fold cross-validation (${scheme} folds) on ${rows.length} rows\n`);
     } else {
       const router = await loadRouter(routerPath as string);
+      const aliases = flags.get("alias");
+      rows = applyAliases(rows, aliases ? parseAliases(aliases) : router.aliases);
       predictions = predictRows(router, rows);
       print(`router ${router.version} on ${rows.length} rows\n`);
     }
@@ -259,6 +269,9 @@ export async function evalCommand(argv: string[]): Promise<number> {
         }
         print(pairLine(ranking === "gap" ? "router" : ranking, metrics) + "\n");
         if (ranking === "gap" || ranking === "length") pairs.push({ name: ranking === "gap" ? "router" : "prompt length", curve: metrics.curve });
+      }
+      if (predictions.pairScores?.[pairKey(strong, weak)] ?? predictions.pairScores?.[pairKey(weak, strong)]) {
+        for (const ranking of PAIR_HEAD_RANKINGS) print(pairLine(ranking, pairReport(rows, predictions, strong, weak, ranking, prices)) + "\n");
       }
       print('("router" ranks by predicted strong minus predicted weak score; "weak-wrong" by 1 - predicted weak; "difficulty" by the router\'s difficulty)\n');
     }

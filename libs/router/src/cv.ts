@@ -1,12 +1,12 @@
 /** k-fold cross-validation: deterministic folds, out-of-fold predictions for every row. */
 import { extractFeatures, type SparseVector } from "./features.js";
 import { hashString, seededRandom, shuffleInPlace } from "./hash.js";
-import { groupKey, modelsOf, type RoutingRow } from "./data.js";
+import { applyAliases, groupKey, modelsOf, type RoutingRow } from "./data.js";
 
 export { groupKey };
 import { RouterModel } from "./model.js";
 import { featurizeRows, trainRouter, type TrainOptions } from "./train.js";
-import type { RowPredictions } from "./report.js";
+import { pairKey, type RowPredictions } from "./report.js";
 import { estimateTokens, fitCostRates, promptChars } from "./cost.js";
 
 /**
@@ -58,9 +58,11 @@ export interface CrossValidationOptions extends TrainOptions {
 }
 
 /** Out-of-fold predictions for every row: each fold is predicted by a router trained on the other folds (plus any extra rows). */
-export function crossValidate(rows: readonly RoutingRow[], k: number, options: CrossValidationOptions = {}): RowPredictions & { folds: number[] } {
-  const extraRows = options.extraRows ?? [];
-  const models = options.models ?? modelsOf([...rows, ...extraRows]);
+export function crossValidate(inputRows: readonly RoutingRow[], k: number, options: CrossValidationOptions = {}): RowPredictions & { folds: number[] } {
+  // Aliased rows (same order): evaluate them with the aliases applied too, so each row's cost_usd stays with its outcome.
+  const rows = applyAliases(inputRows, options.aliases);
+  const extraRows = applyAliases(options.extraRows ?? [], options.aliases);
+  const models = options.models ? [...new Set(options.models.map((m) => options.aliases?.[m] ?? m))] : modelsOf([...rows, ...extraRows]);
   const featureSet = options.featureSet ?? "full";
   const vectors: SparseVector[] = featurizeRows(rows, featureSet);
   const extraVectors = options.extraVectors ?? featurizeRows(extraRows, featureSet);
@@ -68,6 +70,10 @@ export function crossValidate(rows: readonly RoutingRow[], k: number, options: C
   const predicted: Float64Array[] = new Array(rows.length);
   const difficulty: number[] = new Array(rows.length).fill(0);
   const expectedCost: Float64Array[] = new Array(rows.length);
+  const pairScores: NonNullable<RowPredictions["pairScores"]> = {};
+  for (const [strong, weak] of options.pairs ?? []) {
+    pairScores[pairKey(options.aliases?.[strong] ?? strong, options.aliases?.[weak] ?? weak)] = { win: new Float64Array(rows.length), differ: new Float64Array(rows.length) };
+  }
   for (let fold = 0; fold < k; fold++) {
     const trainIdx: number[] = [];
     const testIdx: number[] = [];
@@ -85,9 +91,17 @@ export function crossValidate(rows: readonly RoutingRow[], k: number, options: C
       predicted[i] = scores;
       difficulty[i] = router.difficultyOf(scores);
       expectedCost[i] = expectedCosts(router, rows[i] as RoutingRow);
+      for (const [key, out] of Object.entries(pairScores)) {
+        const [strong, weak] = key.split("\u0000") as [string, string];
+        const p = router.scorePairVector(vectors[i] as SparseVector, strong, weak);
+        if (p) {
+          out.win[i] = p.win;
+          out.differ[i] = p.differ;
+        }
+      }
     }
   }
-  return { models, predicted, difficulty, rates: fitCostRates(rows, models, options.prices), expectedCost, folds };
+  return { models, predicted, difficulty, rates: fitCostRates(rows, models, options.prices), expectedCost, folds, ...(Object.keys(pairScores).length > 0 ? { pairScores } : {}) };
 }
 
 function expectedCosts(router: RouterModel, row: RoutingRow): Float64Array {
@@ -102,11 +116,23 @@ function expectedCosts(router: RouterModel, row: RoutingRow): Float64Array {
 export function predictRows(router: RouterModel, rows: readonly RoutingRow[]): RowPredictions {
   const predicted: Float64Array[] = [];
   const difficulty: number[] = [];
-  for (const row of rows) {
+  const pairs = router.pairs;
+  const pairScores: NonNullable<RowPredictions["pairScores"]> = {};
+  for (const [strong, weak] of pairs) pairScores[pairKey(strong, weak)] = { win: new Float64Array(rows.length), differ: new Float64Array(rows.length) };
+  rows.forEach((row, i) => {
     const terms: number[] = [];
-    const scores = router.scoreVector(extractFeatures(row.messages, router.featureSet, terms).vector, undefined, terms);
+    const vector = extractFeatures(row.messages, router.featureSet, terms).vector;
+    const scores = router.scoreVector(vector, undefined, terms);
     predicted.push(scores);
     difficulty.push(router.difficultyOf(scores));
-  }
-  return { models: [...router.models], predicted, difficulty, rates: router.costs };
+    for (const [strong, weak] of pairs) {
+      const p = router.scorePairVector(vector, strong, weak);
+      const out = pairScores[pairKey(strong, weak)];
+      if (p && out) {
+        out.win[i] = p.win;
+        out.differ[i] = p.differ;
+      }
+    }
+  });
+  return { models: [...router.models], predicted, difficulty, rates: router.costs, ...(pairs.length > 0 ? { pairScores } : {}) };
 }

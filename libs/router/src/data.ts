@@ -151,3 +151,44 @@ export function groupKey(row: RoutingRow): string {
   const text = last ? normalisePrompt([{ role: "user", content: last.content }]) : "";
   return text.slice(-300);
 }
+
+/**
+ * Model aliases (`{ FROM: TO }`): the same model under two names. Returns rows whose outcomes under
+ * FROM are moved to TO, each outcome (score and the row's own `cost_usd`) unchanged; a row that
+ * already has an outcome under TO keeps that one. Rows without an aliased name are returned as is.
+ * Throws when an alias target is itself aliased (chains are ambiguous) or a name maps to itself.
+ */
+export function applyAliases(rows: readonly RoutingRow[], aliases: Readonly<Record<string, string>> | undefined): RoutingRow[] {
+  if (!aliases) return rows as RoutingRow[];
+  const entries = Object.entries(aliases);
+  if (entries.length === 0) return rows as RoutingRow[];
+  for (const [from, to] of entries) {
+    if (from === to) throw new RouterInputError(`alias ${from}=${to} maps a model to itself`);
+    if (aliases[to] !== undefined) throw new RouterInputError(`alias target "${to}" is itself aliased (to "${aliases[to]}"); give the final name`);
+  }
+  return rows.map((row) => {
+    if (!Object.keys(row.outcomes).some((model) => aliases[model] !== undefined)) return row;
+    const outcomes: Record<string, Outcome> = {};
+    for (const [model, outcome] of Object.entries(row.outcomes)) {
+      const to = aliases[model];
+      if (to === undefined) outcomes[model] = outcome;
+      else if (row.outcomes[to] === undefined) outcomes[to] = outcome;
+    }
+    return { ...row, outcomes };
+  });
+}
+
+/** Parses `FROM=TO` alias flags into an alias map. */
+export function parseAliases(specs: readonly string[]): Record<string, string> {
+  const aliases: Record<string, string> = {};
+  for (const spec of specs) {
+    const eq = spec.indexOf("=");
+    const from = spec.slice(0, eq).trim();
+    const to = spec.slice(eq + 1).trim();
+    if (eq <= 0 || from === "" || to === "") throw new RouterInputError(`alias "${spec}": expected FROM=TO`);
+    if (aliases[from] !== undefined && aliases[from] !== to) throw new RouterInputError(`alias for "${from}" given twice`);
+    aliases[from] = to;
+  }
+  applyAliases([], aliases);
+  return aliases;
+}

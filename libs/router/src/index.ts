@@ -8,10 +8,10 @@ export type { ChatMessage, FeatureSet, FeatureSummary, Language, PromptFeatures,
 export { RouterModel, loadRouter, tierFor, quantileOf, priorDifficulty, learnedWeight } from "./model.js";
 export { buildKnn, KnnIndex, DEFAULT_KNN_SETTINGS } from "./knn.js";
 export type { KnnJSON, KnnSettings, KnnEstimate, RowFeatures } from "./knn.js";
-export type { RouterJSON, RouterPrediction, Tier, HeadJSON } from "./model.js";
+export type { RouterJSON, RouterPrediction, Tier, HeadJSON, PairHeadJSON, PairPrediction } from "./model.js";
 export { trainRouter, featurizeRows, DEFAULT_TRAIN_SETTINGS } from "./train.js";
 export type { TrainOptions, TrainSettings } from "./train.js";
-export { parseRows, readRows, readPrices, scoreOf, modelsOf, RouterInputError } from "./data.js";
+export { parseRows, readRows, readPrices, scoreOf, modelsOf, applyAliases, parseAliases, RouterInputError } from "./data.js";
 export type { RoutingRow, Outcome, PriceTable, ModelPrice } from "./data.js";
 export { rowCost, fitCostRates, estimateTokens, DEFAULT_OUTPUT_TOKENS } from "./cost.js";
 export type { CostRate, CostRates } from "./cost.js";
@@ -19,7 +19,7 @@ export { pairCurve, pairMetrics, multiMetrics, singleModelPoints, convexHull, ch
 export type { PairItem, PairPoint, PairMetrics, MultiItem, MultiMetrics, ModelPoint, RouterPoint, CostQualityPoint } from "./evaluate.js";
 export { crossValidate, assignFolds, predictRows, groupKey } from "./cv.js";
 export type { FoldScheme } from "./cv.js";
-export { pairReport, multiReport, defaultPair, modelAverages, PAIR_RANKINGS } from "./report.js";
+export { pairReport, multiReport, defaultPair, modelAverages, pairKey, PAIR_RANKINGS, PAIR_HEAD_RANKINGS } from "./report.js";
 export type { PairRanking, RowPredictions } from "./report.js";
 export { renderChart, qualityCostSvg, pairSvg } from "./svg.js";
 export type { Chart, Series } from "./svg.js";

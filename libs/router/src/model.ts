@@ -41,6 +41,27 @@ export interface HeadJSON {
   meanScore: number;
 }
 
+/**
+ * A dedicated head pair for one (strong, weak) pair: `win` is P(strong right, weak wrong | exactly one
+ * is right), trained on the rows where they differ; `differ` is P(they differ), on every row with both.
+ */
+export interface PairHeadJSON {
+  strong: string;
+  weak: string;
+  win: HeadJSON;
+  differ: HeadJSON;
+}
+
+/** What a pair head says about one request (see {@link RouterModel.predictPair}). */
+export interface PairPrediction {
+  /** P(strong right, weak wrong | exactly one of them is right). */
+  win: number;
+  /** P(exactly one of them is right). */
+  differ: number;
+  /** Expected gain of sending the request to the strong model: differ · (2·win − 1), in [-1, 1]. */
+  gain: number;
+}
+
 /** The router file: everything `RouterModel.fromJSON` needs. */
 export interface RouterJSON {
   format: "switchyard-router/1";
@@ -65,6 +86,10 @@ export interface RouterJSON {
   knn?: KnnJSON;
   /** Weight of the neighbour estimate in the logit-space average with the heads (default 0.5). */
   knnWeight?: number;
+  /** Model aliases the router was trained with (`{ FROM: TO }`): FROM's outcomes were trained as TO's. */
+  aliases?: Record<string, string>;
+  /** Pair heads, for (strong, weak) pairs trained with them. */
+  pairs?: PairHeadJSON[];
 }
 
 /** What the router says about one request. */
@@ -139,7 +164,7 @@ export function quantileOf(raw: number, knots: readonly number[]): number {
 }
 
 /** Hash of a router's weights and feature settings: its version. */
-export function routerVersion(json: Pick<RouterJSON, "featureSet" | "hashBits" | "models" | "heads" | "shared" | "knn" | "knnWeight">): string {
+export function routerVersion(json: Pick<RouterJSON, "featureSet" | "hashBits" | "models" | "heads" | "shared" | "knn" | "knnWeight" | "pairs">): string {
   const hash = createHash("sha256");
   hash.update(JSON.stringify([json.featureSet, json.hashBits, json.models]));
   if (json.shared) hash.update(`shared\n${json.shared.indices}\n${json.shared.weights}\n`);
@@ -148,6 +173,9 @@ export function routerVersion(json: Pick<RouterJSON, "featureSet" | "hashBits" |
     if (head) hash.update(`${model}\n${head.bias}\n${head.indices}\n${head.weights}\n`);
   }
   if (json.knn) hash.update(`knn ${json.knnWeight ?? 0.5}\n${JSON.stringify(json.knn)}\n`);
+  for (const pair of json.pairs ?? []) {
+    for (const head of [pair.win, pair.differ]) hash.update(`pair ${pair.strong}\n${pair.weak}\n${head.bias}\n${head.indices}\n${head.weights}\n`);
+  }
   return hash.digest("hex").slice(0, 16);
 }
 
@@ -171,6 +199,10 @@ export class RouterModel {
   private readonly knnScratch: Float64Array;
   private readonly terms: number[] = [];
   private lastMaxSimilarity = 0;
+  /** Model aliases the router was trained with (`{ FROM: TO }`). */
+  readonly aliases: Readonly<Record<string, string>>;
+  /** Pair heads by "strong\u0000weak": sparse weights (sorted indices) and biases. */
+  private readonly pairHeads = new Map<string, { win: SparseHead; differ: SparseHead }>();
 
   private constructor(json: RouterJSON) {
     this.models = [...json.models];
@@ -198,6 +230,10 @@ export class RouterModel {
         for (const slot of slots) this.weights[index * m + slot] = (this.weights[index * m + slot] as number) + (weights[k] as number);
       }
     };
+    this.aliases = { ...(json.aliases ?? {}) };
+    for (const pair of json.pairs ?? []) {
+      this.pairHeads.set(`${pair.strong}\u0000${pair.weak}`, { win: sparseHead(`pair head ${pair.strong} vs ${pair.weak}`, pair.win), differ: sparseHead(`pair head ${pair.strong} vs ${pair.weak}`, pair.differ) });
+    }
     if (json.shared) add("shared weights", json.shared, -1);
     this.models.forEach((model, j) => {
       const head = json.heads[model];
@@ -272,6 +308,34 @@ export class RouterModel {
     return quantileOf(1 - sum / scores.length, this.knots);
   }
 
+  /** The (strong, weak) pairs with a pair head, in file order. */
+  get pairs(): [string, string][] {
+    return [...this.pairHeads.keys()].map((key) => key.split("\u0000") as [string, string]);
+  }
+
+  /**
+   * A pair head's prediction for a precomputed feature vector, or undefined when the router has no
+   * head for that pair (in either order; the reverse order is answered with win = 1 − win).
+   * Aliased names are resolved.
+   */
+  scorePairVector(vector: SparseVector, strong: string, weak: string): PairPrediction | undefined {
+    const s = this.aliases[strong] ?? strong;
+    const w = this.aliases[weak] ?? weak;
+    const direct = this.pairHeads.get(`${s}\u0000${w}`);
+    const head = direct ?? this.pairHeads.get(`${w}\u0000${s}`);
+    if (!head) return undefined;
+    const p = sigmoid(sparseDot(head.win, vector));
+    const win = direct ? p : 1 - p;
+    const differ = sigmoid(sparseDot(head.differ, vector));
+    return { win, differ, gain: differ * (2 * win - 1) };
+  }
+
+  /** The pair head's prediction for a conversation (see {@link scorePairVector}); undefined without a head for the pair. */
+  predictPair(messages: readonly ChatMessage[], strong: string, weak: string): PairPrediction | undefined {
+    if (!this.pairHeads.size) return undefined;
+    return this.scorePairVector(extractFeatures(messages, this.featureSet).vector, strong, weak);
+  }
+
   /** Predicts difficulty, task type and each model's expected score for a conversation. */
   predict(messages: readonly ChatMessage[]): RouterPrediction {
     const terms = this.knn ? this.terms : undefined;
@@ -288,6 +352,47 @@ export class RouterModel {
       estimatedInputTokens: summary.estimatedTokens,
     };
   }
+}
+
+interface SparseHead {
+  bias: number;
+  indices: Int32Array;
+  weights: Float32Array;
+}
+
+function sparseHead(what: string, head: HeadJSON): SparseHead {
+  const indices = new Int32Array(fromBase64(head.indices));
+  const weights = new Float32Array(fromBase64(head.weights));
+  if (indices.length !== weights.length) throw new RouterInputError(`router ${what}: ${indices.length} indices but ${weights.length} weights`);
+  for (let k = 0; k < indices.length; k++) {
+    const index = indices[k] as number;
+    if (index < 0 || index >= FEATURE_DIM || (k > 0 && index <= (indices[k - 1] as number))) throw new RouterInputError(`router ${what}: feature indices must be ascending and in range`);
+  }
+  return { bias: head.bias, indices, weights };
+}
+
+/** Margin of a sparse head (sorted indices) on a sparse vector. */
+function sparseDot(head: SparseHead, vector: SparseVector): number {
+  let z = head.bias;
+  const hi = head.indices;
+  const vi = vector.indices;
+  // The vector may not be sorted (features straight from extractFeatures): binary-search each entry.
+  for (let k = 0; k < vi.length; k++) {
+    const target = vi[k] as number;
+    let lo = 0;
+    let up = hi.length - 1;
+    while (lo <= up) {
+      const mid = (lo + up) >> 1;
+      const x = hi[mid] as number;
+      if (x === target) {
+        z += (head.weights[mid] as number) * (vector.values[k] as number);
+        break;
+      }
+      if (x < target) lo = mid + 1;
+      else up = mid - 1;
+    }
+  }
+  return z;
 }
 
 /** Loads a router from a JSON file; errors name the file and the problem. */

@@ -3,11 +3,25 @@ import { promptChars, rowCost, estimateTokens, type CostRates } from "./cost.js"
 import { scoreOf, type PriceTable, type RoutingRow } from "./data.js";
 import { multiMetrics, pairMetrics, type MultiItem, type MultiMetrics, type PairItem, type PairMetrics } from "./evaluate.js";
 
-/** How a two-model router ranks prompts for the strong model. */
-export type PairRanking = "gap" | "weak-wrong" | "difficulty" | "length" | "random";
+/**
+ * How a two-model router ranks prompts for the strong model. The pair-head rankings need a pair head
+ * for the pair (`pairScores`), else they fall back to "gap": "pair" = P(differ)·P(strong wins | differ),
+ * "pair-gain" = P(differ)·(2·P(strong wins | differ) − 1) (the expected score gain), "pair-win" =
+ * P(strong wins | differ) alone, "pair-indep" = the gain with P(differ) from the two model heads
+ * taken as independent.
+ */
+export type PairRanking = "gap" | "weak-wrong" | "difficulty" | "length" | "random" | "pair" | "pair-gain" | "pair-win" | "pair-indep";
 
 /** Every ranking `eval` reports; "gap" (predicted strong minus predicted weak) is the router's own. */
 export const PAIR_RANKINGS: readonly PairRanking[] = ["gap", "weak-wrong", "difficulty", "length", "random"];
+
+/** Rankings from a pair head, reported when the predictions carry one for the pair. */
+export const PAIR_HEAD_RANKINGS: readonly PairRanking[] = ["pair", "pair-gain", "pair-win", "pair-indep"];
+
+/** Key of a (strong, weak) pair in {@link RowPredictions.pairScores}. */
+export function pairKey(strong: string, weak: string): string {
+  return `${strong}\u0000${weak}`;
+}
 
 /** Per-row predictions of a router (model order as in `models`), e.g. out-of-fold in cross-validation. */
 export interface RowPredictions {
@@ -19,6 +33,8 @@ export interface RowPredictions {
   rates: CostRates;
   /** Expected cost per row and model, when the rates differ by row (cross-validation uses each fold's own rates). */
   expectedCost?: Float64Array[];
+  /** Pair-head predictions per row, by {@link pairKey}(strong, weak), where trained. */
+  pairScores?: Record<string, { win: Float64Array; differ: Float64Array }>;
 }
 
 /** Mean score and mean cost of each model over the rows where it has a score. */
@@ -59,6 +75,8 @@ export function pairReport(rows: readonly RoutingRow[], predictions: RowPredicti
   const s = predictions.models.indexOf(strong);
   const w = predictions.models.indexOf(weak);
   const items: PairItem[] = [];
+  const pair = predictions.pairScores?.[pairKey(strong, weak)];
+  const reversed = pair ? undefined : predictions.pairScores?.[pairKey(weak, strong)];
   rows.forEach((row, i) => {
     const strongScore = scoreOf(row, strong);
     const weakScore = scoreOf(row, weak);
@@ -81,6 +99,18 @@ export function pairReport(rows: readonly RoutingRow[], predictions: RowPredicti
       case "random":
         routeScore = 0;
         break;
+      default: {
+        const head = pair ?? reversed;
+        if (!head || s < 0 || w < 0) {
+          routeScore = s >= 0 && w >= 0 ? (p[s] as number) - (p[w] as number) : 0;
+          break;
+        }
+        const win = pair ? (head.win[i] as number) : 1 - (head.win[i] as number);
+        const ps = p[s] as number;
+        const pw = p[w] as number;
+        const differ = ranking === "pair-indep" ? ps * (1 - pw) + pw * (1 - ps) : (head.differ[i] as number);
+        routeScore = ranking === "pair" ? differ * win : ranking === "pair-win" ? win : differ * (2 * win - 1);
+      }
     }
     const strongCost = rowCost(row, strong, prices, predictions.rates);
     const weakCost = rowCost(row, weak, prices, predictions.rates);

@@ -9,8 +9,8 @@ import { buildKnn, DEFAULT_KNN_SETTINGS, KnnIndex, type KnnJSON, type KnnSetting
 import { FEATURE_DIM } from "./features.js";
 import { seededRandom, shuffleInPlace, toBase64 } from "./hash.js";
 import { fitCostRates } from "./cost.js";
-import { groupKey, modelsOf, scoreOf, type PriceTable, type RoutingRow } from "./data.js";
-import { routerVersion, RouterModel, type HeadJSON, type RouterJSON, type Tier } from "./model.js";
+import { applyAliases, groupKey, modelsOf, scoreOf, type PriceTable, type RoutingRow } from "./data.js";
+import { routerVersion, RouterModel, type HeadJSON, type PairHeadJSON, type RouterJSON, type Tier } from "./model.js";
 
 /** Training settings; every field has a default. */
 export interface TrainOptions {
@@ -49,6 +49,17 @@ export interface TrainOptions {
   knn?: boolean | Partial<KnnSettings>;
   /** Weight of the neighbour estimate in that average (default 0.5: a plain average, not tuned). */
   knnWeight?: number;
+  /**
+   * Model aliases `{ FROM: TO }` (the same model under two names): outcomes under FROM are trained as
+   * TO's (see {@link applyAliases}); FROM never appears in the router's models. Stored in the router.
+   */
+  aliases?: Record<string, string>;
+  /**
+   * Pair heads: for each (strong, weak) pair, a logistic head on the rows where exactly one of the
+   * two is right, predicting "strong right, weak wrong", and one on every row with both outcomes,
+   * predicting "they differ" (see {@link RouterModel.predictPair}). Default none.
+   */
+  pairs?: readonly (readonly [string, string])[];
 }
 
 /** The resolved training settings stored in the router file. */
@@ -259,7 +270,9 @@ export function sourceWeights(rows: readonly RoutingRow[], balance: boolean): nu
  * are skipped for its head), expected-cost rates, difficulty quantile knots and default tiers.
  * @param vectors precomputed {@link featurizeRows} output for these rows (saves time in cross-validation).
  */
-export function trainRouter(rows: readonly RoutingRow[], options: TrainOptions = {}, vectors?: readonly SparseVector[]): RouterJSON {
+export function trainRouter(inputRows: readonly RoutingRow[], options: TrainOptions = {}, vectors?: readonly SparseVector[]): RouterJSON {
+  const aliases = options.aliases && Object.keys(options.aliases).length > 0 ? options.aliases : undefined;
+  const rows = applyAliases(inputRows, aliases);
   const settings: TrainSettings = {
     epochs: options.epochs ?? DEFAULT_TRAIN_SETTINGS.epochs,
     alpha: options.alpha ?? DEFAULT_TRAIN_SETTINGS.alpha,
@@ -269,12 +282,21 @@ export function trainRouter(rows: readonly RoutingRow[], options: TrainOptions =
     seed: options.seed ?? DEFAULT_TRAIN_SETTINGS.seed,
     featureSet: options.featureSet ?? DEFAULT_TRAIN_SETTINGS.featureSet,
   };
-  const models = options.models ?? modelsOf(rows);
+  const models = options.models ? [...new Set(options.models.map((m) => aliases?.[m] ?? m))] : modelsOf(rows);
   if (rows.length === 0) throw new Error("no training rows");
   if (models.length === 0) throw new Error("no model has any outcome in the training rows");
   const features = vectors ?? featurizeRows(rows, settings.featureSet);
 
   const labels = models.map((model) => rows.map((row) => scoreOf(row, model)));
+  const pairs = (options.pairs ?? []).map(([strong, weak]) => [aliases?.[strong] ?? strong, aliases?.[weak] ?? weak] as const);
+  for (const [strong, weak] of pairs) {
+    if (strong === weak) throw new Error(`pair head ${strong} vs ${weak}: the two models must differ`);
+    const s = rows.map((row) => scoreOf(row, strong));
+    const w = rows.map((row) => scoreOf(row, weak));
+    // "Strong wins" on rows where exactly one is better; "they differ" on every row with both.
+    labels.push(s.map((x, r) => (x === undefined || w[r] === undefined || x === w[r] ? undefined : x > (w[r] as number) ? 1 : 0)));
+    labels.push(s.map((x, r) => (x === undefined || w[r] === undefined ? undefined : x === w[r] ? 0 : 1)));
+  }
   const knnOption = options.knn ?? true;
   const knnSettings: KnnSettings | undefined =
     knnOption === false || settings.featureSet !== "full" ? undefined : { ...DEFAULT_KNN_SETTINGS, ...(knnOption === true ? {} : knnOption) };
@@ -285,7 +307,20 @@ export function trainRouter(rows: readonly RoutingRow[], options: TrainOptions =
   models.forEach((model, j) => {
     heads[model] = trained[j] as HeadJSON;
   });
-  const partial = { featureSet: settings.featureSet, hashBits: HASH_BITS, models, heads, ...(withKnn ? { knn: withKnn.knn, knnWeight } : {}) };
+  const pairHeads: PairHeadJSON[] = pairs.map(([strong, weak], i) => ({
+    strong,
+    weak,
+    win: trained[models.length + 2 * i] as HeadJSON,
+    differ: trained[models.length + 2 * i + 1] as HeadJSON,
+  }));
+  const partial = {
+    featureSet: settings.featureSet,
+    hashBits: HASH_BITS,
+    models,
+    heads,
+    ...(withKnn ? { knn: withKnn.knn, knnWeight } : {}),
+    ...(pairHeads.length > 0 ? { pairs: pairHeads } : {}),
+  };
   const version = routerVersion(partial);
 
   const tierQuantiles = options.tierQuantiles ?? [0.4, 0.8];
@@ -307,8 +342,18 @@ export function trainRouter(rows: readonly RoutingRow[], options: TrainOptions =
       knots: [],
     },
     tiers,
-    training: { rows: rows.length, ...settings, balanceSources: options.balanceSources ?? true, tierQuantiles, knn: knnSettings ?? false, ...(withKnn ? { knnWeight } : {}) },
+    training: {
+      rows: rows.length,
+      ...settings,
+      balanceSources: options.balanceSources ?? true,
+      tierQuantiles,
+      knn: knnSettings ?? false,
+      ...(withKnn ? { knnWeight } : {}),
+      ...(aliases ? { aliases } : {}),
+    },
     ...(withKnn ? { knn: withKnn.knn, knnWeight } : {}),
+    ...(aliases ? { aliases } : {}),
+    ...(pairHeads.length > 0 ? { pairs: pairHeads } : {}),
   };
   const router = RouterModel.fromJSON(json);
   const raws = features.map((vector, r) => {
