@@ -46,8 +46,9 @@ export class RouteError extends Error {
 }
 
 /**
- * Plans a route: the candidates allowed for the tier (healthy, within max price) are scored by
- * predicted quality and expected cost; the cheapest whose quality meets the target goes first,
+ * Plans a route: the candidates allowed for the tier (healthy, within the tier's latency SLO and
+ * the max price) are scored by predicted quality and expected cost; the cheapest whose quality
+ * meets the target goes first,
  * the rest follow as fallbacks, routes on other providers before more of the same provider.
  * When every candidate's circuit is open it routes anyway and says so: refusing all traffic
  * would turn a partial outage into a total one.
@@ -71,7 +72,16 @@ export function planRoute(query: RouteQuery, config: Config, prices: PriceTable,
   const healthy = scored.filter((r) => r.circuit !== "open");
   if (healthy.length === 0) notes.push("every candidate's circuit is open; routing anyway");
   else if (healthy.length < scored.length) notes.push(`${scored.length - healthy.length} candidate(s) skipped: circuit open`);
-  const pool = healthy.length > 0 ? healthy : scored;
+  let pool = healthy.length > 0 ? healthy : scored;
+  if (tier.latency_slo_ms !== undefined) {
+    // Observed time to first token (EWMA, from the provider replicas' health reports) over the
+    // tier's SLO rules a model out; a model not yet observed is given the benefit of the doubt.
+    const slo = tier.latency_slo_ms;
+    const fast = pool.filter((r) => (health.ttftMs(r.entry.id) ?? 0) <= slo);
+    if (fast.length === 0) notes.push(`no candidate meets the ${slo} ms latency SLO; routing anyway`);
+    else if (fast.length < pool.length) notes.push(`${pool.length - fast.length} candidate(s) skipped: slower than the ${slo} ms latency SLO`);
+    if (fast.length > 0) pool = fast;
+  }
 
   const costWeight = query.costWeight ?? tenant?.cost_weight;
   let ordered: PlannedRoute[];

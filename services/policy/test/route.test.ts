@@ -117,3 +117,30 @@ describe("cost weight", () => {
     expect(planRoute(query({ costWeight: 0.5 }), config, prices, new HealthTable()).reason).toMatch(/best quality\/cost trade-off at cost_weight 0\.50/);
   });
 });
+
+describe("latency SLO", () => {
+  it("skips models whose observed time to first token is over the tier's SLO, and routes anyway when all are", () => {
+    const slow = parseConfig(`
+tiers:
+  - { name: fast, max_difficulty: 1, latency_slo_ms: 500 }
+providers:
+  - name: a
+    kind: simulator
+    enabled: true
+    models:
+      - { name: cheap, input_usd_per_mtok: 0.1, output_usd_per_mtok: 0.1, tiers: [fast] }
+      - { name: dear, input_usd_per_mtok: 1, output_usd_per_mtok: 1, tiers: [fast] }
+`);
+    const health = new HealthTable();
+    const report = (model: string, ttft: number) => health.apply(create(events.HealthUpdateSchema, { provider: "a", model, ewmaTtftMs: ttft }));
+    report("cheap", 2_000);
+    const prices = new PriceTable(slow, {});
+    const plan = planRoute(query({ tier: "fast" }), slow, prices, health);
+    expect(plan.routes.map((r) => r.entry.id)).toEqual(["a/dear"]);
+    expect(plan.reason).toMatch(/1 candidate\(s\) skipped: slower than the 500 ms latency SLO/);
+    report("dear", 900);
+    const anyway = planRoute(query({ tier: "fast" }), slow, prices, health);
+    expect(anyway.routes).toHaveLength(2);
+    expect(anyway.reason).toMatch(/no candidate meets the 500 ms latency SLO; routing anyway/);
+  });
+});
