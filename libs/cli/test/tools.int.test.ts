@@ -10,8 +10,15 @@ const upstream = http.createServer((req, res) => {
   req.on("data", (c: Buffer) => (body += c.toString()));
   req.on("end", () => {
     if (req.method !== "POST") return void res.end(); // the provider's pool warm-up
-    received.push(JSON.parse(body) as Record<string, unknown>);
+    const parsed = JSON.parse(body) as Record<string, unknown>;
+    received.push(parsed);
     res.writeHead(200, { "content-type": "text/event-stream" });
+    if (parsed.model === "breaks") {
+      // Half an answer, then the connection drops.
+      res.write(`data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", model: "breaks", choices: [{ index: 0, delta: { content: "half an ans" }, finish_reason: null }] })}\n\n`);
+      setTimeout(() => res.destroy(), 20);
+      return;
+    }
     const events = [
       { id: "c", object: "chat.completion.chunk", model: "tooler", choices: [{ index: 0, delta: { role: "assistant", content: null, tool_calls: [{ index: 0, id: "call_1", type: "function", function: { name: "get_weather", arguments: "" } }] }, finish_reason: null }] },
       { id: "c", object: "chat.completion.chunk", model: "tooler", choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '{"city":' } }] }, finish_reason: null }] },
@@ -30,7 +37,10 @@ beforeAll(async () => {
   await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
   const port = (upstream.address() as { port: number }).port;
   m = await startTestMesh({
-    providers: [{ name: "up", kind: "openai", base_url: `http://127.0.0.1:${port}/v1`, enabled: true, models: [{ name: "tooler", input_usd_per_mtok: 1, output_usd_per_mtok: 1, tiers: ["simple", "standard", "complex"] }] }],
+    providers: [{ name: "up", kind: "openai", base_url: `http://127.0.0.1:${port}/v1`, enabled: true, models: [
+      { name: "tooler", input_usd_per_mtok: 1, output_usd_per_mtok: 1, tiers: ["simple", "standard", "complex"] },
+      { name: "breaks", input_usd_per_mtok: 1, output_usd_per_mtok: 1, tiers: ["simple"] },
+    ] }],
   });
   openai = new OpenAI({ baseURL: `${m.httpUrl}/v1`, apiKey: "unused", maxRetries: 0 });
 }, 60_000);
@@ -82,5 +92,31 @@ describe("tool calls through the mesh", () => {
     await expect(
       openai.chat.completions.create({ model: "up/tooler", tools: [{ type: "function", function: { name: "bad name!" } }], messages: [{ role: "user", content: "x" }] }),
     ).rejects.toMatchObject({ status: 400, param: "tools[0].function.name" });
+  });
+});
+
+describe("an upstream that breaks mid-answer", () => {
+  const ask = (stream: boolean) =>
+    fetch(`${m.httpUrl}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "up/breaks", stream, messages: [{ role: "user", content: "hello" }] }),
+    });
+
+  it("ends a stream with an error event and no [DONE]", async () => {
+    const res = await ask(true);
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(text).toContain("half an ans");
+    expect(text).toMatch(/data: \{"error":\{"message":"[^"]*","type":"upstream_error","param":null,"code":"upstream_stream_broken"\}\}\n\n$/);
+    expect(text).not.toContain("[DONE]");
+  });
+
+  it("answers a non-streamed request with an error status, not half an answer", async () => {
+    const res = await ask(false);
+    expect(res.status).toBe(502);
+    expect(res.headers.get("content-type")).toBe("application/json");
+    const body = (await res.json()) as { error: { code: string } };
+    expect(body.error.code).toBe("upstream_stream_broken");
   });
 });

@@ -81,12 +81,14 @@ async function chatCompletionsInSpan(deps: OpenAiApiDeps, req: http.IncomingMess
     labels.status = String(error.status);
     span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
     span.setAttribute("error.type", error.code);
-    if (err instanceof StreamInterrupted) {
+    if (!res.headersSent) {
+      // Nothing sent yet (any error of a non-streamed answer, or a stream that broke before
+      // its first byte): a plain error response.
+      sendJson(res, error.status, error.toEnvelope(), identity);
+    } else if (err instanceof StreamInterrupted) {
       // Headers are gone: the error travels as an event and [DONE] never comes, so no client
       // can take the half answer for a whole one.
       if (!res.writableEnded) res.end(`data: ${JSON.stringify(error.toEnvelope())}\n\n`);
-    } else if (!res.headersSent) {
-      sendJson(res, error.status, error.toEnvelope(), identity);
     } else if (!res.writableEnded) res.end();
   } finally {
     clearTimeout(timeout);
