@@ -7,7 +7,7 @@ import { freePort, reachable } from "./ports.js";
 /** How the mesh gets its NATS. */
 export type NatsPlan =
   | { mode: "external"; url: string }
-  | { mode: "embedded"; url: string; stop: () => Promise<void> }
+  | { mode: "embedded"; url: string; stop: () => Promise<void>; stopNow: () => void }
   | { mode: "none"; why: string };
 
 /**
@@ -33,7 +33,16 @@ export async function planNats(url: string, findBinary: () => string | undefined
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { mode: "embedded", url: `nats://127.0.0.1:${port}`, stop: () => stopChild(child, dir) };
+  return {
+    mode: "embedded",
+    url: `nats://127.0.0.1:${port}`,
+    stop: () => stopChild(child, dir),
+    // For a process that is exiting and cannot await: kill and clean up synchronously.
+    stopNow: () => {
+      child.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 async function stopChild(child: ChildProcess, dir: string): Promise<void> {

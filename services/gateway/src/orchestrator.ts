@@ -94,6 +94,7 @@ export class StreamInterrupted extends Error {
  * classifier means the middle tier, a failed policy means the last plan it gave for that tier.
  */
 export class Orchestrator {
+  /** The policy's last plan per (tenant, tier, preferences), for when the policy is down. */
   private readonly lastPlans = new Map<string, policyPb.RoutePlan>();
 
   constructor(
@@ -299,6 +300,8 @@ export class Orchestrator {
 
   private async plan(req: CompletionRequest, tier: string, c: classifierPb.ClassifyResponse | undefined, signal: AbortSignal): Promise<policyPb.RoutePlan> {
     const pinned = req.choice.kind === "pinned" ? req.choice.id : "";
+    // A plan answers one tenant and one set of preferences: reuse it only for the same.
+    const planKey = JSON.stringify([req.tenant, tier, req.qualityTarget ?? null, req.costWeight ?? null, String(req.maxOutputMicroUsdPerMtok)]);
     try {
       const res = await this.clients.policy.route(
         {
@@ -318,7 +321,12 @@ export class Orchestrator {
       );
       const plan = res.plan;
       if (!plan || plan.routes.length === 0) throw new GatewayError(503, "api_error", "no_route", "the policy returned no route");
-      if (!pinned) this.lastPlans.set(tier, plan);
+      if (!pinned) {
+        this.lastPlans.delete(planKey);
+        this.lastPlans.set(planKey, plan);
+        // Bounded: preferences vary per request; the oldest plan goes first.
+        if (this.lastPlans.size > 1_000) this.lastPlans.delete(this.lastPlans.keys().next().value!);
+      }
       return plan;
     } catch (err) {
       if (err instanceof GatewayError || signal.aborted) throw err;
@@ -326,7 +334,7 @@ export class Orchestrator {
       if (ce.code === Code.NotFound) throw new GatewayError(404, "not_found_error", "model_not_found", ce.rawMessage, "model");
       if (ce.code === Code.FailedPrecondition) throw new GatewayError(503, "api_error", "no_route", ce.rawMessage);
       this.metrics.dependencyFailures.inc({ dependency: "policy" });
-      const last = pinned ? undefined : this.lastPlans.get(tier);
+      const last = pinned ? undefined : this.lastPlans.get(planKey);
       if (last) {
         this.logger.warn("policy unavailable; using its last plan for this tier", { tier });
         return create(policyPb.RoutePlanSchema, { ...last, reason: `policy unavailable, last known plan: ${last.reason}` });

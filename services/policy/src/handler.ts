@@ -22,7 +22,7 @@ export class PolicyHandler implements ServiceImpl<typeof pb.PolicyService> {
     let plan;
     try {
       const prefs = req.preferences;
-      const admitted = req.pinnedModel ? { tier: req.tier } : this.topTierCap.admit(req.tenant, req.tier);
+      const admitted = req.pinnedModel ? { tier: req.tier, note: undefined, commit: () => {} } : this.topTierCap.admit(req.tenant, req.tier);
       plan = planRoute(
         {
           tenant: req.tenant,
@@ -39,6 +39,7 @@ export class PolicyHandler implements ServiceImpl<typeof pb.PolicyService> {
         this.prices,
         this.health,
       );
+      admitted.commit();
       if (admitted.note) plan = { ...plan, reason: `${plan.reason}; ${admitted.note}` };
     } catch (err) {
       if (err instanceof RouteError) {

@@ -20,6 +20,8 @@ interface ModelHealthState {
   inFlight: number;
   observedAtMs: number;
   openedAtMs: number | undefined;
+  /** observed_at of the report that opened the circuit (the reporter's clock). */
+  openedBy: number;
 }
 
 /**
@@ -41,15 +43,28 @@ export class HealthTable {
     const failing = update.consecutiveFailures >= this.options.consecutiveFailures || update.errorRate > this.options.errorRate;
     const healthy = update.consecutiveFailures === 0;
     let openedAtMs = prev?.openedAtMs;
-    if (failing && (openedAtMs === undefined || (!healthy && this.circuitOf(prev) === "half_open"))) openedAtMs = this.now();
-    if (healthy && update.errorRate <= this.options.errorRate) openedAtMs = undefined;
+    let openedBy = prev?.openedBy ?? 0;
+    // Provider replicas repeat their last snapshot as a heartbeat: only an observation newer than
+    // the one that opened the circuit (a probe that failed) may re-open a half-open circuit. Both
+    // timestamps come from the reporting replica's clock, so clock skew does not matter.
+    const observedAt = Number(update.observedAtUnixMs);
+    const fresh = observedAt > openedBy;
+    if (failing && (openedAtMs === undefined || (!healthy && fresh && this.circuitOf(prev) === "half_open"))) {
+      openedAtMs = this.now();
+      openedBy = observedAt;
+    }
+    if (healthy && update.errorRate <= this.options.errorRate) {
+      openedAtMs = undefined;
+      openedBy = 0;
+    }
     this.models.set(id, {
       ewmaTtftMs: update.ewmaTtftMs,
       errorRate: update.errorRate,
       consecutiveFailures: update.consecutiveFailures,
       inFlight: update.inFlight,
-      observedAtMs: Number(update.observedAtUnixMs),
+      observedAtMs: observedAt,
       openedAtMs,
+      openedBy,
     });
   }
 

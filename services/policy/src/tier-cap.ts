@@ -22,8 +22,11 @@ export class TopTierCap {
     this.fallbackTier = tiers.length > 1 ? tiers[tiers.length - 2] : undefined;
   }
 
-  /** The tier to route in, and why it changed (undefined when it did not). Records the decision. */
-  admit(tenant: string, tier: string): { tier: string; note?: string } {
+  /**
+   * The tier to route in, and why it changed (undefined when it did not). Call `commit` once the
+   * request was actually routed: a request that fails to plan does not use up the tenant's share.
+   */
+  admit(tenant: string, tier: string): { tier: string; note?: string; commit: () => void } {
     const cap = this.config.tenants.find((t) => t.name === tenant)?.max_top_tier_share ?? 1;
     const w = this.window(tenant);
     let admitted = tier;
@@ -39,8 +42,8 @@ export class TopTierCap {
         note = `tenant ${tenant} is at its top-tier cap (${(cap * 100).toFixed(0)}% of recent requests): routed in ${admitted}`;
       }
     }
-    this.record(w, admitted === this.topTier);
-    return note ? { tier: admitted, note } : { tier: admitted };
+    const commit = () => this.record(w, admitted === this.topTier);
+    return note ? { tier: admitted, note, commit } : { tier: admitted, commit };
   }
 
   private window(tenant: string) {

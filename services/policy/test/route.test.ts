@@ -144,3 +144,19 @@ providers:
     expect(anyway.reason).toMatch(/no candidate meets the 500 ms latency SLO; routing anyway/);
   });
 });
+
+describe("circuits and heartbeats", () => {
+  it("does not re-open a half-open circuit on a repeated snapshot, only on a new failure", () => {
+    let now = 5_000_000;
+    const health = new HealthTable({ consecutiveFailures: 3, errorRate: 0.5, openMs: 10_000 }, () => now);
+    const report = (observedAt: number, failures: number) =>
+      health.apply(create(events.HealthUpdateSchema, { provider: "a", model: "mid", consecutiveFailures: failures, errorRate: failures > 0 ? 0.9 : 0, observedAtUnixMs: BigInt(observedAt) }));
+    report(100, 3);
+    now += 10_001;
+    expect(health.circuit("a/mid")).toBe("half_open");
+    report(100, 3); // heartbeat: the same observation again
+    expect(health.circuit("a/mid")).toBe("half_open");
+    report(200, 4); // a probe failed
+    expect(health.circuit("a/mid")).toBe("open");
+  });
+});

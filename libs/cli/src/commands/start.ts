@@ -32,6 +32,7 @@ export async function startCommand(argv: string[]): Promise<number> {
 
   const env: NodeJS.ProcessEnv = { ...process.env, SWITCHYARD_CONFIG: source };
   let stopNats: (() => Promise<void>) | undefined;
+  let stopNatsNow: (() => void) | undefined;
   let natsNote: string;
   if (!config.nats.enabled) {
     natsNote = "disabled in the configuration";
@@ -43,6 +44,7 @@ export async function startCommand(argv: string[]): Promise<number> {
     } else if (plan.mode === "embedded") {
       env.NATS_URL = plan.url;
       stopNats = plan.stop;
+      stopNatsNow = plan.stopNow;
       natsNote = `started nats-server with JetStream at ${plan.url}`;
     } else {
       env.SWITCHYARD_NATS_ENABLED = "false";
@@ -55,7 +57,7 @@ export async function startCommand(argv: string[]): Promise<number> {
   if (single) {
     // One process: the services' own SIGTERM handling (serve) stops it; the embedded NATS too.
     Object.assign(process.env, env);
-    if (stopNats) process.once("exit", () => void stopNats?.());
+    if (stopNatsNow) process.once("exit", stopNatsNow);
     const { config: effective } = loadConfig();
     await startSingleProcess(effective, source);
     printReady(effective, natsNote, "all five services SERVING in one process", false);

@@ -58,9 +58,12 @@ async function chatCompletionsInSpan(deps: OpenAiApiDeps, req: http.IncomingMess
   const identity = newRequestIdentity(span);
   span.setAttribute("switchyard.request_id", identity.requestId);
   const controller = new AbortController();
-  // The client went away: stop the upstream call too, so nobody pays for an unread answer.
-  res.once("close", () => controller.abort(new Error("client disconnected")));
-  const timeout = setTimeout(() => controller.abort(new Error("request timeout")), deps.config.limits.request_timeout_ms);
+  // The client went away before the answer was complete: stop the upstream call too, so nobody
+  // pays for an unread answer. (A response that finished also emits "close": nothing to stop.)
+  res.once("close", () => {
+    if (!res.writableFinished) controller.abort(CLIENT_GONE);
+  });
+  const timeout = setTimeout(() => controller.abort(TIMED_OUT), deps.config.limits.request_timeout_ms);
   let labels = { api: "openai", status: "200", model: "", tier: "", cache: "" };
   try {
     const tenant = deps.tenants.resolve(header(req, "authorization"));
@@ -77,7 +80,14 @@ async function chatCompletionsInSpan(deps: OpenAiApiDeps, req: http.IncomingMess
       record(deps.metrics, outcome.done, receivedAt);
     }
   } catch (err) {
-    const error = err instanceof StreamInterrupted ? err.cause : toGatewayError(err, deps.logger);
+    const error =
+      controller.signal.reason === TIMED_OUT
+        ? new GatewayError(504, "timeout_error", "timeout", `the request took longer than ${deps.config.limits.request_timeout_ms} ms`)
+        : controller.signal.reason === CLIENT_GONE
+          ? new GatewayError(499, "invalid_request_error", "client_closed_request", "the client closed the connection")
+          : err instanceof StreamInterrupted
+            ? err.cause
+            : toGatewayError(err, deps.logger);
     labels.status = String(error.status);
     span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
     span.setAttribute("error.type", error.code);
@@ -327,19 +337,29 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown, ident
   res.end(text);
 }
 
-/** Writes, waiting for the socket to drain when the client reads slower than the model writes. */
+/**
+ * Writes, waiting for the socket to drain when the client reads slower than the model writes.
+ * Throws once the client is gone, so the stream loop ends (and the upstream call with it) instead
+ * of waiting for a drain that never comes.
+ */
 function write(res: http.ServerResponse, data: string): Promise<void> | void {
+  if (res.destroyed || !res.writable) throw CLIENT_GONE;
   if (res.write(data)) return;
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     const done = () => {
       res.off("drain", done);
       res.off("close", done);
-      resolve();
+      if (res.destroyed) reject(CLIENT_GONE);
+      else resolve();
     };
     res.on("drain", done);
     res.on("close", done);
   });
 }
+
+/** Abort reasons of a completion, told apart when mapping the error. */
+const CLIENT_GONE = new Error("client disconnected");
+const TIMED_OUT = new Error("request timeout");
 
 async function readJson(req: http.IncomingMessage, limit: number): Promise<unknown> {
   const declared = Number(req.headers["content-length"] ?? "0");
