@@ -22,15 +22,23 @@ interface ModelHealthState {
   openedAtMs: number | undefined;
   /** observed_at of the report that opened the circuit (the reporter's clock). */
   openedBy: number;
+  /** When this policy received the report (its own clock), to forget replicas that went away. */
+  receivedAtMs: number;
 }
+
+/** A reporter not heard from for this long no longer counts (heartbeats come every second). */
+const REPORTER_TTL_MS = 30_000;
 
 /**
  * Health of every model as the provider replicas report it, and the circuit state derived from
  * it: open after consecutive failures or a high error rate, half-open after a cool-down (traffic
- * flows again; the next failure re-opens it), closed once a success is reported.
+ * flows again; the next failure re-opens it), closed once a success is reported. Each provider
+ * replica's reports keep their own circuit; the model's circuit is open when at least half of the
+ * replicas heard from recently see it open, half-open when any does, closed otherwise, so one
+ * replica's success cannot close what another's failures opened, nor the reverse.
  */
 export class HealthTable {
-  private readonly models = new Map<string, ModelHealthState>();
+  private readonly models = new Map<string, Map<string, ModelHealthState>>();
 
   constructor(
     private readonly options: CircuitOptions = DEFAULT_CIRCUIT,
@@ -39,7 +47,9 @@ export class HealthTable {
 
   apply(update: events.HealthUpdate): void {
     const id = `${update.provider}/${update.model}`;
-    const prev = this.models.get(id);
+    let reporters = this.models.get(id);
+    if (!reporters) this.models.set(id, (reporters = new Map()));
+    const prev = reporters.get(update.reporter);
     const failing = update.consecutiveFailures >= this.options.consecutiveFailures || update.errorRate > this.options.errorRate;
     const healthy = update.consecutiveFailures === 0;
     let openedAtMs = prev?.openedAtMs;
@@ -57,7 +67,7 @@ export class HealthTable {
       openedAtMs = undefined;
       openedBy = 0;
     }
-    this.models.set(id, {
+    reporters.set(update.reporter, {
       ewmaTtftMs: update.ewmaTtftMs,
       errorRate: update.errorRate,
       consecutiveFailures: update.consecutiveFailures,
@@ -65,16 +75,30 @@ export class HealthTable {
       observedAtMs: observedAt,
       openedAtMs,
       openedBy,
+      receivedAtMs: this.now(),
     });
   }
 
   circuit(id: string): Circuit {
-    return this.circuitOf(this.models.get(id));
+    const states = this.recent(id).map((s) => this.circuitOf(s));
+    if (states.length === 0) return "closed";
+    const open = states.filter((c) => c === "open").length;
+    if (open * 2 >= states.length) return "open";
+    return states.some((c) => c !== "closed") ? "half_open" : "closed";
   }
 
+  /** Mean observed time to first token over the replicas that report one. */
   ttftMs(id: string): number | undefined {
-    const s = this.models.get(id);
-    return s && s.ewmaTtftMs > 0 ? s.ewmaTtftMs : undefined;
+    const observed = this.recent(id).filter((s) => s.ewmaTtftMs > 0);
+    return observed.length === 0 ? undefined : observed.reduce((sum, s) => sum + s.ewmaTtftMs, 0) / observed.length;
+  }
+
+  private recent(id: string): ModelHealthState[] {
+    const reporters = this.models.get(id);
+    if (!reporters) return [];
+    const now = this.now();
+    for (const [reporter, s] of reporters) if (now - s.receivedAtMs > REPORTER_TTL_MS) reporters.delete(reporter);
+    return [...reporters.values()];
   }
 
   private circuitOf(s: ModelHealthState | undefined): Circuit {

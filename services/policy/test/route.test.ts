@@ -160,3 +160,23 @@ describe("circuits and heartbeats", () => {
     expect(health.circuit("a/mid")).toBe("open");
   });
 });
+
+describe("circuits over several provider replicas", () => {
+  it("does not let one replica's success close what another's failures opened, and forgets replicas that went silent", () => {
+    let now = 9_000_000;
+    const health = new HealthTable({ consecutiveFailures: 3, errorRate: 0.5, openMs: 10_000 }, () => now);
+    const report = (reporter: string, failures: number, observedAt: number) =>
+      health.apply(create(events.HealthUpdateSchema, { provider: "a", model: "mid", reporter, consecutiveFailures: failures, errorRate: failures > 0 ? 0.9 : 0, observedAtUnixMs: BigInt(observedAt) }));
+    report("r1", 3, 1);
+    report("r2", 0, 1);
+    expect(health.circuit("a/mid")).toBe("open"); // one of two replicas sees it failing
+    report("r2", 0, 2);
+    expect(health.circuit("a/mid")).toBe("open"); // r2's success does not close r1's circuit
+    report("r3", 0, 1);
+    expect(health.circuit("a/mid")).toBe("half_open"); // one of three: probes flow again
+    now += 31_000; // r1 went silent
+    report("r2", 0, 3);
+    report("r3", 0, 2);
+    expect(health.circuit("a/mid")).toBe("closed");
+  });
+});
