@@ -129,6 +129,26 @@ describe("bad input gets OpenAI-style errors and the server keeps serving", () =
     expect(JSON.stringify(json)).not.toMatch(/at .*\.js:\d+/); // no stack trace
   });
 
+  it("answers a body over the size limit with 413, also when it arrives chunked without a length", async () => {
+    const big = JSON.stringify({ messages: [{ role: "user", content: "x".repeat(m.config.limits.max_body_bytes + 10) }] });
+    const declared = await post(big);
+    expect(declared.status).toBe(413);
+    const chunked = await fetch(`${m.httpUrl}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: new ReadableStream({
+        start(controller) {
+          const bytes = new TextEncoder().encode(big);
+          for (let i = 0; i < bytes.length; i += 65_536) controller.enqueue(bytes.subarray(i, i + 65_536));
+          controller.close();
+        },
+      }),
+      duplex: "half",
+    } as RequestInit);
+    expect(chunked.status).toBe(413);
+    expect(((await chunked.json()) as { error: { code: string } }).error.code).toBe("request_too_large");
+  });
+
   it("the SDK surfaces the error, and the next request still works", async () => {
     await expect(openai.chat.completions.create({ model: "nope/none", messages: [{ role: "user", content: "x" }] })).rejects.toMatchObject({ status: 404 });
     const ok = await openai.chat.completions.create({ model: "sim/small", messages: [{ role: "user", content: "still there?" }] });

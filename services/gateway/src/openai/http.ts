@@ -93,8 +93,8 @@ async function chatCompletionsInSpan(deps: OpenAiApiDeps, req: http.IncomingMess
     span.setAttribute("error.type", error.code);
     if (!res.headersSent) {
       // Nothing sent yet (any error of a non-streamed answer, or a stream that broke before
-      // its first byte): a plain error response.
-      sendJson(res, error.status, error.toEnvelope(), identity);
+      // its first byte): a plain error response. After a 413 the rest of the body is not read.
+      sendJson(res, error.status, error.toEnvelope(), identity, error.status === 413 ? { connection: "close" } : {});
     } else if (err instanceof StreamInterrupted) {
       // Headers are gone: the error travels as an event and [DONE] never comes, so no client
       // can take the half answer for a whole one.
@@ -364,20 +364,46 @@ const TIMED_OUT = new Error("request timeout");
 async function readJson(req: http.IncomingMessage, limit: number): Promise<unknown> {
   const declared = Number(req.headers["content-length"] ?? "0");
   if (declared > limit) throw new GatewayError(413, "invalid_request_error", "request_too_large", `the request body is larger than ${limit} bytes`);
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new GatewayError(413, "invalid_request_error", "request_too_large", `the request body is larger than ${limit} bytes`);
-    parts.push(chunk as Buffer);
-  }
-  const text = Buffer.concat(parts).toString("utf8");
+  const text = (await readBody(req, limit)).toString("utf8");
   if (text.trim() === "") throw invalidRequest("the request body is empty; send a JSON object");
   try {
     return JSON.parse(text);
   } catch {
     throw invalidRequest("the request body is not valid JSON", null, "invalid_json");
   }
+}
+
+/**
+ * Reads a body up to `limit` bytes. Past the limit it stops keeping data but keeps the request
+ * flowing, so the 413 can still be written back (destroying the request would reset the socket
+ * before the client sees why).
+ */
+function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    req.on("data", (chunk: Buffer) => {
+      if (settled) return;
+      size += chunk.length;
+      if (size > limit) {
+        settled = true;
+        reject(new GatewayError(413, "invalid_request_error", "request_too_large", `the request body is larger than ${limit} bytes`));
+        return;
+      }
+      parts.push(chunk);
+    });
+    req.once("end", () => {
+      if (settled) return;
+      settled = true;
+      resolve(Buffer.concat(parts));
+    });
+    req.once("error", () => {
+      if (settled) return;
+      settled = true;
+      reject(new GatewayError(499, "invalid_request_error", "client_closed_request", "the client stopped sending the request body"));
+    });
+  });
 }
 
 function methodNotAllowed(res: http.ServerResponse, allowed: string): true {
