@@ -40,7 +40,7 @@ const TIERS = [
  * Starts the mesh as `switchyard start` does (separate processes, built dist/ code) with a
  * temporary configuration. `extra` is merged over the defaults (providers, nats, limits, ...).
  */
-export async function startTestMesh(extra: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = {}): Promise<TestMesh> {
+export async function startTestMesh(extra: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = {}, singleProcess = false): Promise<TestMesh> {
   const dir = mkdtempSync(join(tmpdir(), "switchyard-test-"));
   const names = ["gateway_http", "gateway_grpc", "classifier", "policy", "cache", "provider", "classifier_http", "policy_http", "cache_http", "provider_http"];
   const ports: Record<string, number> = {};
@@ -57,6 +57,7 @@ export async function startTestMesh(extra: Record<string, unknown> = {}, env: No
     log: () => {},
     childOutput: process.env.SWITCHYARD_TEST_LOGS ? "inherit" : "ignore",
     restart: false,
+    singleProcess,
   });
   mesh.start();
   try {
