@@ -196,13 +196,8 @@ export class Orchestrator {
           finished = true;
           const finish = event.event.value;
           const u = finish.usage;
-          const usage: FinalUsage = {
-            inputTokens: Number(u?.inputTokens ?? 0n),
-            outputTokens: Number(u?.outputTokens ?? 0n),
-            cachedInputTokens: Number(u?.cachedInputTokens ?? 0n),
-            reasoningTokens: Number(u?.reasoningTokens ?? 0n),
-            estimated: u?.estimated ?? true,
-          };
+          // No usage at all from the provider: the counts are not known, so say estimated.
+          const usage = finalUsage(u, true);
           const price = route.price;
           const cost = costMicroUsd(
             { inputTokens: u?.inputTokens ?? 0n, outputTokens: u?.outputTokens ?? 0n, cachedInputTokens: u?.cachedInputTokens ?? 0n },
@@ -252,13 +247,7 @@ export class Orchestrator {
       type: "done",
       route,
       finishReason: hit.finishReason,
-      usage: {
-        inputTokens: Number(u?.inputTokens ?? 0n),
-        outputTokens: Number(u?.outputTokens ?? 0n),
-        cachedInputTokens: Number(u?.cachedInputTokens ?? 0n),
-        reasoningTokens: Number(u?.reasoningTokens ?? 0n),
-        estimated: u?.estimated ?? false,
-      },
+      usage: finalUsage(u, false),
       costMicroUsd: 0n,
       savedMicroUsd: hit.costMicroUsd,
     };
@@ -346,6 +335,17 @@ export class Orchestrator {
   private middleTier(): string {
     return this.config.tiers[Math.floor((this.config.tiers.length - 1) / 2)]!.name;
   }
+}
+
+/** Token counts for the client; `estimatedIfMissing` says what to report when there were none. */
+function finalUsage(u: common.Usage | undefined, estimatedIfMissing: boolean): FinalUsage {
+  return {
+    inputTokens: Number(u?.inputTokens ?? 0n),
+    outputTokens: Number(u?.outputTokens ?? 0n),
+    cachedInputTokens: Number(u?.cachedInputTokens ?? 0n),
+    reasoningTokens: Number(u?.reasoningTokens ?? 0n),
+    estimated: u?.estimated ?? estimatedIfMissing,
+  };
 }
 
 /** Reads a stream to its end (bounded: a stream that does not end within a second is cancelled). */
