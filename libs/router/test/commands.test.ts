@@ -4,31 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { evalCommand, scoreCommand, trainCommand } from "../src/commands.js";
 import { defaultRouterPath } from "../src/index.js";
-import { syntheticRows, toJsonl } from "./fixtures.js";
+import { capture, syntheticRows, toJsonl } from "./fixtures.js";
 
 let dir: string;
 let dataPath: string;
 let routerPath: string;
-
-async function capture(run: () => Promise<number>): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const out = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stdout += String(chunk);
-    return true;
-  });
-  const err = vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
-  try {
-    const code = await run();
-    return { code, stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "router-test-"));

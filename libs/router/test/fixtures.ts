@@ -1,3 +1,4 @@
+import { vi } from "vitest";
 import { seededRandom } from "../src/hash.js";
 import type { RoutingRow } from "../src/data.js";
 
@@ -35,4 +36,25 @@ export function syntheticRows(n: number, seed = 1): RoutingRow[] {
 
 export function toJsonl(rows: readonly RoutingRow[]): string {
   return rows.map((r) => JSON.stringify(r)).join("\n") + "\n";
+}
+
+/** Runs a command function with stdout and stderr captured; returns its exit code and output. */
+export async function capture(run: () => Promise<number>): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = "";
+  let stderr = "";
+  const out = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+    stdout += String(chunk);
+    return true;
+  });
+  const err = vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  });
+  try {
+    const code = await run();
+    return { code, stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
 }

@@ -1,4 +1,4 @@
-import { describe, it, expect, vi } from "vitest";
+import { describe, it, expect } from "vitest";
 import { mkdtemp, writeFile, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,7 +8,7 @@ import { applyAliases, parseAliases, type RoutingRow } from "../src/data.js";
 import { crossValidate } from "../src/cv.js";
 import { multiReport, pairReport } from "../src/report.js";
 import { evalCommand, trainCommand } from "../src/commands.js";
-import { syntheticRows, toJsonl } from "./fixtures.js";
+import { capture, syntheticRows, toJsonl } from "./fixtures.js";
 
 /** The synthetic rows with "middle" renamed to "middle-alt" on even rows (the same model under two names). */
 function splitNames(rows: readonly RoutingRow[]): RoutingRow[] {
@@ -17,25 +17,6 @@ function splitNames(rows: readonly RoutingRow[]): RoutingRow[] {
     const { middle, ...rest } = row.outcomes;
     return { ...row, outcomes: { ...rest, "middle-alt": { ...middle!, cost_usd: 0.002 } } };
   });
-}
-
-async function capture(run: () => Promise<number>): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const out = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stdout += String(chunk);
-    return true;
-  });
-  const err = vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
-  try {
-    return { code: await run(), stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
 }
 
 describe("model aliases", () => {
