@@ -1,5 +1,6 @@
 import { evalCommand, scoreCommand, trainCommand } from "@switchyard/router";
 import { benchCommand } from "./commands/bench.js";
+import { configCommand } from "./commands/config.js";
 import { pricesCommand } from "./commands/prices.js";
 import { startCommand } from "./commands/start.js";
 
@@ -13,6 +14,7 @@ commands:
   eval  --router ROUTER.json --data FILE  APGR, CPT, quality/cost curve (--svg OUT.svg)
   bench                                   gateway overhead: direct vs through the mesh
   prices publish FILE                     publish a price table (YAML or JSON) to NATS
+  config check|print [FILE]               validate a configuration without starting / print it merged and redacted
 `;
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
@@ -22,6 +24,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   eval: evalCommand,
   bench: benchCommand,
   prices: pricesCommand,
+  config: configCommand,
 };
 
 /** Runs one `switchyard` command; resolves to the process exit code. */

@@ -29,32 +29,154 @@ export interface LoadedConfig {
 }
 
 /**
+ * Which file `switchyard start` reads: `SWITCHYARD_CONFIG`, else `switchyard.yaml` in the working
+ * folder, else the embedded defaults. @throws ConfigError when SWITCHYARD_CONFIG names no file.
+ */
+export function configSourceFor(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): string {
+  if (env.SWITCHYARD_CONFIG) {
+    const source = resolve(cwd, env.SWITCHYARD_CONFIG);
+    if (!existsSync(source)) throw new ConfigError(source, ["SWITCHYARD_CONFIG names a file that does not exist"]);
+    return source;
+  }
+  if (existsSync(join(cwd, "switchyard.yaml"))) return join(cwd, "switchyard.yaml");
+  return defaultConfigPath();
+}
+
+/**
  * Loads and validates the configuration: `SWITCHYARD_CONFIG`, else `switchyard.yaml` in the working
- * folder, else the embedded defaults; then applies environment overrides (ports, endpoints, NATS_URL).
+ * folder, else the embedded defaults; merged onto the embedded defaults; then environment overrides
+ * (ports, endpoints, listen host, NATS_URL); then the exposure rule (`exposureProblems`).
  * @throws ConfigError naming every bad key.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): LoadedConfig {
-  let source: string;
-  if (env.SWITCHYARD_CONFIG) {
-    source = resolve(cwd, env.SWITCHYARD_CONFIG);
-    if (!existsSync(source)) throw new ConfigError(source, ["SWITCHYARD_CONFIG names a file that does not exist"]);
-  } else if (existsSync(join(cwd, "switchyard.yaml"))) {
-    source = join(cwd, "switchyard.yaml");
-  } else {
-    source = defaultConfigPath();
-  }
-  return { config: applyEnvOverrides(parseConfig(readFileSync(source, "utf8"), source), env), source };
+  const source = configSourceFor(env, cwd);
+  return { config: loadConfigFile(source, env), source };
 }
 
-/** Parses and validates YAML text. @throws ConfigError */
+/**
+ * Reads one file as `switchyard start` would: merged onto the embedded defaults, validated,
+ * environment overrides applied, and refused when it would expose an unauthenticated gateway.
+ * What `switchyard config check` runs. @throws ConfigError naming every bad key.
+ */
+export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(path, [code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a folder, not a file" : `cannot read the file (${code ?? "error"})`]);
+  }
+  const config = applyEnvOverrides(parseConfig(text, path), env);
+  const exposure = exposureProblems(config, env);
+  if (exposure.length > 0) throw new ConfigError(path, exposure);
+  return config;
+}
+
+/**
+ * Parses YAML text, merges it onto the embedded defaults (`mergeConfig`) and validates the result.
+ * A file with only `providers:` is a whole configuration. @throws ConfigError
+ */
 export function parseConfig(text: string, source = "switchyard.yaml"): Config {
+  const overrides = readYaml(text, source);
+  const result = configSchema.safeParse(mergeConfig(embeddedDefaults(), overrides));
+  if (!result.success) throw new ConfigError(source, formatIssues(result.error.issues));
+  return result.data;
+}
+
+function readYaml(text: string, source: string): Record<string, unknown> {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(source, doc.errors.map((e) => `YAML syntax: ${e.message.split("\n")[0]}`));
   }
-  const result = configSchema.safeParse(doc.toJS() ?? {});
-  if (!result.success) throw new ConfigError(source, formatIssues(result.error.issues));
-  return result.data;
+  const value: unknown = doc.toJS() ?? {};
+  if (!isPlainObject(value)) throw new ConfigError(source, ["(top level): expected keys and values (a YAML mapping)"]);
+  return value;
+}
+
+let defaultsCache: Record<string, unknown> | undefined;
+
+/** The embedded defaults as written (before validation), read once. */
+function embeddedDefaults(): Record<string, unknown> {
+  defaultsCache ??= readYaml(readFileSync(defaultConfigPath(), "utf8"), defaultConfigPath());
+  return structuredClone(defaultsCache);
+}
+
+/**
+ * A configuration file over the defaults: objects merge key by key, arrays and scalars replace,
+ * and a key left empty (`null`) keeps the default. Keys are copied as own properties, so a
+ * `__proto__` key is reported as unknown rather than changing any prototype.
+ */
+export function mergeConfig(base: unknown, override: unknown): unknown {
+  if (override === null || override === undefined) return base;
+  if (!isPlainObject(base) || !isPlainObject(override)) return override;
+  const out: Record<string, unknown> = {};
+  for (const key of new Set([...Object.keys(base), ...Object.keys(override)])) {
+    const value = Object.hasOwn(override, key) ? mergeConfig(base[key], override[key]) : base[key];
+    Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Whether a listen address reaches only this machine. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/** Whether any tenant has an API key, i.e. whether the gateway authenticates its callers. */
+export function hasTenantKeys(config: Config): boolean {
+  return config.tenants.some((t) => t.api_key_sha256.length > 0);
+}
+
+/**
+ * The exposure rule: a gateway that listens beyond loopback with no tenant API keys would let
+ * anyone who reaches it spend on the operator's providers, so it needs keys or an explicit
+ * `gateway.allow_unauthenticated: true`. Checked after environment overrides, since
+ * SWITCHYARD_LISTEN_HOST can move the listener.
+ */
+export function exposureProblems(config: Config, env: NodeJS.ProcessEnv = {}): string[] {
+  if (isLoopbackHost(config.listen_host) || hasTenantKeys(config) || config.gateway.allow_unauthenticated) return [];
+  const from = env.SWITCHYARD_LISTEN_HOST ? ` (from SWITCHYARD_LISTEN_HOST)` : "";
+  return [
+    `listen_host: "${config.listen_host}"${from} is not loopback and no tenant has an API key (tenants[].api_key_sha256): ` +
+      "anyone who reaches the gateway could run completions on your providers. Add API keys, listen on 127.0.0.1, " +
+      "or set gateway.allow_unauthenticated: true to run open on purpose",
+  ];
+}
+
+const REDACTED = "[redacted]";
+/** Names whose value is a secret when written inline (not when it names an environment variable). */
+const SECRET_NAME = /(^|_)(api_?key|key|secret|token|password|passwd|credentials?)$/i;
+const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
+
+/**
+ * A copy of a configuration safe to print: tenants' key hashes, credentials inside URLs
+ * (`user:pass@`) and any value under a secret-sounding name (`*key`, `*secret`, `*token`,
+ * `*password`) that is not the name of an environment variable are replaced with "[redacted]".
+ */
+export function redactConfig(config: Config): Record<string, unknown> {
+  const walk = (value: unknown, name: string): unknown => {
+    if (Array.isArray(value)) return value.map((v) => walk(v, name));
+    if (isPlainObject(value)) {
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(value)) out[k] = walk(v, k);
+      return out;
+    }
+    if (typeof value !== "string") return value;
+    if (name === "api_key_sha256") return REDACTED;
+    if (SECRET_NAME.test(name) && !ENV_NAME.test(value)) return REDACTED;
+    return redactUrlCredentials(value);
+  };
+  return walk(config, "") as Record<string, unknown>;
+}
+
+/** `scheme://user:pass@host/...` to `scheme://[redacted]@host/...`; anything else unchanged. */
+function redactUrlCredentials(value: string): string {
+  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/i, `$1${REDACTED}@`);
 }
 
 function formatIssues(issues: z.core.$ZodIssue[]): string[] {

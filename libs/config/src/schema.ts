@@ -15,6 +15,15 @@ const name = z
   .min(1)
   .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, "use letters, digits, '.', '_', ':' or '-' (no '/')");
 
+const corsOrigin = z
+  .string()
+  .regex(/^https?:\/\/[^/\s?#]+$/i, "an origin is scheme://host[:port], with no path or trailing slash (for example https://app.example.com)")
+  .transform((o) => o.toLowerCase());
+const hostName = z
+  .string()
+  .regex(/^(\*|[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])$/, 'a host name or address without a port (or "*" for any)')
+  .transform((h) => h.toLowerCase());
+
 const simulatorProfile = z
   .object({
     ttft_ms: z.number().min(0).max(60_000).default(150),
@@ -64,7 +73,14 @@ const provider = z
     first_token_timeout_ms: z.number().int().positive().default(15_000),
     /** A started stream that sends nothing for this long is broken. */
     stream_idle_timeout_ms: z.number().int().positive().default(60_000),
-    pool_connections: z.number().int().positive().default(8),
+    /**
+     * Most connections to this upstream; unset = as many as in-flight requests need. Over HTTP/1.1
+     * an answer holds its connection while it streams, so a value below max_concurrency caps the
+     * answers in flight; an HTTP/2 connection carries up to 100 at once.
+     */
+    pool_connections: z.number().int().positive().optional(),
+    /** Offer HTTP/2 to an https upstream (used when its TLS handshake agrees); http upstreams speak HTTP/1.1. */
+    http2: z.boolean().default(true),
     /** Keep-alive connections opened at start and kept open while idle (at most pool_connections). */
     warm_connections: z.number().int().min(0).default(2),
     /** How often idle warm connections are refreshed with a cheap credential-free GET; 0 = never. */
@@ -133,10 +149,45 @@ export const configSchema = z
     providers: z.array(provider).min(1, "configure at least one provider"),
     tiers: z.array(tier).min(1, "configure at least one tier"),
     tenants: z.array(tenant).min(1, "configure at least one tenant").prefault([{ name: "default" }]),
+    /** The gateway's public edge: who may call it from where. */
+    gateway: z
+      .object({
+        /**
+         * Start even when listening beyond loopback with no tenant API keys (anyone who reaches the
+         * port can run completions on the operator's providers). Off by default.
+         */
+        allow_unauthenticated: z.boolean().default(false),
+        /**
+         * Browser origins (`scheme://host[:port]`) allowed to call the REST API with CORS. A request
+         * carrying any other `Origin` is refused with 403. None by default.
+         */
+        cors_origins: z.array(corsOrigin).default([]),
+        /**
+         * Host names (no port) accepted besides loopback when no tenant has API keys: a guard
+         * against DNS rebinding. `"*"` accepts any. Ignored once keys are configured.
+         */
+        allowed_hosts: z.array(hostName).default([]),
+      })
+      .strict()
+      .prefault({}),
     limits: z
       .object({
         max_body_bytes: z.number().int().positive().default(2_000_000),
         max_messages: z.number().int().positive().default(1_000),
+        /** Deepest nesting of arrays and objects in a request body. */
+        max_json_depth: z.number().int().min(2).max(1_000).default(32),
+        /** Longest `user` string (OpenAI documents none; 256 is ours). */
+        max_user_chars: z.number().int().positive().default(256),
+        /** `metadata`: at most this many keys (OpenAI: 16) ... */
+        max_metadata_keys: z.number().int().min(0).default(16),
+        /** ... each key at most this long (OpenAI: 64) ... */
+        max_metadata_key_chars: z.number().int().positive().default(64),
+        /** ... each value a string at most this long (OpenAI: 512). */
+        max_metadata_value_chars: z.number().int().positive().default(512),
+        /** Most functions in `tools` (OpenAI: 128). */
+        max_tools: z.number().int().min(0).default(128),
+        /** Most sequences in `stop` (OpenAI: 4). */
+        max_stop_sequences: z.number().int().min(0).default(4),
         request_timeout_ms: z.number().int().positive().default(300_000),
         shutdown_grace_ms: z.number().int().min(0).default(10_000),
       })
@@ -213,6 +264,12 @@ export const configSchema = z
         log_level: z.enum(["debug", "info", "warn", "error"]).default("info"),
         /** Put prompt and completion text on spans and logs (off by default). */
         capture_content: z.boolean().default(false),
+        /**
+         * Make a client's `traceparent` the parent of the request's span. Off by default: the
+         * client's trace is linked to (a span link), so no caller can graft its spans into ours
+         * or pick their sampling.
+         */
+        trust_client_traceparent: z.boolean().default(false),
       })
       .strict()
       .prefault({}),
