@@ -94,6 +94,15 @@ export class Mesh {
     await Promise.all(exits);
   }
 
+  /** Process id of each running service (one entry, "switchyard", in one-process mode). */
+  pids(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [name, child] of this.children) {
+      if (child.pid !== undefined && child.exitCode === null) out[this.options.singleProcess ? "switchyard" : name] = child.pid;
+    }
+    return out;
+  }
+
   /** Kills one service (fault tests and demos); the supervisor restarts it. */
   kill(name: ServiceName, signal: NodeJS.Signals = "SIGKILL"): void {
     this.children.get(name)?.kill(signal);

@@ -1,4 +1,3 @@
-import { createClient, createRouterTransport } from "@connectrpc/connect";
 import { startBus } from "@switchyard/bus";
 import type { Config } from "@switchyard/config";
 import { createCacheService } from "@switchyard/cache";
@@ -7,13 +6,14 @@ import { createGatewayService } from "@switchyard/gateway";
 import { createPolicyService } from "@switchyard/policy";
 import { cache, classifier, policy, provider } from "@switchyard/proto";
 import { createProviderService } from "@switchyard/provider";
-import { clientTracing, serve, serverTracing, type ServiceParts, type ServiceRuntime } from "@switchyard/rpc";
+import { createLeanClient, LocalChannel, ProcedureTable, serve, type ServiceParts, type ServiceRuntime } from "@switchyard/rpc";
 import { createLogger, createMetricsRegistry, initTracing } from "@switchyard/telemetry";
 
 /**
  * All five services in this process: the gateway listens on its ports, the four others are
- * reached through Connect's in-memory transport (each hop still a ConnectRPC call, traced, with
- * serialisation, but no sockets and no process hops), and they share one NATS bus. For one
+ * called in process through the same service interfaces (each hop still a call with its deadline,
+ * cancellation and span, but no sockets, no serialisation and no process hops), and they share
+ * one NATS bus. For one
  * machine, where the network hops are pure overhead; Kubernetes runs them apart.
  */
 export async function startSingleProcess(config: Config, configSource: string): Promise<{ port: number; httpPort?: number }> {
@@ -33,17 +33,15 @@ export async function startSingleProcess(config: Config, configSource: string): 
     createCacheService({ ...runtime, name: "cache", logger: logger.child({ component: "cache" }) }),
     await createClassifierService({ ...runtime, name: "classifier", logger: logger.child({ component: "classifier" }) }),
   ];
-  const transport = createRouterTransport(
-    (router) => {
-      for (const parts of internal) parts.routes(router);
-    },
-    { router: { interceptors: [serverTracing()] }, transport: { interceptors: [clientTracing()] } },
-  );
+  const procedures = ProcedureTable.capture((router) => {
+    for (const parts of internal) parts.routes(router);
+  });
+  const local = new LocalChannel(procedures);
   const gateway = await createGatewayService(runtime, {
-    classifier: createClient(classifier.ClassifierService, transport),
-    policy: createClient(policy.PolicyService, transport),
-    cache: createClient(cache.CacheService, transport),
-    provider: createClient(provider.ProviderService, transport),
+    classifier: createLeanClient(classifier.ClassifierService, local),
+    policy: createLeanClient(policy.PolicyService, local),
+    cache: createLeanClient(cache.CacheService, local),
+    provider: createLeanClient(provider.ProviderService, local),
   });
   return serve({
     runtime,

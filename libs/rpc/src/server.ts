@@ -6,6 +6,8 @@ import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "@switchyard/telemetry";
 import { HealthStatus, ServingStatus } from "./health.js";
+import { ProcedureTable } from "./lean/procedures.js";
+import { LeanServer, type Authorizer } from "./lean/server.js";
 
 /** Handles plain HTTP/1.1 requests that are not RPCs (metrics, probes). Return false to 404. */
 export type HttpFallback = (req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>;
@@ -30,6 +32,10 @@ export interface RpcServerOptions {
    * without it a client behind a Kubernetes Service would stay on one replica forever.
    */
   maxConnectionAgeMs?: number;
+  /** A client must send its request headers within this long (HTTP/1.1 port; default 10 s). */
+  headersTimeoutMs?: number;
+  /** Who may call what over the lean Connect path (default: anyone who can connect). */
+  authorize?: Authorizer;
 }
 
 /** A server that does not listen until asked, and stops gracefully. */
@@ -46,26 +52,36 @@ export interface RpcServer {
  * Node 20, hence two ports.
  */
 export function createRpcServer(options: RpcServerOptions): RpcServer {
+  let procedures = new ProcedureTable();
   const adapter = connectNodeAdapter({
     routes: (router) => {
-      options.health.register(router);
-      options.routes(router);
+      procedures = ProcedureTable.capture((r) => {
+        options.health.register(r);
+        options.routes(r);
+      }, router);
     },
     interceptors: options.interceptors ?? [],
     fallback: (req, res) => {
       void (async () => {
         const handled = options.httpFallback ? await options.httpFallback(req as never, res as never) : false;
         if (!handled && !res.headersSent) {
-          res.writeHead(404, { "content-type": "text/plain" });
-          res.end("not found\n");
+          const body = JSON.stringify({ error: { message: `no route for ${req.method} ${(req.url ?? "").split("?")[0]}`, type: "invalid_request_error", param: null, code: "not_found" } });
+          res.writeHead(404, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+          res.end(body);
         }
       })();
     },
   });
-  const h2 = http2.createServer({}, adapter);
+  // Binary Connect calls between services take the lean path; every other protocol and
+  // encoding goes to connect-node.
+  const lean = new LeanServer(procedures, options.authorize);
+  const h2 = http2.createServer({ settings: H2_SETTINGS, maxSessionMemory: 256 }, (req, res) => {
+    if (!lean.handle(req.stream, req.headers)) adapter(req, res);
+  });
   h2.on("connection", (socket: net.Socket) => socket.setNoDelay(true));
   let h1InFlight = 0;
-  const h1 = http.createServer({ keepAlive: true }, (req, res) => {
+  const headersTimeout = options.headersTimeoutMs ?? 10_000;
+  const h1 = http.createServer({ keepAlive: true, headersTimeout, requestTimeout: 0, connectionsCheckingInterval: Math.min(1_000, headersTimeout) }, (req, res) => {
     h1InFlight++;
     res.once("close", () => h1InFlight--);
     adapter(req, res);
@@ -114,6 +130,9 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
       })()),
   };
 }
+
+/** Roomy flow-control windows and no practical stream limit: callers multiplex everything on one connection. */
+const H2_SETTINGS: http2.Settings = { initialWindowSize: 4 << 20, maxConcurrentStreams: 100_000 };
 
 function listen(server: net.Server, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {

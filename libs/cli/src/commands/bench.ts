@@ -1,240 +1,151 @@
-import { randomBytes } from "node:crypto";
-import * as http from "node:http";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
-import { join } from "node:path";
-import { parse as parseYaml, stringify as toYaml } from "yaml";
-import { defaultConfigPath, parseConfig } from "@switchyard/config";
-import { Mesh } from "../mesh.js";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { DEFAULT_FAKE_UPSTREAM, runBench, writeReport, type BenchOptions, type Layout, type Mode, type Peer } from "../bench/run.js";
+import { percentile } from "../bench/report.js";
 import { measurePropagation } from "../propagation.js";
-import { freePort } from "../ports.js";
 
-interface BenchOptions {
-  /** All five services in one process instead of five processes. */
-  singleProcess: boolean;
-  requests: number;
-  concurrency: number;
-  ttftMs: number;
-  tokens: number;
-  tokenIntervalMs: number;
-  out: string;
-}
+const USAGE = `usage: switchyard bench [options]            load: direct, through the mesh, beside other gateways
+       switchyard bench propagation [--flips N] [--nats URL]
 
-/** Latency of one streamed completion as the client saw it. */
-interface Sample {
-  ttftMs: number;
-  totalMs: number;
-}
+options:
+  --concurrency 1,20,200       concurrent clients (closed loop), a list
+  --duration-ms 4000           measured time per run (after --warmup-ms 1000 of the same load)
+  --layouts direct,five,single targets: the upstream alone, five processes, --single-process
+  --modes openai-stream,openai-json,grpc-stream,grpc-json
+  --peer URL                   another OpenAI-compatible gateway in front of the same upstream
+                               (its base URL up to /v1); repeatable; the upstream's URL is
+                               printed at start and in {upstream} of --peer-header values
+  --peer-name NAME             name of the last --peer in the table
+  --peer-header name:value     a header for the last --peer (repeatable)
+  --peer-modes openai-json     modes measured on peers
+  --upstream-port N            run the fake upstream on this port (so a peer can be pointed at it)
+  --ttft-ms 50 --chunks 8 --chunk-interval-ms 1.6   the fake upstream's answer
+  --config FILE                YAML merged over the bench configuration (e.g. capacity settings)
+  --smoke                      a few hundred ms per run: checks the harness, not the targets
+  --out .bench/load.json       JSON results; the SVG plot goes beside it`;
 
 /**
- * `switchyard bench`: the cost of routing. A fake OpenAI-compatible upstream with a fixed time to
- * first token streams the same answer to a client directly and through the whole mesh (cache
- * lookup, classifier, policy, provider service, gateway relay); the difference is what
- * Switchyard adds.
+ * `switchyard bench`: throughput and latency under load. A fake OpenAI-compatible upstream with a
+ * fixed time to first token answers every target alike; the same closed-loop load generator runs
+ * every target at every concurrency, streamed and not, over the OpenAI API and gRPC, in one run.
+ * The difference to the direct call is what a gateway adds.
  */
 export async function benchCommand(argv: string[]): Promise<number> {
   if (argv[0] === "propagation") return propagationBench(argv.slice(1));
-  const options = parseOptions(argv);
-  const upstream = await startFakeUpstream(options);
-  const dir = mkdtempSync(join(tmpdir(), "switchyard-bench-"));
-  const ports = await allocatePorts();
-  const configPath = join(dir, "switchyard.yaml");
-  writeFileSync(configPath, benchConfig(upstream.url, ports));
-  const config = parseConfig(readFileSync(configPath, "utf8"), configPath);
-  const mesh = new Mesh({
-    config,
-    env: { ...process.env, SWITCHYARD_CONFIG: configPath, SWITCHYARD_NATS_ENABLED: "false" },
-    log: () => {},
-    childOutput: "ignore",
-    restart: false,
-    singleProcess: options.singleProcess,
-  });
-  try {
-    mesh.start();
-    await mesh.waitReady();
-    const agent = new http.Agent({ keepAlive: true, maxSockets: options.concurrency });
-    const direct = { host: "127.0.0.1", port: upstream.port, path: "/v1/chat/completions" };
-    const gateway = { host: "127.0.0.1", port: config.ports.gateway_http, path: "/v1/chat/completions" };
-    const warm = Math.min(200, options.requests);
-    await run(direct, agent, warm, options.concurrency, "warm");
-    await run(gateway, agent, warm, options.concurrency, "warm");
-    const directSamples = await run(direct, agent, options.requests, options.concurrency, "direct");
-    const meshSamples = await run(gateway, agent, options.requests, options.concurrency, "mesh");
-    agent.destroy();
-    const report = summarise(options, directSamples, meshSamples);
-    process.stdout.write(report.table);
-    mkdirSync(join(options.out, ".."), { recursive: true });
-    writeFileSync(options.out, JSON.stringify(report.json, null, 2) + "\n");
-    process.stdout.write(`\nwritten to ${options.out}\n`);
+  if (argv[0] === "--help" || argv[0] === "-h") {
+    process.stdout.write(USAGE + "\n");
     return 0;
-  } finally {
-    await mesh.stop(5_000);
-    await upstream.close();
-    rmSync(dir, { recursive: true, force: true });
   }
+  const options = parseOptions(argv);
+  const rows = await runBench(options);
+  process.stdout.write(writeReport(rows, options));
+  process.stdout.write(`\nwritten to ${options.out} and ${options.out.replace(/\.json$/, "")}.svg\n`);
+  return 0;
 }
 
 function parseOptions(argv: string[]): BenchOptions {
-  const o: BenchOptions = { singleProcess: false, requests: 2000, concurrency: 16, ttftMs: 50, tokens: 32, tokenIntervalMs: 2, out: ".bench/gateway-overhead.json" };
-  const numeric: Record<string, keyof Omit<BenchOptions, "out" | "singleProcess">> = {
-    "--requests": "requests",
-    "--concurrency": "concurrency",
-    "--ttft-ms": "ttftMs",
-    "--tokens": "tokens",
-    "--token-interval-ms": "tokenIntervalMs",
+  const o: BenchOptions = {
+    layouts: ["direct", "five", "single"],
+    modes: ["openai-stream", "openai-json", "grpc-stream", "grpc-json"],
+    concurrency: [1, 20, 200],
+    durationMs: 4_000,
+    warmupMs: 1_000,
+    peers: [],
+    peerModes: ["openai-stream", "openai-json"],
+    upstream: { ...DEFAULT_FAKE_UPSTREAM },
+    out: ".bench/load.json",
+  };
+  const list = (v: string) => v.split(",").map((s) => s.trim()).filter(Boolean);
+  const number = (flag: string, v: string | undefined) => {
+    const n = Number(v);
+    if (v === undefined || !Number.isFinite(n) || n < 0) throw new Error(`${flag} needs a non-negative number`);
+    return n;
+  };
+  const modes = (v: string) => {
+    const all: Mode[] = ["openai-stream", "openai-json", "grpc-stream", "grpc-json"];
+    const out = list(v) as Mode[];
+    for (const m of out) if (!all.includes(m)) throw new Error(`unknown mode "${m}" (modes: ${all.join(", ")})`);
+    return out;
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const value = argv[i + 1];
-    if (flag === "--single-process") {
-      o.singleProcess = true;
-    } else if (flag === "--out" && value) {
-      o.out = value;
+    const take = () => {
+      if (value === undefined) throw new Error(`${flag} needs a value`);
       i++;
-    } else if (numeric[flag] && value !== undefined && Number.isFinite(Number(value)) && Number(value) >= 0) {
-      o[numeric[flag]] = Number(value);
-      i++;
-    } else throw new Error(`bad option "${flag}" (options: --single-process --requests N --concurrency N --ttft-ms N --tokens N --token-interval-ms N --out FILE)`);
-  }
-  if (o.requests < 1 || o.concurrency < 1 || o.tokens < 1) throw new Error("--requests, --concurrency and --tokens must be at least 1");
-  return o;
-}
-
-async function allocatePorts(): Promise<Record<string, number>> {
-  const names = ["gateway_http", "gateway_grpc", "classifier", "policy", "cache", "provider", "classifier_http", "policy_http", "cache_http", "provider_http"];
-  const ports: Record<string, number> = {};
-  for (const n of names) ports[n] = await freePort();
-  return ports;
-}
-
-function benchConfig(upstreamUrl: string, ports: Record<string, number>): string {
-  const defaults = parseYaml(readFileSync(defaultConfigPath(), "utf8")) as Record<string, unknown>;
-  return toYaml({
-    listen_host: "127.0.0.1",
-    ports,
-    tiers: defaults.tiers,
-    providers: [
-      {
-        name: "bench",
-        kind: "openai",
-        base_url: `${upstreamUrl}/v1`,
-        enabled: true,
-        max_concurrency: 1024,
-        pool_connections: 64,
-        models: [{ name: "fixed", input_usd_per_mtok: 1, output_usd_per_mtok: 2, tiers: ["simple", "standard", "complex"] }],
-      },
-    ],
-    nats: { enabled: false },
-    telemetry: { log_level: "warn" },
-  });
-}
-
-/** An OpenAI-compatible server that answers every request alike: fixed TTFT, fixed tokens. */
-async function startFakeUpstream(o: BenchOptions): Promise<{ url: string; port: number; close: () => Promise<void> }> {
-  const server = http.createServer({ keepAlive: true }, (req, res) => {
-    req.resume();
-    req.on("end", () => {
-      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
-      const base = { id: "chatcmpl-bench", object: "chat.completion.chunk", created: 0, model: "fixed" };
-      let sent = 0;
-      const next = () => {
-        if (res.destroyed) return;
-        if (sent < o.tokens) {
-          res.write(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: { content: `tok${sent} ` }, finish_reason: null }] })}\n\n`);
-          sent++;
-          setTimeout(next, o.tokenIntervalMs);
-          return;
-        }
-        res.write(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] })}\n\n`);
-        res.write(`data: ${JSON.stringify({ ...base, choices: [], usage: { prompt_tokens: 20, completion_tokens: o.tokens, total_tokens: 20 + o.tokens } })}\n\n`);
-        res.end("data: [DONE]\n\n");
-      };
-      setTimeout(next, o.ttftMs);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as { port: number }).port;
-  return { url: `http://127.0.0.1:${port}`, port, close: () => new Promise((r) => server.close(() => r())) };
-}
-
-async function run(target: { host: string; port: number; path: string }, agent: http.Agent, total: number, concurrency: number, label: string): Promise<Sample[]> {
-  const samples: Sample[] = [];
-  let issued = 0;
-  const worker = async () => {
-    while (issued < total) {
-      const n = issued++;
-      // Every prompt unique and unlike the others (random words), so neither the exact nor the
-      // semantic cache answers: the benchmark measures the routed path, cache lookup included.
-      samples.push(await once(target, agent, `${randomBytes(24).toString("hex")} ${label} ${n}: ${"what is routing? ".repeat(1 + (n % 5))}`));
+      return value;
+    };
+    const lastPeer = (): Peer => {
+      const p = o.peers.at(-1);
+      if (!p) throw new Error(`${flag} must follow --peer`);
+      return p;
+    };
+    switch (flag) {
+      case "--concurrency":
+        o.concurrency = list(take()).map((c) => number(flag, c));
+        if (o.concurrency.some((c) => c < 1 || !Number.isInteger(c))) throw new Error("--concurrency takes whole numbers of at least 1");
+        break;
+      case "--duration-ms":
+        o.durationMs = number(flag, take());
+        break;
+      case "--warmup-ms":
+        o.warmupMs = number(flag, take());
+        break;
+      case "--layouts": {
+        const all: Layout[] = ["direct", "five", "single"];
+        o.layouts = list(take()) as Layout[];
+        for (const l of o.layouts) if (!all.includes(l)) throw new Error(`unknown layout "${l}" (layouts: ${all.join(", ")})`);
+        break;
+      }
+      case "--modes":
+        o.modes = modes(take());
+        break;
+      case "--peer-modes":
+        o.peerModes = modes(take());
+        break;
+      case "--peer": {
+        const url = take();
+        o.peers.push({ name: new URL(url).host, url, headers: {} });
+        break;
+      }
+      case "--peer-name":
+        lastPeer().name = take();
+        break;
+      case "--peer-header": {
+        const peer = lastPeer();
+        const v = take();
+        const colon = v.indexOf(":");
+        if (colon <= 0) throw new Error(`--peer-header takes name:value, got "${v}"`);
+        peer.headers[v.slice(0, colon).trim().toLowerCase()] = v.slice(colon + 1).trim();
+        break;
+      }
+      case "--upstream-port":
+        o.upstreamPort = number(flag, take());
+        break;
+      case "--ttft-ms":
+        o.upstream.ttftMs = number(flag, take());
+        break;
+      case "--chunks":
+        o.upstream.chunks = Math.max(1, Math.round(number(flag, take())));
+        break;
+      case "--chunk-interval-ms":
+        o.upstream.chunkIntervalMs = number(flag, take());
+        break;
+      case "--config":
+        o.configOverlay = take();
+        break;
+      case "--smoke":
+        o.durationMs = 300;
+        o.warmupMs = 100;
+        break;
+      case "--out":
+        o.out = take();
+        break;
+      default:
+        throw new Error(`bad option "${flag}"\n${USAGE}`);
     }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  return samples;
-}
-
-function once(target: { host: string; port: number; path: string }, agent: http.Agent, prompt: string): Promise<Sample> {
-  const body = JSON.stringify({ model: "switchyard/auto", stream: true, temperature: 0, messages: [{ role: "user", content: prompt }] });
-  return new Promise((resolve, reject) => {
-    const start = performance.now();
-    let ttft = -1;
-    let buffer = "";
-    const req = http.request(
-      { ...target, method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } },
-      (res) => {
-        if (res.statusCode !== 200) {
-          reject(new Error(`HTTP ${res.statusCode} from ${target.host}:${target.port}`));
-          res.resume();
-          return;
-        }
-        res.setEncoding("utf8");
-        res.on("data", (chunk: string) => {
-          if (ttft >= 0) return;
-          buffer += chunk;
-          // First event that carries answer text (not the empty role chunk).
-          if (/"content":"[^"]/.test(buffer)) ttft = performance.now() - start;
-        });
-        res.on("end", () => (ttft < 0 ? reject(new Error(`no answer text from ${target.host}:${target.port}`)) : resolve({ ttftMs: ttft, totalMs: performance.now() - start })));
-      },
-    );
-    req.on("error", reject);
-    req.end(body);
-  });
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
-function summarise(o: BenchOptions, direct: Sample[], mesh: Sample[]) {
-  const stats = (xs: number[]) => {
-    const s = [...xs].sort((a, b) => a - b);
-    return { p50: percentile(s, 50), p90: percentile(s, 90), p99: percentile(s, 99), mean: s.reduce((a, b) => a + b, 0) / s.length };
-  };
-  const rows = {
-    direct_ttft: stats(direct.map((s) => s.ttftMs)),
-    mesh_ttft: stats(mesh.map((s) => s.ttftMs)),
-    direct_total: stats(direct.map((s) => s.totalMs)),
-    mesh_total: stats(mesh.map((s) => s.totalMs)),
-  };
-  const added = {
-    ttft_p50: rows.mesh_ttft.p50 - rows.direct_ttft.p50,
-    ttft_p99: rows.mesh_ttft.p99 - rows.direct_ttft.p99,
-    total_p50: rows.mesh_total.p50 - rows.direct_total.p50,
-  };
-  const f = (n: number) => n.toFixed(2).padStart(8);
-  const line = (name: string, s: { p50: number; p90: number; p99: number; mean: number }) => `${name.padEnd(22)}${f(s.p50)}${f(s.p90)}${f(s.p99)}${f(s.mean)}\n`;
-  const machine = `${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, Node ${process.version}`;
-  const table =
-    `switchyard bench (${o.singleProcess ? "one process" : "five processes"}): ${o.requests} streamed requests per path, concurrency ${o.concurrency}, upstream TTFT ${o.ttftMs} ms, ${o.tokens} tokens every ${o.tokenIntervalMs} ms\n` +
-    `machine: ${machine}\n\n` +
-    `${"ms".padEnd(22)}${"p50".padStart(8)}${"p90".padStart(8)}${"p99".padStart(8)}${"mean".padStart(8)}\n` +
-    line("TTFT direct", rows.direct_ttft) +
-    line("TTFT through mesh", rows.mesh_ttft) +
-    line("total direct", rows.direct_total) +
-    line("total through mesh", rows.mesh_total) +
-    `\nadded by Switchyard: TTFT p50 ${added.ttft_p50.toFixed(2)} ms, TTFT p99 ${added.ttft_p99.toFixed(2)} ms, total p50 ${added.total_p50.toFixed(2)} ms\n`;
-  return { table, json: { options: o, machine, date: new Date().toISOString(), ms: rows, added_ms: added } };
+  }
+  return o;
 }
 
 /**

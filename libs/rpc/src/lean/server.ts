@@ -1,0 +1,204 @@
+import type * as http2 from "node:http2";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { codeToHttpStatus, endStreamFlag, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import type { Span } from "@opentelemetry/api";
+import {
+  asConnectError,
+  decodeRequest,
+  encodeResponse,
+  failSpan,
+  LeanContext,
+  startServerSpan,
+  within,
+  type CallInfo,
+  type Procedure,
+  type ProcedureTable,
+} from "./procedures.js";
+
+/** Decides whether a caller may call a procedure; an error refuses the call. */
+export type Authorizer = (peer: string, procedure: Procedure) => ConnectError | undefined;
+
+const UNARY = "application/proto";
+const STREAM = "application/connect+proto";
+
+/**
+ * The Connect protocol with binary Protobuf, served straight from HTTP/2 streams: the calls
+ * services make to each other. It is the same wire protocol connect-node speaks (a connect-node or
+ * Connect-ES client cannot tell the difference), without the per-call layers that cost most of an
+ * internal hop's CPU (universal request objects, header maps, abort-signal chains, async
+ * iterables around a unary body). Anything else (gRPC, gRPC-Web, JSON, compression, GET) returns
+ * false and is served by connect-node.
+ */
+export class LeanServer {
+  constructor(
+    private readonly table: ProcedureTable,
+    private readonly authorize?: Authorizer,
+  ) {}
+
+  /** Serves the request when it is a binary Connect call of a known procedure; false otherwise. */
+  handle(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, peer = ""): boolean {
+    if (headers[":method"] !== "POST") return false;
+    const type = headers["content-type"];
+    if (type !== UNARY && type !== STREAM) return false;
+    if (headers["content-encoding"] || headers["connect-content-encoding"]) return false;
+    const procedure = this.table.get(headers[":path"] ?? "");
+    if (!procedure) return false;
+    if ((procedure.method.methodKind === "unary") !== (type === UNARY)) return false;
+    const timeout = headers["connect-timeout-ms"];
+    const timeoutMs = typeof timeout === "string" && /^\d{1,10}$/.test(timeout) ? Number(timeout) : undefined;
+    const controller = new AbortController();
+    const info: CallInfo = {
+      header: (name) => {
+        const v = headers[name];
+        return Array.isArray(v) ? v[0] : v;
+      },
+      signal: controller.signal,
+      timeoutMs,
+      peer,
+    };
+    let timer: NodeJS.Timeout | undefined;
+    if (timeoutMs !== undefined) {
+      timer = setTimeout(() => controller.abort(new ConnectError("the call's deadline passed", Code.DeadlineExceeded)), timeoutMs);
+    }
+    // The caller cancelled (RST_STREAM) or went away: tell the handler.
+    stream.once("close", () => {
+      if (timer) clearTimeout(timer);
+      if (!controller.signal.aborted) controller.abort(new ConnectError("the caller cancelled the call", Code.Canceled));
+    });
+    const denied = this.authorize?.(peer, procedure);
+    readBody(stream, (body) => {
+      if (denied) return this.fail(stream, procedure, denied, undefined);
+      if (procedure.method.methodKind === "unary") void this.unary(stream, procedure, info, headers, body);
+      else void this.serverStream(stream, procedure, info, headers, body);
+    });
+    return true;
+  }
+
+  private async unary(stream: http2.ServerHttp2Stream, p: Procedure, info: CallInfo, headers: http2.IncomingHttpHeaders, body: Buffer): Promise<void> {
+    const traced = startServerSpan(p, info);
+    const ctx = new LeanContext(p, info, () => headerEntries(headers));
+    try {
+      const request = decodeRequest(p.method.input, body);
+      const output = await within(traced?.ctx, () => p.impl(request, ctx));
+      const bytes = encodeResponse(p.method.output, output);
+      if (stream.destroyed) return;
+      const out: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": UNARY };
+      ctx.setHeaders?.forEach((v, k) => (out[k] = v));
+      ctx.setTrailers?.forEach((v, k) => (out[`trailer-${k}`] = v));
+      stream.respond(out);
+      stream.end(bytes);
+    } catch (err) {
+      const ce = asConnectError(err);
+      if (traced) failSpan(traced.span, ce);
+      if (stream.destroyed || stream.headersSent) return;
+      stream.respond({ ":status": codeToHttpStatus(ce.code), "content-type": "application/json" });
+      stream.end(errorToJsonBytes(ce, {}));
+    } finally {
+      traced?.span.end();
+    }
+  }
+
+  private async serverStream(stream: http2.ServerHttp2Stream, p: Procedure, info: CallInfo, headers: http2.IncomingHttpHeaders, body: Buffer): Promise<void> {
+    const traced = startServerSpan(p, info);
+    const ctx = new LeanContext(p, info, () => headerEntries(headers));
+    let it: AsyncIterator<unknown> | undefined;
+    let error: ConnectError | undefined;
+    try {
+      const request = decodeRequest(p.method.input, unwrapEnvelope(body));
+      const source = within(traced?.ctx, () => p.impl(request, ctx)) as AsyncIterable<unknown>;
+      it = within(traced?.ctx, () => source[Symbol.asyncIterator]());
+      for (;;) {
+        const r = await within(traced?.ctx, () => it!.next());
+        if (r.done) break;
+        if (stream.destroyed) break;
+        const bytes = encodeResponse(p.method.output, r.value);
+        if (!stream.headersSent) this.respond200(stream, ctx);
+        if (!stream.write(envelope(0, bytes))) await drained(stream);
+      }
+    } catch (err) {
+      error = asConnectError(err);
+      if (traced) failSpan(traced.span, error);
+    } finally {
+      traced?.span.end();
+      if (stream.destroyed && it?.return) void Promise.resolve(it.return()).catch(() => {});
+    }
+    if (stream.destroyed) return;
+    if (!stream.headersSent) this.respond200(stream, ctx);
+    stream.end(envelope(endStreamFlag, endStream(ctx, error)));
+  }
+
+  private respond200(stream: http2.ServerHttp2Stream, ctx: LeanContext): void {
+    const out: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": STREAM };
+    ctx.setHeaders?.forEach((v, k) => (out[k] = v));
+    stream.respond(out);
+  }
+
+  private fail(stream: http2.ServerHttp2Stream, p: Procedure, err: ConnectError, span: Span | undefined): void {
+    if (span) failSpan(span, err);
+    if (stream.destroyed) return;
+    if (p.method.methodKind === "unary") {
+      stream.respond({ ":status": codeToHttpStatus(err.code), "content-type": "application/json" });
+      stream.end(errorToJsonBytes(err, {}));
+    } else {
+      stream.respond({ ":status": 200, "content-type": STREAM });
+      stream.end(envelope(endStreamFlag, Buffer.from(JSON.stringify({ error: JSON.parse(Buffer.from(errorToJsonBytes(err, {})).toString()) }))));
+    }
+  }
+}
+
+/** Reads a whole request body (internal requests are small: no limit beyond HTTP/2's own). */
+function readBody(stream: http2.ServerHttp2Stream, done: (body: Buffer) => void): void {
+  const parts: Buffer[] = [];
+  stream.on("data", (chunk: Buffer) => parts.push(chunk));
+  stream.once("end", () => done(parts.length === 1 ? parts[0]! : Buffer.concat(parts)));
+}
+
+/** One message of a stream: a flags byte, a 32-bit big-endian length, the bytes. */
+export function envelope(flags: number, bytes: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(5 + bytes.length);
+  out[0] = flags;
+  out.writeUInt32BE(bytes.length, 1);
+  out.set(bytes, 5);
+  return out;
+}
+
+/** The single message of a server-streaming request. */
+function unwrapEnvelope(body: Buffer): Buffer {
+  if (body.length < 5) throw new ConnectError("the request has no message", Code.InvalidArgument);
+  if (body[0] !== 0) throw new ConnectError("compressed or flagged request messages are not accepted here", Code.InvalidArgument);
+  const length = body.readUInt32BE(1);
+  if (body.length !== 5 + length) throw new ConnectError("the request message is truncated or followed by more data", Code.InvalidArgument);
+  return body.subarray(5);
+}
+
+/** The Connect end-of-stream message: trailers as metadata, and the error if the call failed. */
+function endStream(ctx: LeanContext, error: ConnectError | undefined): Buffer {
+  const json: Record<string, unknown> = {};
+  const trailers = ctx.setTrailers;
+  if (trailers) {
+    const metadata: Record<string, string[]> = {};
+    trailers.forEach((v, k) => (metadata[k] = [v]));
+    json.metadata = metadata;
+  }
+  if (error) json.error = JSON.parse(Buffer.from(errorToJsonBytes(error, {})).toString("utf8"));
+  return Buffer.from(JSON.stringify(json));
+}
+
+function drained(stream: http2.ServerHttp2Stream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off("drain", done);
+      stream.off("close", done);
+      resolve();
+    };
+    stream.on("drain", done);
+    stream.on("close", done);
+  });
+}
+
+function* headerEntries(headers: http2.IncomingHttpHeaders): Iterable<[string, string]> {
+  for (const [k, v] of Object.entries(headers)) {
+    if (k.startsWith(":") || v === undefined) continue;
+    yield [k, Array.isArray(v) ? v.join(", ") : v];
+  }
+}
