@@ -2,7 +2,15 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { provider as pb } from "@switchyard/proto";
 
 /** OpenAI error `type` values we use. */
-export type ErrorType = "invalid_request_error" | "authentication_error" | "not_found_error" | "rate_limit_error" | "api_error" | "upstream_error" | "timeout_error";
+export type ErrorType =
+  | "invalid_request_error"
+  | "authentication_error"
+  | "permission_error"
+  | "not_found_error"
+  | "rate_limit_error"
+  | "api_error"
+  | "upstream_error"
+  | "timeout_error";
 
 /**
  * An error as a client sees it: HTTP status and OpenAI envelope fields outside, a gRPC code
@@ -25,6 +33,7 @@ export class GatewayError extends Error {
     return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
   }
 
+  /** The same error for a Connect/gRPC caller. */
   toConnectError(): ConnectError {
     return new ConnectError(this.message, codeForStatus(this.status));
   }
@@ -39,6 +48,7 @@ function codeForStatus(status: number): Code {
   switch (status) {
     case 400:
     case 413:
+    case 415:
       return Code.InvalidArgument;
     case 401:
       return Code.Unauthenticated;

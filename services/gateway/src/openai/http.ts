@@ -1,5 +1,5 @@
 import type * as http from "node:http";
-import { context, SpanKind, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
+import { context, isSpanContextValid, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Link, type Span } from "@opentelemetry/api";
 import type { Client } from "@connectrpc/connect";
 import type { Config } from "@switchyard/config";
 import type { policy as policyPb } from "@switchyard/proto";
@@ -10,7 +10,8 @@ import type { GatewayMetrics } from "../metrics.js";
 import { AUTO_MODEL } from "../model-name.js";
 import { StreamInterrupted, type CompletionEvent, type FinalUsage, type Orchestrator, type RouteTaken } from "../orchestrator.js";
 import { annotateDone, annotateRoute, newRequestIdentity, type RequestIdentity } from "../request-context.js";
-import type { TenantResolver } from "../tenants.js";
+import type { Caller, TenantResolver } from "../tenants.js";
+import { EdgePolicy, isJsonContentType, unsupportedMediaType } from "./edge.js";
 import { parseChatRequest } from "./validate.js";
 
 export interface OpenAiApiDeps {
@@ -22,36 +23,76 @@ export interface OpenAiApiDeps {
   logger: Logger;
 }
 
+/** Probes answered by the server beneath, for anyone: they carry nothing worth taking. */
+const PROBES = new Set(["/healthz", "/readyz"]);
+
 /**
  * The OpenAI-compatible REST API: `POST /v1/chat/completions` (streaming and not) and
- * `GET /v1/models`. Returns false for any other path.
+ * `GET /v1/models`. Every request on the HTTP port passes the edge first (`EdgePolicy`: Host and
+ * Origin), except the probes; then CORS headers for an allowed origin and `OPTIONS` preflights.
+ * Returns false for any other path (the server answers it: /metrics, or 404).
  */
 export function openAiApi(deps: OpenAiApiDeps): (req: http.IncomingMessage, res: http.ServerResponse) => Promise<boolean> {
+  const edge = new EdgePolicy(deps.config, deps.tenants.authenticates);
   return async (req, res) => {
-    const path = (req.url ?? "").split("?")[0];
-    if (path === "/v1/chat/completions") {
-      if (req.method !== "POST") return methodNotAllowed(res, "POST");
-      await chatCompletions(deps, req, res);
+    const path = (req.url ?? "").split("?")[0] ?? "";
+    if (PROBES.has(path)) return false;
+    try {
+      const refusal = edge.refusal(req);
+      if (refusal) {
+        sendError(res, refusal);
+        logRequest(deps.logger, { method: req.method ?? "", path: loggedPath(path), status: refusal.status, error: refusal.code });
+        return true;
+      }
+      edge.applyCors(req, res);
+      const allowed = path === "/v1/chat/completions" ? "POST" : path === "/v1/models" ? "GET" : undefined;
+      if (allowed === undefined) return false;
+      if (req.method === "OPTIONS") {
+        edge.preflight(req, res, allowed);
+        return true;
+      }
+      if (req.method !== allowed) return methodNotAllowed(res, allowed);
+      if (allowed === "POST") await chatCompletions(deps, req, res);
+      else await listModels(deps, req, res);
+      return true;
+    } catch (err) {
+      // Nothing below should throw (each handler answers its own errors); if something does, the
+      // client still gets the envelope and the process does not see an unhandled rejection.
+      const error = toGatewayError(err, deps.logger);
+      if (!res.headersSent) sendError(res, error);
+      else if (!res.writableEnded) res.end();
       return true;
     }
-    if (path === "/v1/models") {
-      if (req.method !== "GET") return methodNotAllowed(res, "GET");
-      await listModels(deps, req, res);
-      return true;
-    }
-    return false;
   };
 }
 
 async function chatCompletions(deps: OpenAiApiDeps, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const receivedAt = performance.now();
-  const parent = extractContext((k) => header(req, k));
-  const span = tracer().startSpan(
-    "POST /v1/chat/completions",
-    { kind: SpanKind.SERVER, attributes: { "http.request.method": "POST", "http.route": "/v1/chat/completions", "gen_ai.operation.name": "chat" } },
-    parent,
-  );
-  await context.with(trace.setSpan(parent, span), () => chatCompletionsInSpan(deps, req, res, span, receivedAt));
+  const { span, ctx } = startServerSpan(deps, req, "POST /v1/chat/completions", {
+    "http.request.method": "POST",
+    "http.route": "/v1/chat/completions",
+    "gen_ai.operation.name": "chat",
+  });
+  await context.with(ctx, () => chatCompletionsInSpan(deps, req, res, span, receivedAt));
+}
+
+/**
+ * The request's server span. A client's `traceparent` becomes its parent only when
+ * `telemetry.trust_client_traceparent` is set; otherwise the span starts a trace of our own and
+ * links to the client's, so a caller can still find our trace from theirs but cannot graft its
+ * spans into ours or choose our sampling.
+ */
+function startServerSpan(deps: OpenAiApiDeps, req: http.IncomingMessage, name: string, attributes: Attributes): { span: Span; ctx: Context } {
+  const base = trace.deleteSpan(context.active());
+  const remote = extractContext((k) => header(req, k), base);
+  if (deps.config.telemetry.trust_client_traceparent) {
+    const span = tracer().startSpan(name, { kind: SpanKind.SERVER, attributes }, remote);
+    return { span, ctx: trace.setSpan(remote, span) };
+  }
+  const client = trace.getSpanContext(remote);
+  const links: Link[] = client && isSpanContextValid(client) ? [{ context: client, attributes: { "switchyard.link": "client traceparent" } }] : [];
+  const span = tracer().startSpan(name, { kind: SpanKind.SERVER, attributes, links, root: true }, base);
+  return { span, ctx: trace.setSpan(base, span) };
 }
 
 async function chatCompletionsInSpan(deps: OpenAiApiDeps, req: http.IncomingMessage, res: http.ServerResponse, span: Span, receivedAt: number): Promise<void> {
@@ -65,11 +106,14 @@ async function chatCompletionsInSpan(deps: OpenAiApiDeps, req: http.IncomingMess
   });
   const timeout = setTimeout(() => controller.abort(TIMED_OUT), deps.config.limits.request_timeout_ms);
   let labels = { api: "openai", status: "200", model: "", tier: "", cache: "" };
+  let caller: Caller = { tenant: "", keyId: "" };
+  let errorCode = "";
   try {
-    const tenant = deps.tenants.resolve(header(req, "authorization"));
+    caller = deps.tenants.identify(header(req, "authorization"));
+    if (!isJsonContentType(header(req, "content-type"))) throw unsupportedMediaType(header(req, "content-type"));
     const body = await readJson(req, deps.config.limits.max_body_bytes);
     const parsed = parseChatRequest(body, deps.config, header(req, "x-switchyard-cache"));
-    const events = deps.orchestrator.complete({ ...parsed.completion, requestId: identity.requestId, tenant, receivedAt }, controller.signal);
+    const events = deps.orchestrator.complete({ ...parsed.completion, requestId: identity.requestId, tenant: caller.tenant, receivedAt }, controller.signal);
     const outcome = parsed.stream
       ? await streamResponse(res, events, identity, parsed.includeUsage, deps, receivedAt)
       : await jsonResponse(res, events, identity, (model) => deps.metrics.ttft.observe({ api: "openai", model }, (performance.now() - receivedAt) / 1000));
@@ -89,6 +133,7 @@ async function chatCompletionsInSpan(deps: OpenAiApiDeps, req: http.IncomingMess
             ? err.cause
             : toGatewayError(err, deps.logger);
     labels.status = String(error.status);
+    errorCode = error.code;
     span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
     span.setAttribute("error.type", error.code);
     if (!res.headersSent) {
@@ -105,14 +150,18 @@ async function chatCompletionsInSpan(deps: OpenAiApiDeps, req: http.IncomingMess
     deps.metrics.requests.inc(labels);
     span.setAttribute("http.response.status_code", Number(labels.status));
     span.end();
-    deps.logger.info("request", {
+    logRequest(deps.logger, {
       request_id: identity.requestId,
       trace_id: identity.traceId,
-      api: "openai",
+      method: "POST",
+      path: "/v1/chat/completions",
       status: Number(labels.status),
+      tenant: caller.tenant,
+      key_id: caller.keyId,
       model: labels.model,
       tier: labels.tier,
       cache: labels.cache,
+      ...(errorCode ? { error: errorCode } : {}),
       duration_ms: Math.round((performance.now() - receivedAt) * 100) / 100,
     });
   }
@@ -240,19 +289,22 @@ async function jsonResponse(
 }
 
 async function listModels(deps: OpenAiApiDeps, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const parent = extractContext((k) => header(req, k));
-  const span = tracer().startSpan("GET /v1/models", { kind: SpanKind.SERVER, attributes: { "http.request.method": "GET", "http.route": "/v1/models" } }, parent);
+  const { span, ctx } = startServerSpan(deps, req, "GET /v1/models", { "http.request.method": "GET", "http.route": "/v1/models" });
   try {
-    await context.with(trace.setSpan(parent, span), () => listModelsInSpan(deps, req, res, span));
+    await context.with(ctx, () => listModelsInSpan(deps, req, res, span));
   } finally {
     span.end();
   }
 }
 
 async function listModelsInSpan(deps: OpenAiApiDeps, req: http.IncomingMessage, res: http.ServerResponse, span: Span): Promise<void> {
+  const receivedAt = performance.now();
   const identity = newRequestIdentity(span);
+  let caller: Caller = { tenant: "", keyId: "" };
+  let status = 200;
+  let errorCode = "";
   try {
-    deps.tenants.resolve(header(req, "authorization"));
+    caller = deps.tenants.identify(header(req, "authorization"));
     const { models } = await deps.policy.listModels({}, { timeoutMs: 2_000 });
     const data = [
       { id: AUTO_MODEL, object: "model", created: 0, owned_by: "switchyard", switchyard: { routed: true, tiers: deps.config.tiers.map((t) => t.name) } },
@@ -276,8 +328,44 @@ async function listModelsInSpan(deps: OpenAiApiDeps, req: http.IncomingMessage, 
     sendJson(res, 200, { object: "list", data }, identity);
   } catch (err) {
     const error = err instanceof GatewayError ? err : new GatewayError(503, "api_error", "policy_unavailable", "the model list is unavailable: the policy service did not answer");
+    status = error.status;
+    errorCode = error.code;
+    span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
     sendJson(res, error.status, error.toEnvelope(), identity);
+  } finally {
+    span.setAttribute("http.response.status_code", status);
+    logRequest(deps.logger, {
+      request_id: identity.requestId,
+      trace_id: identity.traceId,
+      method: "GET",
+      path: "/v1/models",
+      status,
+      tenant: caller.tenant,
+      key_id: caller.keyId,
+      ...(errorCode ? { error: errorCode } : {}),
+      duration_ms: Math.round((performance.now() - receivedAt) * 100) / 100,
+    });
   }
+}
+
+/**
+ * The audit line: one per request, with the tenant and the id of the key it used (never the key),
+ * or the reason it was refused at the edge.
+ */
+function logRequest(logger: Logger, fields: Record<string, unknown>): void {
+  logger.info("request", { api: "openai", ...fields });
+}
+
+/** A path as logged: known routes as they are, anything else cut short (it is the client's text). */
+function loggedPath(path: string): string {
+  return path.length > 64 ? `${path.slice(0, 64)}...` : path;
+}
+
+/** An error answered outside a request's span (edge refusals, the last-resort catch). */
+function sendError(res: http.ServerResponse, error: GatewayError): void {
+  const text = JSON.stringify(error.toEnvelope());
+  res.writeHead(error.status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.end(text);
 }
 
 function record(metrics: GatewayMetrics, done: Extract<CompletionEvent, { type: "done" }>, receivedAt: number): void {
@@ -407,9 +495,8 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
 }
 
 function methodNotAllowed(res: http.ServerResponse, allowed: string): true {
-  const error = new GatewayError(405, "invalid_request_error", "method_not_allowed", `use ${allowed} for this path`);
-  res.writeHead(405, { allow: allowed, "content-type": "application/json" });
-  res.end(JSON.stringify(error.toEnvelope()));
+  res.setHeader("allow", `${allowed}, OPTIONS`);
+  sendError(res, new GatewayError(405, "invalid_request_error", "method_not_allowed", `use ${allowed} for this path`));
   return true;
 }
 

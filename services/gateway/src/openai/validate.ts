@@ -19,14 +19,29 @@ export interface ChatRequest {
  */
 export function parseChatRequest(body: unknown, config: Config, cacheHeader: string | undefined): ChatRequest {
   if (typeof body !== "object" || body === null || Array.isArray(body)) throw invalidRequest("the request body must be a JSON object");
+  const limits = config.limits;
+  // First, before anything walks the body recursively (JSON.stringify of tool parameters would
+  // overflow the stack on a body nested 100,000 deep).
+  checkDepth(body, limits.max_json_depth);
   const b = body as Record<string, unknown>;
+  for (const field of REDIRECTING_FIELDS) {
+    if (Object.hasOwn(b, field) && b[field] !== null && b[field] !== undefined) {
+      throw invalidRequest(
+        `'${field}' is not supported: Switchyard chooses the upstream and holds its credentials, so a request cannot redirect or re-authenticate the call; remove '${field}'`,
+        field,
+        "unsupported_parameter",
+      );
+    }
+  }
+  checkUser(b.user, limits.max_user_chars);
+  checkMetadata(b.metadata, limits);
   if (b.model !== undefined && typeof b.model !== "string") throw invalidRequest("'model' must be a string", "model");
   const requestedModel = (b.model as string | undefined) ?? AUTO_MODEL;
   const choice = parseModel(requestedModel, config);
 
   if (!Array.isArray(b.messages)) throw invalidRequest("'messages' is required and must be an array", "messages");
   if (b.messages.length === 0) throw invalidRequest("'messages' must not be empty", "messages");
-  if (b.messages.length > config.limits.max_messages) throw invalidRequest(`'messages' has more than ${config.limits.max_messages} entries`, "messages");
+  if (b.messages.length > limits.max_messages) throw invalidRequest(`'messages' has more than ${limits.max_messages} entries`, "messages", "array_above_max_length");
   const turns = b.messages.map((m: unknown, i: number) => parseMessage(m, i));
   const messages = turns.map(({ role, content, name }) => (name ? { role, content, name } : { role, content }));
   const usesTools = turns.some((t) => t.toolCalls.length > 0 || t.toolCallId !== "");
@@ -38,9 +53,9 @@ export function parseChatRequest(body: unknown, config: Config, cacheHeader: str
       throw invalidRequest(`'${legacy}' is deprecated by OpenAI and not supported; use 'tools' and 'tool_choice'`, legacy, "unsupported_parameter");
     }
   }
-  const tools = parseTools(b.tools);
+  const tools = parseTools(b.tools, limits.max_tools);
   const toolChoice = parseToolChoice(b.tool_choice, tools);
-  const sampling: Sampling = { stop: parseStop(b.stop) };
+  const sampling: Sampling = { stop: parseStop(b.stop, limits.max_stop_sequences) };
   const temperature = optionalNumber(b.temperature, "temperature", 0, 2);
   if (temperature !== undefined) sampling.temperature = temperature;
   const topP = optionalNumber(b.top_p, "top_p", 0, 1);
@@ -154,10 +169,10 @@ export interface ToolSpec {
   parametersJson: string;
 }
 
-function parseTools(v: unknown): ToolSpec[] {
+function parseTools(v: unknown, max: number): ToolSpec[] {
   if (v === undefined || v === null) return [];
   if (!Array.isArray(v)) throw invalidRequest("'tools' must be an array", "tools");
-  if (v.length > 128) throw invalidRequest("'tools' takes at most 128 functions", "tools");
+  if (v.length > max) throw invalidRequest(`'tools' takes at most ${max} functions`, "tools", "array_above_max_length");
   return v.map((t: unknown, i: number) => {
     const tool = t as { type?: unknown; function?: { name?: unknown; description?: unknown; parameters?: unknown } } | null;
     const at = `tools[${i}]`;
@@ -195,11 +210,97 @@ function parseToolChoice(v: unknown, tools: ToolSpec[]): ToolChoiceSpec | undefi
   throw invalidRequest('\'tool_choice\' must be "auto", "none", "required" or {type: "function", function: {name}}', "tool_choice");
 }
 
-function parseStop(stop: unknown): string[] {
+function parseStop(stop: unknown, max: number): string[] {
   if (stop === undefined || stop === null) return [];
   if (typeof stop === "string") return [stop];
-  if (Array.isArray(stop) && stop.length <= 4 && stop.every((s) => typeof s === "string")) return stop as string[];
-  throw invalidRequest("'stop' must be a string or an array of at most 4 strings", "stop");
+  if (Array.isArray(stop) && stop.every((s) => typeof s === "string")) {
+    if (stop.length > max) throw invalidRequest(`'stop' takes at most ${max} sequences`, "stop", "array_above_max_length");
+    return stop as string[];
+  }
+  throw invalidRequest(`'stop' must be a string or an array of at most ${max} strings`, "stop");
+}
+
+/**
+ * Body fields that other gateways (LiteLLM, Azure and OpenAI SDK options sent in the body, and the
+ * like) honour to send the upstream call elsewhere or with other credentials. Ignoring them would
+ * let a caller believe its request went where it asked; OpenAI answers unknown parameters with a
+ * 400, and so do we, naming the field.
+ */
+export const REDIRECTING_FIELDS = [
+  "api_base",
+  "base_url",
+  "api_key",
+  "api_version",
+  "api_type",
+  "organization",
+  "project",
+  "headers",
+  "extra_headers",
+  "extra_body",
+  "extra_query",
+  "custom_llm_provider",
+  "deployment_id",
+  "azure_endpoint",
+  "azure_deployment",
+  "azure_ad_token",
+  "aws_access_key_id",
+  "aws_secret_access_key",
+  "aws_session_token",
+  "aws_region_name",
+  "vertex_project",
+  "vertex_location",
+  "vertex_credentials",
+  "litellm_params",
+] as const;
+
+/**
+ * Refuses a body nested deeper than `max` (the body object is level 1), naming the top-level
+ * field the deep value sits under. Iterative: a body nested 100,000 deep is parsed fine by
+ * JSON.parse and must not overflow the stack here either.
+ */
+export function checkDepth(body: object, max: number): void {
+  const stack: { value: unknown; depth: number; field: string | null }[] = [{ value: body, depth: 1, field: null }];
+  while (stack.length > 0) {
+    const { value, depth, field } = stack.pop()!;
+    if (depth > max) {
+      throw invalidRequest(`${field ? `'${field}'` : "the request body"} is nested more than ${max} levels deep`, field, "nesting_too_deep");
+    }
+    if (Array.isArray(value)) {
+      for (const item of value) if (typeof item === "object" && item !== null) stack.push({ value: item, depth: depth + 1, field });
+    } else if (typeof value === "object" && value !== null) {
+      for (const [key, item] of Object.entries(value)) {
+        if (typeof item === "object" && item !== null) stack.push({ value: item, depth: depth + 1, field: field ?? key });
+      }
+    }
+  }
+}
+
+function checkUser(user: unknown, max: number): void {
+  if (user === undefined || user === null) return;
+  if (typeof user !== "string") throw invalidRequest("'user' must be a string", "user");
+  if (user.length > max) throw tooLong("user", max, user.length);
+}
+
+/** OpenAI's `metadata`: at most 16 string values, keys up to 64 characters, values up to 512 (configurable). */
+function checkMetadata(metadata: unknown, limits: Config["limits"]): void {
+  if (metadata === undefined || metadata === null) return;
+  if (typeof metadata !== "object" || Array.isArray(metadata)) throw invalidRequest("'metadata' must be an object of string values", "metadata");
+  const entries = Object.entries(metadata);
+  if (entries.length > limits.max_metadata_keys) {
+    throw invalidRequest(`'metadata' has ${entries.length} keys; at most ${limits.max_metadata_keys} are allowed`, "metadata", "object_above_max_properties");
+  }
+  for (const [key, value] of entries) {
+    if (key.length > limits.max_metadata_key_chars) {
+      throw invalidRequest(`'metadata' keys are at most ${limits.max_metadata_key_chars} characters; one has ${key.length}`, "metadata", "string_above_max_length");
+    }
+    if (typeof value !== "string") throw invalidRequest(`'metadata.${key}' must be a string`, `metadata.${key}`);
+    if (value.length > limits.max_metadata_value_chars) throw tooLong(`metadata.${key}`, limits.max_metadata_value_chars, value.length);
+  }
+}
+
+/** OpenAI's wording and code for a string over its limit. */
+function tooLong(param: string, max: number, length: number) {
+  return invalidRequest(`Invalid '${param}': string too long. Expected a string with maximum length ${max}, but got a string with length ${length} instead.`, param, "string_above_max_length");
 }
 
 function optionalNumber(v: unknown, param: string, min: number, max: number): number | undefined {
