@@ -74,6 +74,6 @@ export async function configCommand(argv: string[], io: ConfigCommandIo = proces
 
 function reportProblems(err: unknown, io: ConfigCommandIo): number {
   if (!(err instanceof ConfigError)) throw err;
-  io.err(`${err.message}\n`);
+  io.err(`switchyard config: ${err.message}\n`);
   return 2;
 }

@@ -32,18 +32,25 @@ export class EdgePolicy {
 
   /** The 403 for a request from a host or origin not allowed, else undefined. */
   refusal(req: http.IncomingMessage): GatewayError | undefined {
+    return this.check(single(req.headers.host), single(req.headers.origin));
+  }
+
+  /**
+   * The same decision from the two header values, for callers that are not a plain HTTP request
+   * (a Connect interceptor on the same port: `host` or `:authority`, and `origin`).
+   */
+  check(hostHeader: string | undefined, origin: string | undefined): GatewayError | undefined {
     if (this.hosts) {
-      const host = hostName(single(req.headers.host));
+      const host = hostName(hostHeader);
       if (host === undefined || !this.hosts.has(host)) {
         return new GatewayError(
           403,
           "permission_error",
           "host_not_allowed",
-          `Host ${quote(single(req.headers.host))} is not allowed: with no API keys configured the gateway answers only localhost, 127.0.0.1 and [::1] (more names: gateway.allowed_hosts)`,
+          `Host ${quote(hostHeader)} is not allowed: with no API keys configured the gateway answers only localhost, 127.0.0.1 and [::1] (more names: gateway.allowed_hosts)`,
         );
       }
     }
-    const origin = single(req.headers.origin);
     if (origin !== undefined && !this.origins.has(origin.toLowerCase())) {
       return new GatewayError(403, "permission_error", "origin_not_allowed", `requests from the browser origin ${quote(origin)} are not allowed (allowed origins: gateway.cors_origins)`);
     }
