@@ -42,7 +42,7 @@ export async function startSingleProcess(config: Config, configSource: string): 
     policy: createLeanClient(policy.PolicyService, local),
     cache: createLeanClient(cache.CacheService, local),
     provider: createLeanClient(provider.ProviderService, local),
-  });
+  }, bus);
   return serve({
     runtime,
     port: config.ports.gateway_grpc,

@@ -256,6 +256,8 @@ export const configSchema = z
         /** Router weights JSON; empty = the default router shipped with Switchyard. */
         path: z.string().default(""),
         decision_cache_entries: z.number().int().min(0).default(10_000),
+        /** How long the gateway reuses a policy plan at most (also dropped on any price or health update); 0 = ask the policy every time. */
+        plan_cache_ms: z.number().int().min(0).default(1_000),
       })
       .strict()
       .prefault({}),

@@ -23,6 +23,8 @@ export class ClassifierHandler implements ServiceImpl<typeof pb.ClassifierServic
     private readonly tiers: readonly Tier[],
     private readonly decisionCacheEntries: number,
     private readonly counters: ClassifierCounters,
+    /** Model names whose predicted quality is returned; undefined = every model the router knows. */
+    private readonly routable?: ReadonlySet<string>,
   ) {}
 
   classify(req: pb.ClassifyRequest): pb.ClassifyResponse {
@@ -44,7 +46,7 @@ export class ClassifierHandler implements ServiceImpl<typeof pb.ClassifierServic
       tier: tierFor(p.difficulty, this.tiers),
       difficulty: p.difficulty,
       taskType: p.taskType,
-      predictedQuality: p.predicted,
+      predictedQuality: this.routable ? pick(p.predicted, this.routable) : p.predicted,
       estimatedInputTokens: BigInt(Math.round(p.estimatedInputTokens)),
       routerVersion: this.router.version,
     });
@@ -57,6 +59,12 @@ export class ClassifierHandler implements ServiceImpl<typeof pb.ClassifierServic
     annotate(response, false);
     return response;
   }
+}
+
+function pick(predicted: Record<string, number>, names: ReadonlySet<string>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, q] of Object.entries(predicted)) if (names.has(name)) out[name] = q;
+  return out;
 }
 
 function annotate(r: pb.ClassifyResponse, cached: boolean): void {

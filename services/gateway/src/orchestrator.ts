@@ -7,6 +7,7 @@ import { costMicroUsd } from "@switchyard/usage";
 import { fromProviderError, GatewayError, providerErrorOf } from "./errors.js";
 import type { GatewayMetrics } from "./metrics.js";
 import type { ModelChoice } from "./model-name.js";
+import { PlanCache } from "./plan-cache.js";
 import type { ConversationTurn, ToolChoiceSpec, ToolSpec } from "./openai/validate.js";
 
 /** The four internal services the gateway calls. */
@@ -102,6 +103,8 @@ export class Orchestrator {
     private readonly config: Config,
     private readonly metrics: GatewayMetrics,
     private readonly logger: Logger,
+    /** The policy's reusable plans (see PlanCache); drop them when prices or health change. */
+    readonly plans: PlanCache = new PlanCache(),
   ) {}
 
   async *complete(req: CompletionRequest, signal: AbortSignal): AsyncGenerator<CompletionEvent> {
@@ -291,6 +294,19 @@ export class Orchestrator {
     const pinned = req.choice.kind === "pinned" ? req.choice.id : "";
     // A plan answers one tenant and one set of preferences: reuse it only for the same.
     const planKey = JSON.stringify([req.tenant, tier, req.qualityTarget ?? null, req.costWeight ?? null, String(req.maxOutputMicroUsdPerMtok)]);
+    const predicted = c?.predictedQuality ?? {};
+    const inputTokens = Number(c?.estimatedInputTokens ?? 0n);
+    // Expected cost orders the candidates: plans are reused across requests of about the same
+    // size (input tokens in steps of about 19 %) and the same max_tokens.
+    const reuseKey = pinned ? "" : `${planKey}|${inputTokens > 0 ? Math.round(Math.log2(inputTokens) * 4) : 0}|${req.sampling.maxTokens ?? 0}`;
+    if (!pinned) {
+      const known = this.plans.get(reuseKey, predicted);
+      if (known) {
+        this.metrics.planReuse.inc({ outcome: "hit" });
+        return known;
+      }
+      this.metrics.planReuse.inc({ outcome: "miss" });
+    }
     try {
       const res = await this.clients.policy.route(
         {
@@ -311,6 +327,7 @@ export class Orchestrator {
       const plan = res.plan;
       if (!plan || plan.routes.length === 0) throw new GatewayError(503, "api_error", "no_route", "the policy returned no route");
       if (!pinned) {
+        this.plans.put(reuseKey, predicted, plan);
         this.lastPlans.delete(planKey);
         this.lastPlans.set(planKey, plan);
         // Bounded: preferences vary per request; the oldest plan goes first.

@@ -1,3 +1,4 @@
+import { startBus, type Bus } from "@switchyard/bus";
 import { endpointFor } from "@switchyard/config";
 import { cache, classifier, gateway as pb, policy, provider } from "@switchyard/proto";
 import { createServiceClient, type ServiceParts, type ServiceRuntime } from "@switchyard/rpc";
@@ -6,6 +7,7 @@ import { GatewayHandler } from "./grpc.js";
 import { createGatewayMetrics } from "./metrics.js";
 import { openAiApi } from "./openai/http.js";
 import { Orchestrator, type MeshClients } from "./orchestrator.js";
+import { PlanCache } from "./plan-cache.js";
 import { TenantResolver } from "./tenants.js";
 
 /**
@@ -13,7 +15,7 @@ import { TenantResolver } from "./tenants.js";
  * services over the network at their configured endpoints, on HTTP/2 connections opened now;
  * with them (one process), over the given transports.
  */
-export async function createGatewayService(runtime: ServiceRuntime, clients?: MeshClients): Promise<ServiceParts> {
+export async function createGatewayService(runtime: ServiceRuntime, clients?: MeshClients, sharedBus?: Bus): Promise<ServiceParts> {
   const { config, logger } = runtime;
   let mesh = clients;
   let dependencies: DependencyHealth | undefined;
@@ -39,7 +41,13 @@ export async function createGatewayService(runtime: ServiceRuntime, clients?: Me
     };
   }
   const metrics = createGatewayMetrics(runtime.metrics);
-  const orchestrator = new Orchestrator(mesh, config, metrics, logger);
+  // The policy's tables change on price and health broadcasts: so do the plans the gateway reuses.
+  const plans = new PlanCache(config.router.plan_cache_ms);
+  const ownBus = sharedBus ? undefined : startBus(config, "gateway", logger);
+  const bus = sharedBus ?? ownBus;
+  bus?.watchPrices(() => plans.invalidate());
+  bus?.subscribeHealth(() => plans.invalidate());
+  const orchestrator = new Orchestrator(mesh, config, metrics, logger, plans);
   const tenants = new TenantResolver(config);
   return {
     serviceNames: [pb.GatewayService.typeName],
@@ -49,6 +57,7 @@ export async function createGatewayService(runtime: ServiceRuntime, clients?: Me
     onStop: async () => {
       dependencies?.close();
       closeConnections();
+      await ownBus?.close();
     },
   };
 }

@@ -182,3 +182,46 @@ describe("orchestrator", () => {
     expect(err).toMatchObject({ status: 404, code: "model_not_found", param: "model" });
   });
 });
+
+describe("plan reuse", () => {
+  const reusable = (models: string[], inputs: string[] = []) => () =>
+    create(policy.RouteResponseSchema, {
+      plan: { tier: "standard", reason: "test plan", reusable: true, qualityInputs: inputs, routes: models.map((m) => ({ provider: "sim", model: m, price })) },
+    });
+
+  it("asks the policy once for requests alike, again after the tables change", async () => {
+    let calls = 0;
+    const route = reusable(["a"]);
+    const o = orchestrator({ policy: { route: () => (calls++, route()) } });
+    await collect(o);
+    await collect(o);
+    expect(calls).toBe(1);
+    o.plans.invalidate();
+    await collect(o);
+    expect(calls).toBe(2);
+  });
+
+  it("asks again when a predicted quality the plan depends on differs, not when another does", async () => {
+    let calls = 0;
+    let quality: Record<string, number> = { "gpt-4": 0.9, other: 0.1 };
+    const o = orchestrator({
+      classifier: { classify: () => ({ tier: "standard", taskType: "chat", predictedQuality: quality }) },
+      policy: { route: () => (calls++, reusable(["a"], ["gpt-4"])()) },
+    });
+    await collect(o);
+    quality = { "gpt-4": 0.9, other: 0.7 };
+    await collect(o);
+    expect(calls).toBe(1);
+    quality = { "gpt-4": 0.5, other: 0.7 };
+    await collect(o);
+    expect(calls).toBe(2);
+  });
+
+  it("never reuses a plan the policy did not mark reusable (a capped tenant's), nor a pinned request's", async () => {
+    let calls = 0;
+    const o = orchestrator({ policy: { route: () => (calls++, plan("a")) } });
+    await collect(o);
+    await collect(o);
+    expect(calls).toBe(2);
+  });
+});

@@ -20,9 +20,13 @@ export class PolicyHandler implements ServiceImpl<typeof pb.PolicyService> {
 
   route(req: pb.RouteRequest): pb.RouteResponse {
     let plan;
+    let reusable = false;
     try {
       const prefs = req.preferences;
-      const admitted = req.pinnedModel ? { tier: req.tier, note: undefined, commit: () => {} } : this.topTierCap.admit(req.tenant, req.tier);
+      const admitted = req.pinnedModel ? { tier: req.tier, note: undefined, commit: () => {}, capped: false } : this.topTierCap.admit(req.tenant, req.tier);
+      // A plan for a tenant whose top-tier share is capped depends on its recent traffic: every
+      // request must come here to be counted.
+      reusable = !req.pinnedModel && !admitted.capped;
       plan = planRoute(
         {
           tenant: req.tenant,
@@ -61,6 +65,8 @@ export class PolicyHandler implements ServiceImpl<typeof pb.PolicyService> {
         tier: plan.tier,
         reason: plan.reason,
         tablesStale: this.tablesStale(),
+        reusable: reusable && !this.tablesStale(),
+        qualityInputs: plan.qualityInputs,
         routes: plan.routes.map((r) => ({
           provider: r.entry.provider.name,
           model: r.entry.model.name,

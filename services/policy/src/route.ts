@@ -33,6 +33,8 @@ export interface Plan {
   routes: PlannedRoute[];
   tier: string;
   reason: string;
+  /** Every predicted-quality key the plan read (whether or not the query had a value for it). */
+  qualityInputs: string[];
 }
 
 /** A query the policy cannot route; `code` says whether the client or the configuration is at fault. */
@@ -109,6 +111,7 @@ export function planRoute(query: RouteQuery, config: Config, prices: PriceTable,
     routes: [primary, ...fallbacks],
     tier: tier.name,
     reason: [`tier ${tier.name}: ${primary.entry.id} is the ${why}`, ...notes].join("; "),
+    qualityInputs: [...new Set(inTier.flatMap((e) => qualityKeys(e)))],
   };
 }
 
@@ -129,6 +132,7 @@ function planPinned(query: RouteQuery, prices: PriceTable, health: HealthTable):
     ],
     tier: tierName,
     reason: `pinned to ${entry.id} by the client`,
+    qualityInputs: [],
   };
 }
 
@@ -150,10 +154,15 @@ function score(entry: CatalogEntry, query: RouteQuery, tier: TierConfig, prices:
  * neutral 1: a model the operator put in a tier is assumed fit for it.
  */
 function predictedQuality(entry: CatalogEntry, predicted: Record<string, number>): number {
-  for (const name of [entry.model.router_name, entry.id, entry.model.name]) {
-    if (name !== undefined && predicted[name] !== undefined) return predicted[name];
+  for (const name of qualityKeys(entry)) {
+    if (predicted[name] !== undefined) return predicted[name];
   }
   return entry.model.simulator?.quality ?? 1;
+}
+
+/** The keys under which a model's predicted quality is looked up, in order. */
+function qualityKeys(entry: CatalogEntry): string[] {
+  return entry.model.router_name === undefined ? [entry.id, entry.model.name] : [entry.model.router_name, entry.id, entry.model.name];
 }
 
 /** Expected cost in micro-dollars (rounded up: an estimate should not flatter) and unrounded, scaled. */

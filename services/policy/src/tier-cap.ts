@@ -26,7 +26,7 @@ export class TopTierCap {
    * The tier to route in, and why it changed (undefined when it did not). Call `commit` once the
    * request was actually routed: a request that fails to plan does not use up the tenant's share.
    */
-  admit(tenant: string, tier: string): { tier: string; note?: string; commit: () => void } {
+  admit(tenant: string, tier: string): { tier: string; note?: string; commit: () => void; capped: boolean } {
     const cap = this.config.tenants.find((t) => t.name === tenant)?.max_top_tier_share ?? 1;
     const w = this.window(tenant);
     let admitted = tier;
@@ -43,7 +43,9 @@ export class TopTierCap {
       }
     }
     const commit = () => this.record(w, admitted === this.topTier);
-    return note ? { tier: admitted, note, commit } : { tier: admitted, commit };
+    // With a cap, every routed request of the tenant counts, so none may bypass the policy.
+    const capped = cap < 1;
+    return note ? { tier: admitted, note, commit, capped } : { tier: admitted, commit, capped };
   }
 
   private window(tenant: string) {

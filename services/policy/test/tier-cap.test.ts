@@ -53,3 +53,11 @@ describe("top-tier cap", () => {
     expect(cap.admit("capped", "complex").tier).toBe("complex");
   });
 });
+
+describe("plan reuse and the cap", () => {
+  it("says a capped tenant's plans depend on its traffic, and an uncapped one's do not", () => {
+    const cap = new TopTierCap(config);
+    expect(cap.admit("capped", "simple").capped).toBe(true);
+    expect(cap.admit("nobody-capped-me", "complex").capped).toBe(false);
+  });
+});

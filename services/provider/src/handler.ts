@@ -59,8 +59,10 @@ export class ProviderHandler implements ServiceImpl<typeof pb.ProviderService> {
       () => controller.abort(new ProviderFailure(ErrorKind.TIMEOUT, `${label}: no token within ${timeoutMs} ms`)),
       timeoutMs,
     );
-    const span = upstreamSpan(running, input);
-    const spanContext = trace.setSpan(context.active(), span);
+    // No span when the caller's trace is not sampled: it would be dropped, and entering its
+    // context for every streamed event costs more than the rest of the relay.
+    const span = trace.getActiveSpan()?.isRecording() === false ? undefined : upstreamSpan(running, input);
+    const spanContext = span ? trace.setSpan(context.active(), span) : undefined;
     let settled = false;
     // Ends the call's bookkeeping once: the slot, the span, the health sample. Runs as soon as the
     // answer is complete, not when the caller finally closes the stream: over an in-process
@@ -68,7 +70,7 @@ export class ProviderHandler implements ServiceImpl<typeof pb.ProviderService> {
     const settle = () => {
       if (settled) return;
       settled = true;
-      span.end();
+      span?.end();
       clearTimeout(firstTokenTimer);
       ctx.signal.removeEventListener("abort", onClientGone);
       if (release) {
@@ -87,19 +89,21 @@ export class ProviderHandler implements ServiceImpl<typeof pb.ProviderService> {
       await running.rateLimiter?.acquire(controller.signal, deadlineAt);
       release = await running.limiter.acquire(controller.signal);
       this.health.started(running.name, req.model);
-      const events = context.with(spanContext, () => running.adapter.stream(input, controller.signal)[Symbol.asyncIterator]());
+      const events = spanContext
+        ? context.with(spanContext, () => running.adapter.stream(input, controller.signal)[Symbol.asyncIterator]())
+        : running.adapter.stream(input, controller.signal)[Symbol.asyncIterator]();
       for (;;) {
-        const next = await context.with(spanContext, () => events.next());
+        const next = spanContext ? await context.with(spanContext, () => events.next()) : await events.next();
         if (next.done) break;
         const event = next.value;
         if (ttftMs === undefined) {
           ttftMs = performance.now() - started;
           clearTimeout(firstTokenTimer);
-          span.setAttribute("switchyard.time_to_first_token_ms", Math.round(ttftMs));
+          span?.setAttribute("switchyard.time_to_first_token_ms", Math.round(ttftMs));
         }
         if (event.type === "finish") {
           completedMs = performance.now() - started;
-          annotateFinish(span, event);
+          if (span) annotateFinish(span, event);
           settle();
         }
         yield toResponse(event);
@@ -108,8 +112,8 @@ export class ProviderHandler implements ServiceImpl<typeof pb.ProviderService> {
       const reason = controller.signal.aborted ? (controller.signal.reason as unknown) : undefined;
       failure = err instanceof ProviderFailure ? err : reason instanceof ProviderFailure ? reason : asFailure(err, label);
       if (failure.kind === ErrorKind.UNSPECIFIED) this.logger.error("adapter failed unexpectedly", { model: label, err });
-      span.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
-      span.setAttribute("error.type", ErrorKind[failure.kind] ?? "UNSPECIFIED");
+      span?.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
+      span?.setAttribute("error.type", ErrorKind[failure.kind] ?? "UNSPECIFIED");
       throw toConnectError(failure);
     } finally {
       settle();

@@ -122,8 +122,12 @@ export class H2Channel implements LeanChannel {
         } else if (status === 0) settle(this.reset(stream));
         else settle(errorBody(body, status));
       });
-      stream.once("error", (err) => settle(this.unavailable(err)));
-      stream.once("close", () => settle(this.reset(stream)));
+      stream.once("error", (err) => {
+        if (!settled) settle(this.unavailable(err));
+      });
+      stream.once("close", () => {
+        if (!settled) settle(this.reset(stream));
+      });
       stream.end(toBinary(method.input as DescMessage, request as MessageShape<DescMessage>));
     });
   }
@@ -316,8 +320,12 @@ class IncomingStream implements AsyncIterator<unknown> {
       else if (this.status !== 200) this.finish(errorBody(this.buffered ?? Buffer.alloc(0), this.status)); else if (!this.sawEnd) this.finish(new ConnectError("the stream ended without its end-of-stream message", Code.Internal));
       else this.finish(undefined);
     });
-    stream.once("error", (err) => this.finish(unavailable(err), true));
-    stream.once("close", () => this.finish(reset(), true));
+    stream.once("error", (err) => {
+      if (!this.finished) this.finish(unavailable(err), true);
+    });
+    stream.once("close", () => {
+      if (!this.finished) this.finish(reset(), true);
+    });
   }
 
   next(): Promise<IteratorResult<unknown>> {
@@ -370,6 +378,8 @@ class IncomingStream implements AsyncIterator<unknown> {
       offset += 5 + length;
       if ((flags & endStreamFlag) === endStreamFlag) {
         this.sawEnd = true;
+        // The common end, "{}" (no error, no trailers), needs no parsing.
+        if (length <= 2 && !this.options.onTrailer) continue;
         try {
           const end = endStreamFromJson(bytes);
           this.options.onTrailer?.(end.metadata);

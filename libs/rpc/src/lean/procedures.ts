@@ -1,6 +1,6 @@
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { context, SpanKind, SpanStatusCode, trace, type Context, type Span } from "@opentelemetry/api";
+import { context, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span } from "@opentelemetry/api";
 import { extractContext, tracer } from "@switchyard/telemetry";
 
 /** A unary or server-streaming method with the function that implements it. */
@@ -134,9 +134,13 @@ export function encodeResponse(schema: DescMessage, value: unknown): Uint8Array 
 }
 
 /** The server side of a call as a span (when tracing records), child of the caller's traceparent. */
-export function startServerSpan(p: Procedure, info: CallInfo): { ctx: Context; span: Span } | undefined {
+export function startServerSpan(p: Procedure, info: CallInfo): { ctx: Context; span?: Span } | undefined {
   if (!p.traced) return undefined;
   const parent = extractContext(info.header);
+  // The caller's trace is not sampled: a span here would be dropped too (parent-based sampling).
+  // Its context still flows to whatever this handler calls.
+  const remote = trace.getSpanContext(parent);
+  if (remote && (remote.traceFlags & TraceFlags.SAMPLED) === 0) return { ctx: parent };
   const span = tracer().startSpan(
     `${p.service.typeName}/${p.method.name}`,
     { kind: SpanKind.SERVER, attributes: { "rpc.system": "connect_rpc", "rpc.service": p.service.typeName, "rpc.method": p.method.name } },

@@ -60,10 +60,10 @@ export class LeanServer {
     if (timeoutMs !== undefined) {
       timer = setTimeout(() => controller.abort(new ConnectError("the call's deadline passed", Code.DeadlineExceeded)), timeoutMs);
     }
-    // The caller cancelled (RST_STREAM) or went away: tell the handler.
+    // Closed before we ended our side: the caller cancelled (RST_STREAM) or went away.
     stream.once("close", () => {
       if (timer) clearTimeout(timer);
-      if (!controller.signal.aborted) controller.abort(new ConnectError("the caller cancelled the call", Code.Canceled));
+      if (!stream.writableEnded && !controller.signal.aborted) controller.abort(new ConnectError("the caller cancelled the call", Code.Canceled));
     });
     const denied = this.authorize?.(peer, procedure);
     readBody(stream, (body) => {
@@ -89,12 +89,12 @@ export class LeanServer {
       stream.end(bytes);
     } catch (err) {
       const ce = asConnectError(err);
-      if (traced) failSpan(traced.span, ce);
+      if (traced?.span) failSpan(traced.span, ce);
       if (stream.destroyed || stream.headersSent) return;
       stream.respond({ ":status": codeToHttpStatus(ce.code), "content-type": "application/json" });
       stream.end(errorToJsonBytes(ce, {}));
     } finally {
-      traced?.span.end();
+      traced?.span?.end();
     }
   }
 
@@ -117,9 +117,9 @@ export class LeanServer {
       }
     } catch (err) {
       error = asConnectError(err);
-      if (traced) failSpan(traced.span, error);
+      if (traced?.span) failSpan(traced.span, error);
     } finally {
-      traced?.span.end();
+      traced?.span?.end();
       if (stream.destroyed && it?.return) void Promise.resolve(it.return()).catch(() => {});
     }
     if (stream.destroyed) return;
