@@ -1,7 +1,8 @@
 /**
  * Cold versus warm time to first token through the provider adapter, against a local
- * OpenAI-compatible upstream, over plain HTTP and over HTTPS (a self-signed certificate made with
- * the `openssl` CLI at start), optionally behind a proxy that adds network round-trip time.
+ * OpenAI-compatible upstream, over plain HTTP, HTTPS with HTTP/1.1 and HTTPS with HTTP/2 (a
+ * self-signed certificate made with the `openssl` CLI at start), optionally behind a proxy that
+ * adds network round-trip time.
  *
  *   node services/provider/dist/bench-warm.js [--requests N] [--rtt-ms N,N,...] [--out FILE]
  *
@@ -11,6 +12,7 @@
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as http from "node:http";
+import * as http2 from "node:http2";
 import * as https from "node:https";
 import * as net from "node:net";
 import { cpus, tmpdir } from "node:os";
@@ -24,8 +26,11 @@ interface Options {
   out: string;
 }
 
+/** Plain HTTP/1.1, HTTP/1.1 over TLS, HTTP/2 over TLS (negotiated by ALPN). */
+type Scheme = "http" | "https" | "h2";
+
 interface Row {
-  scheme: "http" | "https";
+  scheme: Scheme;
   rttMs: number;
   cold: { p50: number; p99: number };
   warm: { p50: number; p99: number };
@@ -46,14 +51,14 @@ async function main(): Promise<number> {
   const rows: Row[] = [];
   try {
     const tls = makeCertificate(dir);
-    const servers: { scheme: "http" | "https"; port: number; close: () => void }[] = [await startUpstream("http")];
-    if (tls) servers.push(await startUpstream("https", tls));
+    const servers: { scheme: Scheme; port: number; close: () => void }[] = [await startUpstream("http")];
+    if (tls) servers.push(await startUpstream("https", tls), await startUpstream("h2", tls));
     else process.stderr.write("openssl not found: HTTPS skipped\n");
     for (const server of servers) {
       for (const rttMs of options.rttMs) {
         const proxy = rttMs > 0 ? await startLatencyProxy(server.port, rttMs) : undefined;
-        const baseUrl = `${server.scheme}://127.0.0.1:${proxy?.port ?? server.port}/v1`;
-        const adapterOptions = { name: "bench", baseUrl, apiKey: "bench", maxSockets: 4, ...(tls ? { ca: tls.cert } : {}) };
+        const baseUrl = `${server.scheme === "http" ? "http" : "https"}://127.0.0.1:${proxy?.port ?? server.port}/v1`;
+        const adapterOptions = { name: "bench", baseUrl, apiKey: "bench", ...(tls ? { ca: tls.cert } : {}) };
         const cold: number[] = [];
         // The first few requests of a row also pay for JIT compilation; they are not counted.
         for (let i = 0; i < 5 + options.requests; i++) {
@@ -132,12 +137,16 @@ function makeCertificate(dir: string): { key: string; cert: string } | undefined
 }
 
 /** An OpenAI-compatible upstream that answers at once: what remains is connection cost. */
-async function startUpstream(scheme: "http" | "https", tls?: { key: string; cert: string }): Promise<{ scheme: "http" | "https"; port: number; close: () => void }> {
-  const handler: http.RequestListener = (req, res) => {
+async function startUpstream(scheme: Scheme, tls?: { key: string; cert: string }): Promise<{ scheme: Scheme; port: number; close: () => void }> {
+  // What HTTP/1.1 and HTTP/2 compatibility requests and responses have in common.
+  type Request = { method?: string | undefined; resume(): unknown; on(event: "end", listener: () => void): unknown };
+  type Response = { writeHead(status: number, headers: Record<string, string>): unknown; write(chunk: string): unknown; end(chunk: string): unknown };
+  const handler = (req: Request, res: Response) => {
     req.resume();
     req.on("end", () => {
       if (req.method !== "POST") {
-        res.writeHead(404, { "content-type": "application/json" }).end("{}");
+        res.writeHead(404, { "content-type": "application/json" });
+        res.end("{}");
         return;
       }
       res.writeHead(200, { "content-type": "text/event-stream" });
@@ -145,7 +154,12 @@ async function startUpstream(scheme: "http" | "https", tls?: { key: string; cert
       res.end(CHUNK(" there") + TAIL);
     });
   };
-  const server = scheme === "https" ? https.createServer({ ...tls, keepAliveTimeout: 60_000 }, handler) : http.createServer({ keepAliveTimeout: 60_000 }, handler);
+  const server =
+    scheme === "h2"
+      ? http2.createSecureServer({ ...tls }, handler)
+      : scheme === "https"
+        ? https.createServer({ ...tls, keepAliveTimeout: 60_000 }, handler)
+        : http.createServer({ keepAliveTimeout: 60_000 }, handler);
   server.on("connection", (s: net.Socket) => s.setNoDelay(true));
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   return { scheme, port: (server.address() as net.AddressInfo).port, close: () => server.close() };

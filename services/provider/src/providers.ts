@@ -26,6 +26,14 @@ export function startProviders(config: Config, env: NodeJS.ProcessEnv, logger: L
   for (const { provider: p, active, reason } of activateProviders(config, env)) {
     logger.info(active ? "provider on" : "provider off", { provider: p.name, kind: p.kind, reason });
     if (!active) continue;
+    const cap = connectionCap(p);
+    if (cap !== undefined) {
+      logger.warn(`pool_connections is below max_concurrency on an HTTP/1.1 upstream: at most ${cap} answers in flight`, {
+        provider: p.name,
+        pool_connections: cap,
+        max_concurrency: p.max_concurrency,
+      });
+    }
     const maxQueue = p.max_queue ?? p.max_concurrency * 4;
     running.set(p.name, {
       name: p.name,
@@ -50,6 +58,18 @@ const GEN_AI_SYSTEM: Record<ProviderConfig["kind"], string> = {
   simulator: "switchyard.simulator",
 };
 
+/**
+ * The answers in flight a provider's `pool_connections` allows when that is below its
+ * `max_concurrency`: over HTTP/1.1 a streaming answer holds its connection to the end. Undefined
+ * when nothing but `max_concurrency` limits them (no cap set, the simulator, or an https upstream
+ * that may speak HTTP/2, where one connection carries many answers).
+ */
+export function connectionCap(p: ProviderConfig): number | undefined {
+  if (p.kind === "simulator" || p.pool_connections === undefined || p.pool_connections >= p.max_concurrency) return undefined;
+  const secure = new URL(p.base_url ?? DEFAULT_BASE_URLS[p.kind]).protocol === "https:";
+  return secure && p.http2 ? undefined : p.pool_connections;
+}
+
 /** The adapter for one configured provider. */
 export function createAdapter(p: ProviderConfig, env: NodeJS.ProcessEnv): ProviderAdapter {
   if (p.kind === "simulator") return new SimulatorAdapter(p.name, p.models);
@@ -57,8 +77,9 @@ export function createAdapter(p: ProviderConfig, env: NodeJS.ProcessEnv): Provid
     name: p.name,
     baseUrl: p.base_url ?? DEFAULT_BASE_URLS[p.kind],
     apiKey: p.api_key_env ? env[p.api_key_env] : undefined,
-    maxSockets: p.pool_connections,
-    warmConnections: Math.min(p.warm_connections, p.pool_connections),
+    ...(p.pool_connections === undefined ? {} : { maxConnections: p.pool_connections }),
+    http2: p.http2,
+    warmConnections: Math.min(p.warm_connections, p.pool_connections ?? Infinity),
     keepWarmIntervalMs: p.keep_warm_interval_ms,
     idleTimeoutMs: p.stream_idle_timeout_ms,
   };

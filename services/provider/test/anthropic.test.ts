@@ -19,7 +19,7 @@ let adapter: AnthropicAdapter;
 
 beforeAll(async () => {
   upstream = await startFakeUpstream();
-  adapter = new AnthropicAdapter({ name: "claude", baseUrl: `${upstream.url}/v1`, apiKey: KEY, maxSockets: 4, maxOutputTokens: new Map([["big-model", 16_000]]) });
+  adapter = new AnthropicAdapter({ name: "claude", baseUrl: `${upstream.url}/v1`, apiKey: KEY, maxOutputTokens: new Map([["big-model", 16_000]]) });
 });
 afterEach(() => {
   upstream.requests.length = 0;

@@ -110,7 +110,7 @@ describe("warm connection pool", () => {
 
   it("opens the warm connections before any request, and the first request reuses one", async () => {
     upstream = await startFakeUpstream(sseReply(OPENAI_TEXT));
-    const adapter = new OpenAiAdapter({ name: "oa", baseUrl: `${upstream.url}/v1`, apiKey: "k", maxSockets: 8, warmConnections: 3, keepWarmIntervalMs: 0 });
+    const adapter = new OpenAiAdapter({ name: "oa", baseUrl: `${upstream.url}/v1`, apiKey: "k", warmConnections: 3, keepWarmIntervalMs: 0 });
     await adapter.warm();
     expect(upstream.connections).toBe(3);
     expect(adapter.poolStats()).toEqual({ busy: 0, idle: 3 });
@@ -123,7 +123,7 @@ describe("warm connection pool", () => {
 
   it("re-opens warm connections the server closed, and sends no credentials doing it", async () => {
     upstream = await startFakeUpstream();
-    const pool = new Upstream({ baseUrl: upstream.url, maxSockets: 4, label: "oa" });
+    const pool = new Upstream({ baseUrl: upstream.url, label: "oa" });
     await pool.warm(2);
     for (const s of upstream.openSockets) s.destroy();
     await sleep(50);
@@ -139,7 +139,7 @@ describe("warm connection pool", () => {
 
   it("sends nothing when warm connections are turned off", async () => {
     upstream = await startFakeUpstream();
-    const adapter = new OpenAiAdapter({ name: "oa", baseUrl: upstream.url, apiKey: "k", maxSockets: 4, warmConnections: 0 });
+    const adapter = new OpenAiAdapter({ name: "oa", baseUrl: upstream.url, apiKey: "k", warmConnections: 0 });
     await adapter.warm();
     await sleep(20);
     expect(upstream.connections).toBe(0);

@@ -21,7 +21,7 @@ let adapter: GeminiAdapter;
 
 beforeAll(async () => {
   upstream = await startFakeUpstream();
-  adapter = new GeminiAdapter({ name: "gem", baseUrl: `${upstream.url}/v1beta`, apiKey: KEY, maxSockets: 4 });
+  adapter = new GeminiAdapter({ name: "gem", baseUrl: `${upstream.url}/v1beta`, apiKey: KEY });
 });
 afterEach(() => {
   upstream.requests.length = 0;

@@ -12,7 +12,7 @@ let adapter: OpenAiAdapter;
 
 beforeAll(async () => {
   upstream = await startFakeUpstream();
-  adapter = new OpenAiAdapter({ name: "oa", baseUrl: `${upstream.url}/v1`, apiKey: KEY, maxSockets: 4 });
+  adapter = new OpenAiAdapter({ name: "oa", baseUrl: `${upstream.url}/v1`, apiKey: KEY });
 });
 afterEach(() => {
   upstream.requests.length = 0;
@@ -200,7 +200,7 @@ describe("OpenAI adapter: failures", () => {
 
   it("fails STREAM_BROKEN when a started stream goes quiet past the idle timeout", async () => {
     upstream.reply = silentReply(2_000, `${OPENAI_TEXT.split("\n\n")[1]}\n\n`);
-    const impatient = new OpenAiAdapter({ name: "oa", baseUrl: `${upstream.url}/v1`, apiKey: KEY, maxSockets: 1, idleTimeoutMs: 300 });
+    const impatient = new OpenAiAdapter({ name: "oa", baseUrl: `${upstream.url}/v1`, apiKey: KEY, idleTimeoutMs: 300 });
     const started = performance.now();
     const { events, failure } = await collectFailure(impatient, chatInput());
     impatient.close();
@@ -212,7 +212,7 @@ describe("OpenAI adapter: failures", () => {
 
   it("fails CONNECTION when nothing listens", async () => {
     const port = await freePort();
-    const dead = new OpenAiAdapter({ name: "dead", baseUrl: `http://127.0.0.1:${port}/v1`, apiKey: KEY, maxSockets: 1 });
+    const dead = new OpenAiAdapter({ name: "dead", baseUrl: `http://127.0.0.1:${port}/v1`, apiKey: KEY });
     const { failure } = await collectFailure(dead, chatInput());
     dead.close();
     expect(failure.kind).toBe(ErrorKind.CONNECTION);

@@ -1,4 +1,3 @@
-import type { IncomingHttpHeaders } from "node:http";
 import { countChatTokens, countTokens } from "@switchyard/usage";
 import { parseSse, type SseEvent } from "./sse.js";
 import {
@@ -10,7 +9,7 @@ import {
   type ProviderEvent,
   type TokenUsage,
 } from "./types.js";
-import { kindForStatus, readLimited, retryAfterMs, Upstream, type PoolStats } from "./upstream.js";
+import { kindForStatus, readLimited, retryAfterMs, Upstream, type PoolStats, type UpstreamHeaders } from "./upstream.js";
 
 /** What every HTTP adapter needs to turn upstream trouble into safe, typed failures. */
 export interface FailureContext {
@@ -104,7 +103,7 @@ export function kindForCodes(codes: readonly string[]): ErrorKind | undefined {
  * body names something more specific (Gemini answers a bad key with 400 API_KEY_INVALID). An auth
  * failure's body is never quoted: it may echo the key back.
  */
-export function httpFailure(status: number, headers: IncomingHttpHeaders, body: string, ctx: FailureContext): ProviderFailure {
+export function httpFailure(status: number, headers: UpstreamHeaders, body: string, ctx: FailureContext): ProviderFailure {
   const contentType = String(headers["content-type"] ?? "");
   const detail = contentType.includes("html") ? undefined : errorDetailOf(body);
   let kind = kindForStatus(status);
@@ -177,15 +176,17 @@ export interface HttpAdapterOptions {
   name: string;
   baseUrl: string;
   apiKey: string | undefined;
-  /** Connection pool size. */
-  maxSockets: number;
+  /** Most connections to the upstream; undefined = as many as requests in flight need. */
+  maxConnections?: number;
+  /** Offer HTTP/2 to an https upstream (default true). */
+  http2?: boolean;
   /** Connections opened by `warm` and kept open while idle (default 2). */
   warmConnections?: number;
   /** How often idle warm connections are refreshed; 0 = never (default 30 s). */
   keepWarmIntervalMs?: number;
   /** A started response that sends nothing for this long is broken (default 60 s). */
   idleTimeoutMs?: number;
-  /** Extra trusted CA certificates (PEM). */
+  /** Trusted CA certificates (PEM) in place of the default roots. */
   ca?: string | Buffer;
 }
 
@@ -199,10 +200,14 @@ export abstract class HttpAdapter implements ProviderAdapter {
   protected readonly ctx: FailureContext;
 
   constructor(protected readonly options: HttpAdapterOptions) {
+    // Idle connections outlive the keep-warm interval, so the warm ones are refreshed, not reopened.
+    const keepAliveTimeoutMs = Math.max(60_000, 2 * (options.keepWarmIntervalMs ?? 30_000));
     this.upstream = new Upstream({
       baseUrl: options.baseUrl,
-      maxSockets: options.maxSockets,
       label: options.name,
+      keepAliveTimeoutMs,
+      ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
+      ...(options.http2 === undefined ? {} : { http2: options.http2 }),
       ...(options.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: options.idleTimeoutMs }),
       ...(options.ca === undefined ? {} : { ca: options.ca }),
     });
