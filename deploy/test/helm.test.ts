@@ -1,9 +1,13 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { stringify } from "yaml";
-import { describe, expect, it } from "vitest";
-import { CHART, checkTemplateBlocks, checkTemplatePaths, coalesce, loadValues, readTemplates, validateValues } from "./lib/helm.js";
-import { checkDeploymentConfig, ENVOY_PORTS, SERVICE_NAMES, SERVICE_PORTS, serviceCommand } from "./lib/services.js";
+import { beforeAll, describe, expect, it } from "vitest";
+import { isCertManager, validateCertManager } from "./lib/certmanager.js";
+import { CHART, checkTemplateBlocks, checkTemplatePaths, coalesce, helmLint, helmTemplate, loadValues, readTemplates, validateValues } from "./lib/helm.js";
+import { StrictFieldChecker, validateModel, type KubeObject } from "./lib/kube.js";
+import { checkMesh } from "./lib/mesh.js";
+import { checkExposure, checkMeshTls, deployedServices, expectedIngress, hasDefaultDeny, ingressTable, readKey } from "./lib/security.js";
+import { checkDeploymentConfig, ENVOY_PORTS, NATS_CLIENTS, SERVICE_NAMES, SERVICE_PORTS, serviceCommand } from "./lib/services.js";
+import { tool } from "./lib/tools.js";
 
 const schema = JSON.parse(readFileSync(join(CHART, "values.schema.json"), "utf8")) as object;
 const valuesText = readFileSync(join(CHART, "values.yaml"), "utf8");
@@ -19,14 +23,6 @@ const valueSets: [string, Record<string, any>][] = [
 /** A component as the template sees it: merged over componentDefaults, its own keys winning. */
 function component(v: Record<string, any>, name: string): Record<string, any> {
   return coalesce(v.componentDefaults, v.components[name]);
-}
-
-/** The switchyard.yaml the chart renders (mirrors the "switchyard.config" helper in _helpers.tpl). */
-function renderedConfig(v: Record<string, any>): string {
-  const config = structuredClone(v.config);
-  const redisUrl = v.redis.enabled ? "redis://redis:6379" : v.redis.externalUrl;
-  if (redisUrl) config.cache = { ...config.cache, backend: "redis", redis_url: redisUrl };
-  return stringify(config);
 }
 
 describe("Helm chart deploy/helm/switchyard", () => {
@@ -57,23 +53,19 @@ describe("Helm chart deploy/helm/switchyard", () => {
       // The template builds SWITCHYARD_<SERVICE>_URL from the first port: it must be the h2c one.
       if (name !== "gateway") expect(c.ports[0], name).toMatchObject({ name: "grpc", port: grpc, appProtocol: "kubernetes.io/h2c" });
       // gRPC health on the h2c port; the gateway is ready when /readyz says so.
-      const probes = [c.readinessProbe, c.livenessProbe];
-      expect(probes.some((p) => p.grpc?.port === grpc), `${name} has a grpc probe on ${grpc}`).toBe(true);
-      for (const p of probes) {
-        const port = p.grpc?.port ?? p.httpGet?.port;
-        expect([grpc, http], `${name} probes a port it listens on`).toContain(port);
-      }
+      // Ready when /readyz on the HTTP/1.1 port says so: the internal services' h2c port answers
+      // only mTLS callers, which kubelet's grpc probe is not.
+      expect(c.readinessProbe.httpGet, name).toEqual({ path: "/readyz", port: http });
+      if (name !== "gateway") expect(c.livenessProbe.httpGet, name).toEqual({ path: "/healthz", port: http });
+      for (const p of [c.readinessProbe, c.livenessProbe]) expect([grpc, http], `${name} probes a port it listens on`).toContain(p.grpc?.port ?? p.httpGet?.port);
     }
     expect(component(values, "gateway").readinessProbe.httpGet).toEqual({ path: "/readyz", port: SERVICE_PORTS.gateway.http });
+    expect(SERVICE_NAMES.filter((n) => component(values, n).nats), "components with a NATS identity: the services that connect").toEqual([...NATS_CLIENTS]);
     expect(component(values, "gateway").service.headless, "Envoy resolves gateway-headless").toBe(true);
     expect(component(values, "gateway").autoscaling.enabled, "the gateway has an HPA").toBe(true);
     const envoy = component(values, "envoy");
     expect(Object.fromEntries(envoy.ports.map((p: any) => [p.name, p.port]))).toEqual({ http: ENVOY_PORTS.ingress, metrics: ENVOY_PORTS.metrics });
     expect(envoy.readinessProbe.httpGet).toEqual({ path: "/envoy/ready", port: ENVOY_PORTS.ingress });
-  });
-
-  it.each(valueSets)("%s renders a switchyard.yaml the services accept, in step with the defaults", (source, v) => {
-    expect(checkDeploymentConfig(renderedConfig(v), `${source}: config`)).toEqual([]);
   });
 });
 
@@ -112,15 +104,172 @@ describe("the Helm checks catch broken copies", () => {
     const templates = readTemplates().map((t) => (t.name === "redis.yaml" ? { ...t, text: t.text.replace(/\{\{- end \}\}\s*$/, "") } : t));
     expect(checkTemplateBlocks(templates)).toContain("redis.yaml: 1 block(s) not closed with {{ end }}");
   });
+});
 
-  it("a config the services would reject", () => {
-    const v = coalesce(values, { config: { cache: { ttl_second: 60 } } });
-    expect(checkDeploymentConfig(renderedConfig(v), "config").join("\n")).toMatch(/cache\.ttl_second: unknown key/);
+const helm = tool("helm");
+const METRICS = JSON.stringify(values.networkPolicy.metricsFrom[0]);
+
+/** kubernetes-models (and the unknown-field walk) for Kubernetes kinds, the cert-manager schemas for its kinds. */
+function validateObjects(objects: KubeObject[]): string[] {
+  const kube = objects.filter((o) => !isCertManager(o));
+  const strict = new StrictFieldChecker(kube);
+  return [...kube.flatMap((o) => [...validateModel(o), ...strict.check(o)]), ...objects.filter(isCertManager).flatMap(validateCertManager)];
+}
+
+/** Each ci/*.yaml as Helm takes it (`--values`, merged over values.yaml by Helm). */
+const ciValues: [string, Record<string, any>][] = ciFiles.map((f) => [`ci/${f}`, loadValues(readFileSync(join(CHART, "ci", f), "utf8"))]);
+
+describe.skipIf(helm.skip)("helm template (the chart rendered by Helm itself)", () => {
+  const rendered = new Map<string, KubeObject[]>();
+  beforeAll(async () => {
+    for (const [name, v] of ciValues) rendered.set(name, await helmTemplate(v));
   });
 
-  it("a config that drifted from the defaults", () => {
+  it("helm is installed (CI fails without it)", () => {
+    expect(helm.available).toBe(true);
+  });
+
+  it("refuses to render an open gateway: values.yaml alone has no tenant key", async () => {
+    await expect(helmTemplate({})).rejects.toThrow(/no tenant has an API key: set config\.tenants\[\]\.api_key_sha256 .* or set gateway\.allowUnauthenticated=true/);
+  });
+
+  it.each(ciValues)("%s passes helm lint --strict", async (_, v) => {
+    expect(await helmLint(v)).toEqual([]);
+  });
+
+  it.each(ciValues)("%s: every object validates (Kubernetes and cert-manager schemas, no unknown field)", (name) => {
+    const objects = rendered.get(name)!;
+    expect(objects.length).toBeGreaterThan(20);
+    expect(validateObjects(objects)).toEqual([]);
+  });
+
+  it.each(ciValues)("%s: wires the mesh with the services' names and ports, hardened", (name) => {
+    expect(checkMesh(rendered.get(name)!)).toEqual([]);
+  });
+
+  it.each(ciValues)("%s: each service loads a config it accepts, in step with the defaults, and the gateway would start", (name) => {
+    const { services, problems } = deployedServices(rendered.get(name)!);
+    expect(problems).toEqual([]);
+    expect(services.map((s) => s.name).sort()).toEqual([...SERVICE_NAMES].sort());
+    for (const s of services) expect(checkDeploymentConfig(s.configText, `${name}: ${s.name}`)).toEqual([]);
+    expect(checkExposure(services)).toEqual([]);
+  });
+
+  it.each(ciValues)("%s: mutual TLS as the config says: certificates in every pod, identities, probes off the mTLS port", (name) => {
+    const objects = rendered.get(name)!;
+    const { services } = deployedServices(objects);
+    expect(checkMeshTls(objects, services)).toEqual([]);
+  });
+
+  it.each(ciValues)("%s: NetworkPolicies deny by default and admit only the callers each port needs", (name) => {
+    const objects = rendered.get(name)!;
+    const v = coalesce(values, ciValues.find(([n]) => n === name)![1]);
+    expect(hasDefaultDeny(objects)).toBe(true);
+    expect(ingressTable(objects)).toEqual(
+      expectedIngress(METRICS, { nats: v.nats.enabled ? [...NATS_CLIENTS] : undefined, redis: v.redis.enabled, jaeger: v.jaeger.enabled }),
+    );
+  });
+
+  it("default values: mesh TLS from cert-manager (own CA), NATS identities from the mesh certificates", () => {
+    const objects = rendered.get("ci/default-values.yaml")!;
+    const { services } = deployedServices(objects);
+    for (const s of services) {
+      expect(s.config.mesh.tls, s.name).toEqual({ mode: "required", ca_file: "/etc/switchyard/tls/ca.crt", cert_file: "/etc/switchyard/tls/tls.crt", key_file: "/etc/switchyard/tls/tls.key" });
+      expect(s.config.nats.tls, s.name).toEqual({ ca_file: "/etc/switchyard/tls/ca.crt", cert_file: "/etc/switchyard/tls/tls.crt", key_file: "/etc/switchyard/tls/tls.key" });
+      expect(s.config.gateway.allow_unauthenticated, s.name).toBe(false);
+      expect(s.config.endpoints, s.name).toEqual({});
+    }
+    const gateway = services.find((s) => s.name === "gateway")!;
+    expect(gateway.env).toMatchObject({ SWITCHYARD_CLASSIFIER_URL: "http://classifier:9101", SWITCHYARD_PROVIDER_URL: "http://provider:9104" });
+    const certs = objects.filter((o) => o.kind === "Certificate").map((o) => o.metadata.name).sort();
+    expect(certs).toEqual(["cache-mesh", "classifier-mesh", "gateway-mesh", "nats-mesh", "policy-mesh", "prices-mesh", "provider-mesh", "switchyard-mesh-ca"]);
+    const ca = objects.find((o) => o.kind === "Certificate" && o.metadata.name === "switchyard-mesh-ca")!;
+    expect(ca.spec).toMatchObject({ isCA: true, issuerRef: { name: "switchyard-selfsigned", kind: "Issuer" } });
+    const classifier = objects.find((o) => o.kind === "Certificate" && o.metadata.name === "classifier-mesh")!;
+    expect(classifier.spec).toMatchObject({
+      secretName: "classifier-mesh-tls",
+      commonName: "classifier",
+      uris: ["spiffe://switchyard/classifier"],
+      dnsNames: ["classifier", "classifier.switchyard.svc", "classifier.switchyard.svc.cluster.local"],
+      usages: expect.arrayContaining(["server auth", "client auth"]),
+      privateKey: { algorithm: "ECDSA", size: 256 },
+      issuerRef: { name: "switchyard-mesh-ca", kind: "Issuer" },
+    });
+    const nats = objects.find((o) => o.kind === "StatefulSet" && o.metadata.name === "nats")!;
+    const sources = nats.spec.template.spec.volumes.find((v: any) => v.name === "config").projected.sources;
+    expect(sources.map((x: any) => x.configMap?.name ?? x.secret?.name)).toEqual(["nats-config", "nats-mesh-tls"]);
+    const conf = readKey(objects, { kind: "ConfigMap", name: "nats-config", key: "nats.conf" })!;
+    expect(conf).toMatch(/verify_and_map: true/);
+    expect(conf).toContain('user: "spiffe://switchyard/prices"');
+    expect(objects.some((o) => o.kind === "Secret" && o.metadata.name === "switchyard-nats")).toBe(false);
+  });
+
+  it("an existing CA issuer signs the certificates when certManager.issuerRef names one", () => {
+    const objects = rendered.get("ci/external-nats-values.yaml")!;
+    expect(objects.filter((o) => o.kind === "Issuer")).toEqual([]);
+    for (const c of objects.filter((o) => o.kind === "Certificate")) expect(c.spec.issuerRef, c.metadata.name).toEqual({ name: "corp-internal-ca", kind: "ClusterIssuer", group: "cert-manager.io" });
+    const { services } = deployedServices(objects);
+    for (const s of services) expect(s.config.nats, s.name).toMatchObject({ creds_file: "/etc/switchyard/nats/nats.creds", tls: { ca_file: "/etc/switchyard/nats/ca.crt" } });
+  });
+
+  it("mesh.tls.mode off (a service mesh does mTLS): no certificates, plaintext between services, NATS passwords from a Secret", () => {
+    const objects = rendered.get("ci/service-mesh-values.yaml")!;
+    expect(objects.filter(isCertManager)).toEqual([]);
+    const { services } = deployedServices(objects);
+    for (const s of services) {
+      expect(s.config.mesh.tls.mode, s.name).toBe("off");
+      expect([...s.files.keys()].filter((f) => f.includes("/tls/")), s.name).toEqual([]);
+      expect(s.config.nats, s.name).toMatchObject({ user: "switchyard", password_env: "NATS_PASSWORD" });
+    }
+    const secret = objects.find((o) => o.kind === "Secret" && o.metadata.name === "switchyard-nats")!;
+    expect(Object.keys(secret.data).sort()).toEqual(["prices", "switchyard"]);
+    const withPassword = services.filter((s) => (s.container.env ?? []).some((e: any) => e.name === "NATS_PASSWORD")).map((s) => s.name).sort();
+    expect(withPassword, "only the services that use NATS get its password").toEqual([...NATS_CLIENTS].sort());
+  });
+
+  it("an open gateway on purpose: allow_unauthenticated and the allowed Host names reach the config", () => {
+    const { services } = deployedServices(rendered.get("ci/minimal-values.yaml")!);
+    const gateway = services.find((s) => s.name === "gateway")!;
+    expect(gateway.config.gateway).toMatchObject({ allow_unauthenticated: true, allowed_hosts: ["switchyard.internal.example.com"] });
+    expect(hasTenantKeysIn(gateway.configText)).toBe(false);
+  });
+});
+
+function hasTenantKeysIn(configText: string): boolean {
+  return /api_key_sha256:\s*\n\s*-/.test(configText) || /api_key_sha256: \[[0-9a-f]/.test(configText);
+}
+
+describe.skipIf(helm.skip)("the rendered-chart checks catch broken values", () => {
+  const base = ciValues.find(([n]) => n === "ci/default-values.yaml")![1];
+
+  it("an internal service that admits callers other than the gateway", async () => {
+    const objects = await helmTemplate(coalesce(base, { components: { provider: { networkPolicy: { from: ["gateway", "envoy"] } } } }));
+    expect(ingressTable(objects).provider![9104]).toEqual(["pods:envoy", "pods:gateway"]);
+    expect(ingressTable(objects)).not.toEqual(expectedIngress(METRICS, { nats: ["gateway", "policy", "provider"], redis: true, jaeger: true }));
+  });
+
+  it("NetworkPolicies turned off: every port open to anyone", async () => {
+    const objects = await helmTemplate(coalesce(base, { networkPolicy: { enabled: false } }));
+    expect(hasDefaultDeny(objects)).toBe(false);
+    expect(ingressTable(objects).cache![9103]).toEqual(["*"]);
+  });
+
+  it("a grpc probe on an internal service's mTLS port", async () => {
+    const objects = await helmTemplate(coalesce(base, { components: { classifier: { readinessProbe: { grpc: { port: 9101 }, httpGet: null } } } }));
+    const { services } = deployedServices(objects);
+    expect(checkMeshTls(objects, services)).toContain("classifier: readinessProbe is a grpc probe on port 9101, which answers only mTLS callers: probe the HTTP side port");
+  });
+
+  it("a config the services would reject", async () => {
+    const objects = await helmTemplate(coalesce(base, { config: { cache: { ttl_second: 60 } } }));
+    expect(deployedServices(objects).problems.join("\n")).toMatch(/cache\.ttl_second: unknown key/);
+  });
+
+  it("a config that drifted from the defaults", async () => {
     const v = structuredClone(values) as Record<string, any>;
     v.config.tiers[0].quality_target = 0.6;
-    expect(checkDeploymentConfig(renderedConfig(v), "config").join("\n")).toMatch(/tiers differs from libs\/config\/switchyard.default.yaml/);
+    const objects = await helmTemplate({ ...base, config: { ...base.config, tiers: v.config.tiers } });
+    const { services } = deployedServices(objects);
+    expect(checkDeploymentConfig(services[0]!.configText, "config").join("\n")).toMatch(/tiers differs from libs\/config\/switchyard.default.yaml/);
   });
 });

@@ -1,7 +1,11 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { parse } from "yaml";
+import { parseObjects, type KubeObject } from "./kube.js";
 import { ROOT } from "./services.js";
 
 export const CHART = join(ROOT, "deploy", "helm", "switchyard");
@@ -123,4 +127,44 @@ export function checkTemplateBlocks(templates: TemplateFile[]): string[] {
     if (depth > 0) problems.push(`${t.name}: ${depth} block(s) not closed with {{ end }}`);
   }
   return problems;
+}
+
+/** The namespace and release name the checks render the chart with. */
+export const RELEASE = { name: "switchyard", namespace: "switchyard" } as const;
+
+/**
+ * `helm template` of the chart with `values` (merged over values.yaml by Helm itself, checked
+ * against values.schema.json, templates executed). @throws with Helm's message when it fails.
+ */
+export async function helmTemplate(values: Values, chart = CHART): Promise<KubeObject[]> {
+  const dir = mkdtempSync(join(tmpdir(), "switchyard-helm-"));
+  try {
+    const file = join(dir, "values.yaml");
+    writeFileSync(file, JSON.stringify(values)); // JSON: Helm reads YAML 1.1, where a bare `off` is false
+    const { stdout } = await promisify(execFile)("helm", ["template", RELEASE.name, chart, "--namespace", RELEASE.namespace, "--values", file], {
+      encoding: "utf8",
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    return parseObjects(stdout);
+  } catch (err) {
+    throw new Error(`helm template failed: ${String((err as { stderr?: string }).stderr ?? err).trim()}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** `helm lint` with `values`; the lint output when it fails. */
+export async function helmLint(values: Values): Promise<string[]> {
+  const dir = mkdtempSync(join(tmpdir(), "switchyard-helm-"));
+  try {
+    const file = join(dir, "values.yaml");
+    writeFileSync(file, JSON.stringify(values)); // JSON: Helm reads YAML 1.1, where a bare `off` is false
+    await promisify(execFile)("helm", ["lint", "--strict", CHART, "--namespace", RELEASE.namespace, "--values", file], { encoding: "utf8" });
+    return [];
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string };
+    return [`${e.stdout ?? ""}${e.stderr ?? ""}`.trim()];
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

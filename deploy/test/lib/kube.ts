@@ -1,4 +1,4 @@
-import { execFile, spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
@@ -8,11 +8,6 @@ import { ROOT } from "./services.js";
 
 /** A Kubernetes object as rendered (plain JSON). */
 export type KubeObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } } & Record<string, any>;
-
-/** Whether kubectl is on the PATH (CI installs it; see .ci/run). */
-export function hasKubectl(): boolean {
-  return spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" }).status === 0;
-}
 
 /** `kubectl kustomize <dir>` (relative to the repository root, or absolute), offline. @throws with kubectl's message when it does not build. */
 export async function kustomize(dir: string): Promise<KubeObject[]> {

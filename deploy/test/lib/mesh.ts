@@ -9,7 +9,7 @@ const WORKLOADS = new Set(["Deployment", "StatefulSet", "DaemonSet"]);
  * Checks that rendered manifests wire the mesh the way the services expect: one Deployment,
  * container and Service per service under its own name, on its own ports; every
  * SWITCHYARD_<SERVICE>_URL pointing at that Service's h2c port; probes on ports the container
- * opens (gRPC health on the h2c port); Services that select pods and target named ports those pods
+ * opens (readiness: /readyz on the HTTP port); Services that select pods and target named ports those pods
  * have; ConfigMaps and the headless gateway Service that Envoy needs; and the hardened
  * securityContext on every pod and container.
  */
@@ -41,8 +41,12 @@ export function checkMesh(objects: KubeObject[]): string[] {
       if (JSON.stringify(container.command) !== JSON.stringify(serviceCommand(name))) {
         problems.push(`Deployment/${name}: command ${JSON.stringify(container.command)}, expected ${JSON.stringify(serviceCommand(name))}`);
       }
-      const grpcProbe = [container.readinessProbe, container.livenessProbe].some((p) => p?.grpc?.port === SERVICE_PORTS[name].grpc);
-      if (!grpcProbe) problems.push(`Deployment/${name}: no grpc health probe on port ${SERVICE_PORTS[name].grpc}`);
+      // Readiness is /readyz on the HTTP/1.1 port: the internal services' h2c port answers only
+      // mTLS callers, and the gateway's /readyz says whether it can reach them.
+      const ready = container.readinessProbe?.httpGet;
+      if (ready?.path !== "/readyz" || ready?.port !== SERVICE_PORTS[name].http) {
+        problems.push(`Deployment/${name}: readinessProbe must be httpGet /readyz on port ${SERVICE_PORTS[name].http} (found ${JSON.stringify(container.readinessProbe)})`);
+      }
     }
     const service = find("Service", name);
     if (!service) problems.push(`Service/${name} is missing`);
@@ -72,6 +76,9 @@ export function checkMesh(objects: KubeObject[]): string[] {
     if (podSecurity.seccompProfile?.type !== "RuntimeDefault") problems.push(`${id}: pod seccompProfile must be RuntimeDefault`);
     for (const v of pod.volumes ?? []) {
       if (v.configMap && !configMaps.has(v.configMap.name)) problems.push(`${id}: volume ${v.name} mounts ConfigMap ${v.configMap.name}, which does not exist`);
+      for (const source of v.projected?.sources ?? []) {
+        if (source.configMap && !configMaps.has(source.configMap.name)) problems.push(`${id}: volume ${v.name} projects ConfigMap ${source.configMap.name}, which does not exist`);
+      }
     }
     for (const c of pod.containers as Json[]) {
       const sc = c.securityContext ?? {};

@@ -51,8 +51,8 @@ export const INFRA_PORTS = {
 /** Envoy's listeners and admin port, as set in deploy/envoy/envoy.yaml (checked there). */
 export const ENVOY_PORTS = { ingress: 10000, metrics: 9902, admin: 9901 } as const;
 
-/** Keys a deployment's switchyard.yaml may set differently from the embedded defaults. */
-const DEPLOYMENT_KEYS = [["listen_host"], ["endpoints"], ["nats", "url"], ["cache", "backend"], ["cache", "redis_url"]];
+/** Keys a deployment's switchyard.yaml may set differently from the embedded defaults: where things run, who may call (tenants and their keys, the gateway's edge), mesh TLS and NATS credentials. */
+const DEPLOYMENT_KEYS = [["listen_host"], ["endpoints"], ["nats", "url"], ["nats", "tls"], ["nats", "user"], ["nats", "password_env"], ["nats", "creds_file"], ["cache", "backend"], ["cache", "redis_url"], ["tenants"], ["gateway"], ["mesh"]];
 
 /**
  * Checks a deployment's switchyard.yaml with the services' own validator, then that it says what
@@ -85,3 +85,9 @@ export function checkDeploymentConfig(text: string, source: string): string[] {
   walk(a, b, "");
   return diffs;
 }
+
+/**
+ * The services that connect to NATS (their main.ts starts the bus): the gateway and the policy
+ * watch prices and hear health, the provider publishes health. NATS admits only these.
+ */
+export const NATS_CLIENTS: readonly ServiceName[] = ["gateway", "policy", "provider"];

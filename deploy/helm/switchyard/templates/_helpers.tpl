@@ -44,7 +44,9 @@ True ("true") when traces have somewhere to go: bundled Jaeger or an external co
 {{- end }}
 
 {{/*
-The switchyard.yaml the services load: `config` with the cache pointed at Redis when there is one.
+The switchyard.yaml the services load: `config`, with what the chart decides set over it: the
+cache in Redis when there is one; mesh.tls from mesh.tls.mode (certificates mounted at
+/etc/switchyard/tls); NATS credentials and TLS; gateway.allow_unauthenticated and allowed_hosts.
 */}}
 {{- define "switchyard.config" -}}
 {{- $config := deepCopy .Values.config -}}
@@ -55,5 +57,179 @@ The switchyard.yaml the services load: `config` with the cache pointed at Redis 
 {{- $_ := set $cache "redis_url" $redisUrl -}}
 {{- $_ := set $config "cache" $cache -}}
 {{- end -}}
+{{- $files := dict "ca_file" "/etc/switchyard/tls/ca.crt" "cert_file" "/etc/switchyard/tls/tls.crt" "key_file" "/etc/switchyard/tls/tls.key" -}}
+{{- if include "switchyard.meshTls" . -}}
+{{- $_ := set $config "mesh" (dict "tls" (merge (dict "mode" "required") $files)) -}}
+{{- else -}}
+{{- $_ := set $config "mesh" (dict "tls" (dict "mode" "off")) -}}
+{{- end -}}
+{{- $nats := get $config "nats" | default dict -}}
+{{- $auth := include "switchyard.natsAuth" . -}}
+{{- if eq $auth "certificates" -}}
+{{- $_ := set $nats "tls" $files -}}
+{{- else if eq $auth "passwords" -}}
+{{- $_ := set $nats "user" "switchyard" -}}
+{{- $_ := set $nats "password_env" "NATS_PASSWORD" -}}
+{{- else -}}
+{{- if .Values.nats.external.credsSecret -}}
+{{- $_ := set $nats "creds_file" "/etc/switchyard/nats/nats.creds" -}}
+{{- end -}}
+{{- if .Values.nats.external.caSecret -}}
+{{- $_ := set $nats "tls" (dict "ca_file" "/etc/switchyard/nats/ca.crt") -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $config "nats" $nats -}}
+{{- $gateway := get $config "gateway" | default dict -}}
+{{- if .Values.gateway.allowUnauthenticated -}}
+{{- $_ := set $gateway "allow_unauthenticated" true -}}
+{{- end -}}
+{{- with .Values.gateway.allowedHosts -}}
+{{- $_ := set $gateway "allowed_hosts" (concat (get $gateway "allowed_hosts" | default list) .) -}}
+{{- end -}}
+{{- if $gateway -}}
+{{- $_ := set $config "gateway" $gateway -}}
+{{- end -}}
 {{- toYaml $config -}}
+{{- end }}
+
+{{/*
+"true" when the services speak mutual TLS to each other (mesh.tls.mode: required).
+*/}}
+{{- define "switchyard.meshTls" -}}
+{{- if eq .Values.mesh.tls.mode "required" -}}true{{- end -}}
+{{- end }}
+
+{{/*
+How the services authenticate to NATS: "certificates" (bundled NATS, mesh TLS: the mesh
+certificate is the NATS identity), "passwords" (bundled NATS without mesh TLS), "external".
+*/}}
+{{- define "switchyard.natsAuth" -}}
+{{- if not .Values.nats.enabled -}}external
+{{- else if include "switchyard.meshTls" . -}}certificates
+{{- else -}}passwords
+{{- end -}}
+{{- end }}
+
+{{/* The Secret holding the bundled NATS's passwords (keys "switchyard" and "prices"). */}}
+{{- define "switchyard.natsSecret" -}}
+{{- .Values.nats.auth.existingSecret | default "switchyard-nats" -}}
+{{- end }}
+
+{{/*
+The price bucket and the health subject, as the services' config says (the NATS permissions
+follow them).
+*/}}
+{{- define "switchyard.priceBucket" -}}
+{{- dig "nats" "price_bucket" "switchyard-prices" .Values.config -}}
+{{- end }}
+{{- define "switchyard.healthSubject" -}}
+{{- dig "nats" "health_subject" "switchyard.health" .Values.config -}}
+{{- end }}
+
+{{/*
+Fails the render when the gateway would be open: no tenant has an API key and
+gateway.allowUnauthenticated is not true. (The gateway itself refuses to start then.)
+*/}}
+{{- define "switchyard.checkExposure" -}}
+{{- $keys := 0 -}}
+{{- range (.Values.config.tenants | default list) -}}
+{{- $keys = add $keys (len (.api_key_sha256 | default list)) -}}
+{{- end -}}
+{{- if and (eq (int $keys) 0) (not .Values.gateway.allowUnauthenticated) -}}
+{{- fail "no tenant has an API key: set config.tenants[].api_key_sha256 (the SHA-256 of each key: printf %s \"$KEY\" | sha256sum), or set gateway.allowUnauthenticated=true to run the gateway open on purpose (anyone who reaches Envoy can then spend on your providers)" -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+One component as the templates see it: components.<name> merged over componentDefaults, its own
+keys winning (YAML; read with fromYaml). Call with (dict "name" <name> "root" $).
+*/}}
+{{- define "switchyard.component" -}}
+{{- $component := index .root.Values.components .name -}}
+{{- $c := mergeOverwrite (deepCopy .root.Values.componentDefaults) (deepCopy $component) -}}
+{{- /* mergeOverwrite never overrides with an empty value (false, 0, "", []): apply the component's
+     own keys again, two levels deep, so that `enabled: false` or `headless: false` are honoured. */ -}}
+{{- range $key, $value := $component -}}
+{{- if and (kindIs "map" $value) (kindIs "map" (index $c $key)) -}}
+{{- range $k, $v := $value }}{{ $_ := set (index $c $key) $k $v }}{{ end -}}
+{{- else -}}
+{{- $_ := set $c $key $value -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $c -}}
+{{- end }}
+
+{{/*
+The bundled NATS server's nats.conf: JetStream on /data, and who may do what. Identities are the
+mesh certificates (TLS verify_and_map: user = the certificate's URI SAN) or, without mesh TLS,
+passwords from the environment ($SWITCHYARD_PASSWORD, $PRICES_PASSWORD; Secret switchyard-nats).
+Every permission is an allow-list; what is not listed is denied.
+  - provider: publish health.
+  - gateway, policy: hear health; read the price bucket (a KV watch is an ordered push consumer:
+    JetStream API requests for the bucket's stream, flow-control replies, deliveries to _INBOX).
+    STREAM.CREATE only for that stream: the first to start creates the bucket (same settings).
+  - prices (the operator's `switchyard prices publish`): read and write the price bucket.
+*/}}
+{{- define "switchyard.natsConf" -}}
+{{- $bucket := include "switchyard.priceBucket" . -}}
+{{- $health := include "switchyard.healthSubject" . -}}
+{{- $stream := printf "KV_%s" $bucket -}}
+{{- $readPub := list "$JS.API.INFO" (printf "$JS.API.STREAM.INFO.%s" $stream) (printf "$JS.API.STREAM.CREATE.%s" $stream) (printf "$JS.API.CONSUMER.CREATE.%s" $stream) (printf "$JS.API.CONSUMER.CREATE.%s.>" $stream) (printf "$JS.API.CONSUMER.INFO.%s.*" $stream) (printf "$JS.FC.%s.>" $stream) -}}
+{{- $watch := dict "publish" (dict "allow" $readPub) "subscribe" (dict "allow" (list "_INBOX.>" (printf "%s.>" $health))) -}}
+{{- $publishHealth := dict "publish" (dict "allow" (list (printf "%s.>" $health))) "subscribe" (dict "deny" (list ">")) -}}
+{{- $writePub := concat $readPub (list (printf "$KV.%s.>" $bucket) (printf "$JS.API.DIRECT.GET.%s.>" $stream)) -}}
+{{- $prices := dict "publish" (dict "allow" $writePub) "subscribe" (dict "allow" (list "_INBOX.>")) -}}
+{{- $users := list -}}
+{{- if eq (include "switchyard.natsAuth" .) "certificates" -}}
+{{- range $name, $_ := .Values.components -}}
+{{- $c := include "switchyard.component" (dict "name" $name "root" $) | fromYaml -}}
+{{- if and $c.enabled $c.switchyard $c.nats -}}
+{{- $perms := ternary $publishHealth $watch (eq $name "provider") -}}
+{{- $users = append $users (dict "user" (printf "spiffe://switchyard/%s" $name) "permissions" $perms) -}}
+{{- end -}}
+{{- end -}}
+{{- $users = append $users (dict "user" "spiffe://switchyard/prices" "permissions" $prices) -}}
+{{- else -}}
+{{- /* One password for every service: the union of what they need (never writing prices). */ -}}
+{{- $services := dict "publish" (dict "allow" (append $readPub (printf "%s.>" $health))) "subscribe" (get $watch "subscribe") -}}
+{{- $users = list (dict "user" "switchyard" "password" "$SWITCHYARD_PASSWORD" "permissions" $services) (dict "user" "prices" "password" "$PRICES_PASSWORD" "permissions" $prices) -}}
+{{- end -}}
+# Generated by the Switchyard chart (templates/_helpers.tpl, "switchyard.natsConf").
+port: 4222
+http_port: 8222
+server_name: nats
+jetstream {
+  store_dir: /data
+}
+{{- if eq (include "switchyard.natsAuth" .) "certificates" }}
+tls {
+  cert_file: /etc/nats/tls/tls.crt
+  key_file: /etc/nats/tls/tls.key
+  ca_file: /etc/nats/tls/ca.crt
+  # Clients must present a mesh certificate; its URI SAN is the user.
+  verify_and_map: true
+  timeout: 2
+}
+{{- end }}
+authorization {
+  users: [
+    {{- range $users }}
+    {
+      user: {{ .user | quote }}
+      {{- with .password }}
+      password: {{ . }}
+      {{- end }}
+      permissions: {
+        {{- range $verb, $rules := .permissions }}
+        {{ $verb }}: {
+          {{- range $kind, $subjects := $rules }}
+          {{ $kind }}: [{{ range $i, $s := $subjects }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}]
+          {{- end }}
+        }
+        {{- end }}
+      }
+    }
+    {{- end }}
+  ]
+}
 {{- end }}
