@@ -1,10 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SERVICE_NAMES, type Config, type ServiceName } from "@switchyard/config";
 import { health } from "@switchyard/proto";
-import { createServiceClient, ServingStatus } from "@switchyard/rpc";
+import { createServiceClient, generateMeshCertificates, loadMeshCa, ServingStatus, writeMeshCertificates } from "@switchyard/rpc";
 
 const require = createRequire(import.meta.url);
 
@@ -37,14 +39,35 @@ export class Mesh {
   private readonly children = new Map<ServiceName, ChildProcess>();
   private readonly restarts = new Map<ServiceName, number>();
   private stopping = false;
+  private started: Promise<void> | undefined;
+  /** Where the generated mesh certificates are (removed at stop). */
+  private tlsDir: string | undefined;
+  private childEnv: NodeJS.ProcessEnv;
 
-  constructor(private readonly options: MeshOptions) {}
+  constructor(private readonly options: MeshOptions) {
+    this.childEnv = options.env;
+  }
 
-  /** Starts every service; the gateway last, so its warm-up finds the others listening. */
-  start(): void {
+  /**
+   * Starts every service; the gateway last, so its warm-up finds the others listening. Unless
+   * the configuration brings its own certificates or turns mesh TLS off, a fresh mesh CA and a
+   * certificate per service are made first (in a private temporary folder, removed at stop), so
+   * the services authenticate each other even on a laptop.
+   */
+  start(): Promise<void> {
+    return (this.started ??= this.launch());
+  }
+
+  private async launch(): Promise<void> {
     if (this.options.singleProcess) {
       this.spawn("gateway");
       return;
+    }
+    const tls = this.options.config.mesh.tls;
+    if (tls.mode !== "off" && !(tls.ca_file && tls.cert_file && tls.key_file) && !this.options.env.SWITCHYARD_MESH_TLS_DIR) {
+      this.tlsDir = mkdtempSync(join(tmpdir(), "switchyard-mesh-"));
+      writeMeshCertificates(this.tlsDir, await generateMeshCertificates([...SERVICE_NAMES]));
+      this.childEnv = { ...this.options.env, SWITCHYARD_MESH_TLS_DIR: this.tlsDir };
     }
     const order: ServiceName[] = ["provider", "policy", "cache", "classifier", "gateway"];
     for (const name of order) this.spawn(name);
@@ -53,8 +76,13 @@ export class Mesh {
   /** Waits until every service reports SERVING over grpc.health.v1, or throws naming the laggards. */
   async waitReady(timeoutMs = 60_000): Promise<void> {
     const host = this.options.config.listen_host === "0.0.0.0" ? "127.0.0.1" : this.options.config.listen_host;
+    await this.start();
     const pending = new Set<ServiceName>(this.options.singleProcess ? ["gateway"] : SERVICE_NAMES);
-    const clients = new Map(SERVICE_NAMES.map((n) => [n, createServiceClient(health.Health, `http://${host}:${healthPort(this.options.config, n)}`)]));
+    // Internal services serve TLS when they have mesh certificates: health needs only the CA.
+    const ca = this.options.singleProcess ? undefined : loadMeshCa(this.options.config, this.childEnv);
+    const clients = new Map(
+      SERVICE_NAMES.map((n) => [n, createServiceClient(health.Health, `http://${host}:${healthPort(this.options.config, n)}`, ca && n !== "gateway" ? { tls: { ca } } : {})]),
+    );
     const deadline = Date.now() + timeoutMs;
     try {
       while (pending.size > 0) {
@@ -92,6 +120,12 @@ export class Mesh {
         }),
     );
     await Promise.all(exits);
+    if (this.tlsDir) rmSync(this.tlsDir, { recursive: true, force: true });
+  }
+
+  /** The folder of the mesh certificates this supervisor generated (undefined when it generated none). */
+  get meshTlsDir(): string | undefined {
+    return this.tlsDir;
   }
 
   /** Process id of each running service (one entry, "switchyard", in one-process mode). */
@@ -111,7 +145,7 @@ export class Mesh {
   private spawn(name: ServiceName): void {
     const args = this.options.singleProcess ? [join(dirname(fileURLToPath(import.meta.url)), "..", "bin", "switchyard.js"), "start", "--single-process"] : [serviceEntry(name)];
     const child = spawn(process.execPath, args, {
-      env: { ...this.options.env, OTEL_SERVICE_NAME: name },
+      env: { ...this.childEnv, OTEL_SERVICE_NAME: name },
       stdio: ["ignore", this.options.childOutput ?? "inherit", this.options.childOutput ?? "inherit", "ipc"],
     });
     this.children.set(name, child);

@@ -59,7 +59,7 @@ export async function startTestMesh(extra: Record<string, unknown> = {}, env: No
     restart: false,
     singleProcess,
   });
-  mesh.start();
+  await mesh.start();
   try {
     await mesh.waitReady(30_000);
   } catch (err) {

@@ -5,6 +5,7 @@ import { createLogger, createMetricsRegistry, initTracing, type Logger, type Reg
 import { HealthStatus } from "./health.js";
 import { createRpcServer, type HttpFallback } from "./server.js";
 import { onShutdown } from "./shutdown.js";
+import { loadMeshIdentity, meshMayCall } from "./tls.js";
 import { serverTracing } from "./tracing.js";
 
 /** What every service's composition root starts from. */
@@ -70,7 +71,25 @@ export interface ServeOptions extends ServiceParts {
 export async function serve(options: ServeOptions): Promise<{ port: number; httpPort?: number }> {
   const { runtime } = options;
   const health = new HealthStatus(options.serviceNames);
-  const readiness = options.readiness ?? (() => ({ ready: true, checks: {} }));
+  // The gateway's ports are public (API keys authenticate its callers); every other service
+  // is internal: mutual TLS when it has a mesh certificate, RPCs only on its HTTP/2 port.
+  const internal = runtime.name !== "gateway";
+  let identity;
+  try {
+    identity = internal ? loadMeshIdentity(runtime.config, runtime.name) : undefined;
+  } catch (err) {
+    runtime.logger.error((err as Error).message);
+    process.exit(2);
+  }
+  if (internal && !identity) {
+    runtime.logger.warn("no mesh certificate: this service accepts calls from anyone who can reach its port (set mesh.tls, or start with `switchyard start`)");
+  }
+  const own = options.readiness ?? (() => ({ ready: true, checks: {} }));
+  const meshCheck = !internal ? undefined : identity ? "mutual TLS (callers: gateway)" : "unauthenticated (no mesh certificate)";
+  const readiness = meshCheck === undefined ? own : () => {
+    const r = own();
+    return { ...r, checks: { ...r.checks, mesh: meshCheck } };
+  };
   const server = createRpcServer({
     name: runtime.name,
     host: runtime.config.listen_host,
@@ -80,6 +99,9 @@ export async function serve(options: ServeOptions): Promise<{ port: number; http
     health,
     logger: runtime.logger,
     interceptors: [serverTracing(), ...(options.interceptors ?? [])],
+    ...(identity ? { tls: identity, authorize: meshMayCall } : {}),
+    rpcOverHttp1: !internal,
+    headersTimeoutMs: runtime.config.limits.header_timeout_ms,
     httpFallback: async (req, res) => {
       if (options.httpFallback && (await options.httpFallback(req, res))) return true;
       return serveOpsEndpoint(req, res, runtime.metrics, readiness);

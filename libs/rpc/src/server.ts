@@ -1,13 +1,15 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import type { TLSSocket } from "node:tls";
 import type { AddressInfo } from "node:net";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "@switchyard/telemetry";
 import { HealthStatus, ServingStatus } from "./health.js";
 import { ProcedureTable } from "./lean/procedures.js";
-import { LeanServer, type Authorizer } from "./lean/server.js";
+import { LeanServer } from "./lean/server.js";
+import { peerIdentity, type MeshIdentity } from "./tls.js";
 
 /** Handles plain HTTP/1.1 requests that are not RPCs (metrics, probes). Return false to 404. */
 export type HttpFallback = (req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>;
@@ -34,8 +36,16 @@ export interface RpcServerOptions {
   maxConnectionAgeMs?: number;
   /** A client must send its request headers within this long (HTTP/1.1 port; default 10 s). */
   headersTimeoutMs?: number;
-  /** Who may call what over the lean Connect path (default: anyone who can connect). */
-  authorize?: Authorizer;
+  /**
+   * TLS on the HTTP/2 port, asking callers for a certificate from this CA: a verified one gives
+   * the caller its identity for `authorize`; without one it is anonymous (""). Without `tls` the
+   * port is cleartext (h2c) and every caller is anonymous.
+   */
+  tls?: MeshIdentity;
+  /** Whether a caller (its certificate identity, "" when none) may call a service (by type name). */
+  authorize?: (peer: string, service: string) => boolean;
+  /** Serve RPCs on the HTTP/1.1 port too (default true); false leaves it to probes and metrics. */
+  rpcOverHttp1?: boolean;
 }
 
 /** A server that does not listen until asked, and stops gracefully. */
@@ -52,6 +62,17 @@ export interface RpcServer {
  * Node 20, hence two ports.
  */
 export function createRpcServer(options: RpcServerOptions): RpcServer {
+  // Plain HTTP requests that are not RPCs: ops endpoints, else a 404 in the JSON error envelope.
+  const fallback = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    void (async () => {
+      const handled = options.httpFallback ? await options.httpFallback(req as never, res as never) : false;
+      if (!handled && !res.headersSent) {
+        const body = JSON.stringify({ error: { message: `no route for ${req.method} ${(req.url ?? "").split("?")[0]}`, type: "invalid_request_error", param: null, code: "not_found" } });
+        res.writeHead(404, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+        res.end(body);
+      }
+    })();
+  };
   let procedures = new ProcedureTable();
   const adapter = connectNodeAdapter({
     routes: (router) => {
@@ -61,30 +82,40 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
       }, router);
     },
     interceptors: options.interceptors ?? [],
-    fallback: (req, res) => {
-      void (async () => {
-        const handled = options.httpFallback ? await options.httpFallback(req as never, res as never) : false;
-        if (!handled && !res.headersSent) {
-          const body = JSON.stringify({ error: { message: `no route for ${req.method} ${(req.url ?? "").split("?")[0]}`, type: "invalid_request_error", param: null, code: "not_found" } });
-          res.writeHead(404, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
-          res.end(body);
-        }
-      })();
-    },
+    fallback: fallback as never,
   });
   // Binary Connect calls between services take the lean path; every other protocol and
   // encoding goes to connect-node.
-  const lean = new LeanServer(procedures, options.authorize);
-  const h2 = http2.createServer({ settings: H2_SETTINGS, maxSessionMemory: 256 }, (req, res) => {
-    if (!lean.handle(req.stream, req.headers)) adapter(req, res);
-  });
-  h2.on("connection", (socket: net.Socket) => socket.setNoDelay(true));
+  const lean = new LeanServer(procedures);
+  const peers = new WeakMap<object, string>();
+  const onRequest = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    const session = req.stream.session;
+    let peer = "";
+    if (options.tls && session) {
+      peer = peers.get(session) ?? peerIdentity(session.socket as TLSSocket);
+      peers.set(session, peer);
+    }
+    if (options.authorize && !options.authorize(peer, serviceOf(req.url))) {
+      denied(res, peer);
+      return;
+    }
+    if (!lean.handle(req.stream, req.headers, peer)) adapter(req, res);
+  };
+  const h2 = options.tls
+    ? http2.createSecureServer(
+        { settings: H2_SETTINGS, maxSessionMemory: 256, ca: options.tls.ca, cert: options.tls.cert, key: options.tls.key, requestCert: true, rejectUnauthorized: false, minVersion: "TLSv1.3" },
+        onRequest,
+      )
+    : http2.createServer({ settings: H2_SETTINGS, maxSessionMemory: 256 }, onRequest);
+  h2.on(options.tls ? "secureConnection" : "connection", (socket: net.Socket) => socket.setNoDelay(true));
   let h1InFlight = 0;
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
+  const rpcOverHttp1 = options.rpcOverHttp1 ?? true;
   const h1 = http.createServer({ keepAlive: true, headersTimeout, requestTimeout: 0, connectionsCheckingInterval: Math.min(1_000, headersTimeout) }, (req, res) => {
     h1InFlight++;
     res.once("close", () => h1InFlight--);
-    adapter(req, res);
+    if (rpcOverHttp1) adapter(req, res);
+    else fallback(req, res);
   });
   const sessions = new Set<http2.ServerHttp2Session>();
   const maxAge = options.maxConnectionAgeMs ?? 5 * 60_000;
@@ -129,6 +160,19 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
         await stopped;
       })()),
   };
+}
+
+/** "/package.Service/Method" -> "package.Service". */
+function serviceOf(path: string): string {
+  const end = path.indexOf("/", 1);
+  return end > 1 ? path.slice(1, end) : "";
+}
+
+/** A caller the mesh does not admit: 403 with a Connect error body (gRPC clients read 403 as PERMISSION_DENIED). */
+function denied(res: http2.Http2ServerResponse, peer: string): void {
+  const body = JSON.stringify({ code: "permission_denied", message: peer ? `caller "${peer}" may not call this service` : "this service requires a mesh client certificate" });
+  res.writeHead(403, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  res.end(body);
 }
 
 /** Roomy flow-control windows and no practical stream limit: callers multiplex everything on one connection. */

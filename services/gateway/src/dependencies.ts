@@ -1,6 +1,6 @@
 import { endpointFor, type Config } from "@switchyard/config";
 import { health } from "@switchyard/proto";
-import { createServiceClient, ServingStatus, type Readiness } from "@switchyard/rpc";
+import { createServiceClient, ServingStatus, type MeshIdentity, type Readiness } from "@switchyard/rpc";
 
 const NEEDED = ["policy", "provider"] as const;
 const DEGRADABLE = ["classifier", "cache"] as const;
@@ -16,8 +16,8 @@ export class DependencyHealth {
   private readonly timer: NodeJS.Timeout;
   private readonly clients;
 
-  constructor(config: Config, intervalMs = 2_000) {
-    this.clients = [...NEEDED, ...DEGRADABLE].map((name) => ({ name, c: createServiceClient(health.Health, endpointFor(config, name)) }));
+  constructor(config: Config, identity?: MeshIdentity, intervalMs = 2_000) {
+    this.clients = [...NEEDED, ...DEGRADABLE].map((name) => ({ name, c: createServiceClient(health.Health, endpointFor(config, name), identity ? { tls: identity } : {}) }));
     for (const { name } of this.clients) this.status.set(name, "unknown");
     void this.probe();
     this.timer = setInterval(() => void this.probe(), intervalMs);

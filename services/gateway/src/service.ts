@@ -1,7 +1,7 @@
 import { startBus, type Bus } from "@switchyard/bus";
 import { endpointFor } from "@switchyard/config";
 import { cache, classifier, gateway as pb, policy, provider } from "@switchyard/proto";
-import { createServiceClient, type ServiceParts, type ServiceRuntime } from "@switchyard/rpc";
+import { createServiceClient, loadMeshIdentity, type ServiceClientOptions, type ServiceParts, type ServiceRuntime } from "@switchyard/rpc";
 import { DependencyHealth } from "./dependencies.js";
 import { GatewayHandler } from "./grpc.js";
 import { createGatewayMetrics } from "./metrics.js";
@@ -21,11 +21,14 @@ export async function createGatewayService(runtime: ServiceRuntime, clients?: Me
   let dependencies: DependencyHealth | undefined;
   let closeConnections = () => {};
   if (!mesh) {
+    // The gateway calls the others with its mesh certificate (identity "gateway") when it has one.
+    const identity = loadMeshIdentity(config, "gateway");
+    const via = (label: string): ServiceClientOptions => ({ label, ...(identity ? { tls: identity } : {}) });
     const connections = {
-      classifier: createServiceClient(classifier.ClassifierService, endpointFor(config, "classifier")),
-      policy: createServiceClient(policy.PolicyService, endpointFor(config, "policy")),
-      cache: createServiceClient(cache.CacheService, endpointFor(config, "cache")),
-      provider: createServiceClient(provider.ProviderService, endpointFor(config, "provider")),
+      classifier: createServiceClient(classifier.ClassifierService, endpointFor(config, "classifier"), via("the classifier service")),
+      policy: createServiceClient(policy.PolicyService, endpointFor(config, "policy"), via("the policy service")),
+      cache: createServiceClient(cache.CacheService, endpointFor(config, "cache"), via("the cache service")),
+      provider: createServiceClient(provider.ProviderService, endpointFor(config, "provider"), via("the provider service")),
     };
     // Open every HTTP/2 connection now: the first request should not pay for handshakes.
     await Promise.allSettled(Object.values(connections).map((c) => c.warm()));
@@ -35,7 +38,7 @@ export async function createGatewayService(runtime: ServiceRuntime, clients?: Me
       cache: connections.cache.client,
       provider: connections.provider.client,
     };
-    dependencies = new DependencyHealth(config);
+    dependencies = new DependencyHealth(config, identity);
     closeConnections = () => {
       for (const c of Object.values(connections)) c.close();
     };

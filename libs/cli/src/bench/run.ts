@@ -159,7 +159,7 @@ async function startMesh(layout: "five" | "single", upstreamUrl: string, dir: st
     restart: false,
     singleProcess: layout === "single",
   });
-  mesh.start();
+  await mesh.start();
   await mesh.waitReady();
   return {
     name: layout === "five" ? "switchyard (5 processes)" : "switchyard (1 process)",

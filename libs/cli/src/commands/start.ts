@@ -77,7 +77,7 @@ export async function startCommand(argv: string[]): Promise<number> {
     for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => void stop(signal).then(() => resolve(0)));
   });
 
-  mesh.start();
+  await mesh.start();
   try {
     await mesh.waitReady();
   } catch (err) {

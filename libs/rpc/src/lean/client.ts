@@ -33,8 +33,9 @@ export function createLeanClient<T extends DescService>(service: T, channel: Lea
 /** TLS settings of a client connection (mutual TLS between services). */
 export interface ClientTls {
   ca: string | Buffer;
-  cert: string | Buffer;
-  key: string | Buffer;
+  /** This caller's certificate and key; without them it calls anonymously (health checks). */
+  cert?: string | Buffer;
+  key?: string | Buffer;
   /** The name the server's certificate must carry (default: the URL's host). */
   servername?: string;
 }
@@ -157,14 +158,23 @@ export class H2Channel implements LeanChannel {
     const host = t.hostname.replace(/^\[|\]$/g, "");
     const port = Number(t.port || (t.protocol === "https:" ? 443 : 80));
     const tlsOptions = this.options.tls;
-    const session = http2.connect(t.origin, {
+    const session = http2.connect(tlsOptions ? `https://${t.host}` : t.origin, {
       settings: SETTINGS,
       maxSessionMemory: 256,
       // Small RPC frames must leave at once (no Nagle); TCP keep-alive notices a peer that
       // vanished without a reset instead of leaving calls on a half-open connection.
       createConnection: () => {
         const socket = tlsOptions
-          ? tls.connect({ host, port, ca: tlsOptions.ca, cert: tlsOptions.cert, key: tlsOptions.key, servername: tlsOptions.servername ?? host, ALPNProtocols: ["h2"] })
+          ? tls.connect({
+              host,
+              port,
+              ca: tlsOptions.ca,
+              ...(tlsOptions.cert && tlsOptions.key ? { cert: tlsOptions.cert, key: tlsOptions.key } : {}),
+              // SNI takes host names only; an IP address is checked against the certificate's IP names.
+              ...(net.isIP(tlsOptions.servername ?? host) ? {} : { servername: tlsOptions.servername ?? host }),
+              ALPNProtocols: ["h2"],
+              minVersion: "TLSv1.3",
+            })
           : net.connect({ host, port });
         socket.setNoDelay(true);
         socket.setKeepAlive(true, 10_000);
@@ -178,7 +188,6 @@ export class H2Channel implements LeanChannel {
     session.on("error", forget);
     session.once("close", forget);
     session.once("goaway", forget);
-    session.unref();
     this.session = session;
     return session;
   }
@@ -194,7 +203,6 @@ export class H2Channel implements LeanChannel {
   private reset(stream: http2.ClientHttp2Stream): ConnectError {
     const code = stream.rstCode;
     if (code === http2.constants.NGHTTP2_REFUSED_STREAM) return new ConnectError("the call was refused (the service is stopping)", Code.Unavailable);
-    if (code === http2.constants.NGHTTP2_CANCEL) return new ConnectError("the call was cancelled", Code.Canceled);
     return this.unavailable(new Error(code ? `stream reset ${code}` : "connection closed"));
   }
 }

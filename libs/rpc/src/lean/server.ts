@@ -1,7 +1,6 @@
 import type * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, endStreamFlag, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
-import type { Span } from "@opentelemetry/api";
 import {
   asConnectError,
   decodeRequest,
@@ -15,9 +14,6 @@ import {
   type ProcedureTable,
 } from "./procedures.js";
 
-/** Decides whether a caller may call a procedure; an error refuses the call. */
-export type Authorizer = (peer: string, procedure: Procedure) => ConnectError | undefined;
-
 const UNARY = "application/proto";
 const STREAM = "application/connect+proto";
 
@@ -30,10 +26,7 @@ const STREAM = "application/connect+proto";
  * false and is served by connect-node.
  */
 export class LeanServer {
-  constructor(
-    private readonly table: ProcedureTable,
-    private readonly authorize?: Authorizer,
-  ) {}
+  constructor(private readonly table: ProcedureTable) {}
 
   /** Serves the request when it is a binary Connect call of a known procedure; false otherwise. */
   handle(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, peer = ""): boolean {
@@ -65,9 +58,7 @@ export class LeanServer {
       if (timer) clearTimeout(timer);
       if (!stream.writableEnded && !controller.signal.aborted) controller.abort(new ConnectError("the caller cancelled the call", Code.Canceled));
     });
-    const denied = this.authorize?.(peer, procedure);
     readBody(stream, (body) => {
-      if (denied) return this.fail(stream, procedure, denied, undefined);
       if (procedure.method.methodKind === "unary") void this.unary(stream, procedure, info, headers, body);
       else void this.serverStream(stream, procedure, info, headers, body);
     });
@@ -133,17 +124,7 @@ export class LeanServer {
     stream.respond(out);
   }
 
-  private fail(stream: http2.ServerHttp2Stream, p: Procedure, err: ConnectError, span: Span | undefined): void {
-    if (span) failSpan(span, err);
-    if (stream.destroyed) return;
-    if (p.method.methodKind === "unary") {
-      stream.respond({ ":status": codeToHttpStatus(err.code), "content-type": "application/json" });
-      stream.end(errorToJsonBytes(err, {}));
-    } else {
-      stream.respond({ ":status": 200, "content-type": STREAM });
-      stream.end(envelope(endStreamFlag, Buffer.from(JSON.stringify({ error: JSON.parse(Buffer.from(errorToJsonBytes(err, {})).toString()) }))));
-    }
-  }
+
 }
 
 /** Reads a whole request body (internal requests are small: no limit beyond HTTP/2's own). */

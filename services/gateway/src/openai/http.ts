@@ -111,7 +111,7 @@ async function chatCompletionsInSpan(deps: OpenAiApiDeps, req: http.IncomingMess
   try {
     caller = deps.tenants.identify(header(req, "authorization"));
     if (!isJsonContentType(header(req, "content-type"))) throw unsupportedMediaType(header(req, "content-type"));
-    const body = await readJson(req, deps.config.limits.max_body_bytes);
+    const body = await readJson(req, deps.config.limits.max_body_bytes, deps.config.limits.body_timeout_ms);
     const parsed = parseChatRequest(body, deps.config, header(req, "x-switchyard-cache"));
     const events = deps.orchestrator.complete({ ...parsed.completion, requestId: identity.requestId, tenant: caller.tenant, receivedAt }, controller.signal);
     const outcome = parsed.stream
@@ -138,8 +138,8 @@ async function chatCompletionsInSpan(deps: OpenAiApiDeps, req: http.IncomingMess
     span.setAttribute("error.type", error.code);
     if (!res.headersSent) {
       // Nothing sent yet (any error of a non-streamed answer, or a stream that broke before
-      // its first byte): a plain error response. After a 413 the rest of the body is not read.
-      sendJson(res, error.status, error.toEnvelope(), identity, error.status === 413 ? { connection: "close" } : {});
+      // its first byte): a plain error response. After a 408 or 413 the connection is not reused.
+      sendJson(res, error.status, error.toEnvelope(), identity, error.status === 413 || error.status === 408 ? { connection: "close" } : {});
     } else if (err instanceof StreamInterrupted) {
       // Headers are gone: the error travels as an event and [DONE] never comes, so no client
       // can take the half answer for a whole one.
@@ -459,10 +459,8 @@ function uncork(res: http.ServerResponse): void {
 const CLIENT_GONE = new Error("client disconnected");
 const TIMED_OUT = new Error("request timeout");
 
-async function readJson(req: http.IncomingMessage, limit: number): Promise<unknown> {
-  const declared = Number(req.headers["content-length"] ?? "0");
-  if (declared > limit) throw new GatewayError(413, "invalid_request_error", "request_too_large", `the request body is larger than ${limit} bytes`);
-  const text = (await readBody(req, limit)).toString("utf8");
+async function readJson(req: http.IncomingMessage, limit: number, stallMs: number): Promise<unknown> {
+  const text = (await readBody(req, limit, stallMs)).toString("utf8");
   if (text.trim() === "") throw invalidRequest("the request body is empty; send a JSON object");
   try {
     return JSON.parse(text);
@@ -472,35 +470,43 @@ async function readJson(req: http.IncomingMessage, limit: number): Promise<unkno
 }
 
 /**
- * Reads a body up to `limit` bytes. Past the limit it stops keeping data but keeps the request
- * flowing, so the 413 can still be written back (destroying the request would reset the socket
- * before the client sees why).
+ * Reads a body up to `limit` bytes. A larger body (declared or not) is read to its end and
+ * thrown away before the 413 goes out: answering while the client is still uploading would close
+ * the connection under it, and a reset connection loses the answer (the client would see a
+ * broken pipe, not why). Only a body beyond 16 times the limit is cut short. A body that sends
+ * nothing for `stallMs` is a 408.
  */
-function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+function readBody(req: http.IncomingMessage, limit: number, stallMs: number): Promise<Buffer> {
+  const tooLarge = () => new GatewayError(413, "invalid_request_error", "request_too_large", `the request body is larger than ${limit} bytes`);
+  const drainCap = Math.max(limit * 16, 64 << 20);
+  if (Number(req.headers["content-length"] ?? "0") > drainCap) return Promise.reject(tooLarge());
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
     let size = 0;
     let settled = false;
+    const finish = (outcome: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(stalled);
+      outcome();
+    };
+    const stalled = setTimeout(
+      () => finish(() => reject(new GatewayError(408, "invalid_request_error", "request_timeout", `the request body sent nothing for ${stallMs} ms`))),
+      stallMs,
+    );
     req.on("data", (chunk: Buffer) => {
       if (settled) return;
+      stalled.refresh();
       size += chunk.length;
       if (size > limit) {
-        settled = true;
-        reject(new GatewayError(413, "invalid_request_error", "request_too_large", `the request body is larger than ${limit} bytes`));
+        parts.length = 0;
+        if (size > drainCap) finish(() => reject(tooLarge()));
         return;
       }
       parts.push(chunk);
     });
-    req.once("end", () => {
-      if (settled) return;
-      settled = true;
-      resolve(Buffer.concat(parts));
-    });
-    req.once("error", () => {
-      if (settled) return;
-      settled = true;
-      reject(new GatewayError(499, "invalid_request_error", "client_closed_request", "the client stopped sending the request body"));
-    });
+    req.once("end", () => finish(() => (size > limit ? reject(tooLarge()) : resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts)))));
+    req.once("error", () => finish(() => reject(new GatewayError(499, "invalid_request_error", "client_closed_request", "the client stopped sending the request body"))));
   });
 }
 
