@@ -1,6 +1,7 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Kvm, type KV } from "@nats-io/kv";
-import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { readFileSync } from "node:fs";
+import { connect, credsAuthenticator, headers as natsHeaders, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 import { context, SpanKind, trace } from "@opentelemetry/api";
 import { events } from "@switchyard/proto";
 import { extractContext, tracer, type Logger } from "@switchyard/telemetry";
@@ -13,6 +14,38 @@ export interface BusOptions {
   priceBucket: string;
   healthSubject: string;
   logger: Logger;
+  /** Credentials and TLS (see `natsAuth`). */
+  auth?: Partial<ConnectionOptions>;
+}
+
+/** The NATS settings of the configuration that say who this service is to the server. */
+export interface NatsAuthConfig {
+  creds_file: string;
+  user: string;
+  password_env?: string | undefined;
+  token_env?: string | undefined;
+  tls: { ca_file: string; cert_file: string; key_file: string };
+}
+
+/**
+ * Connection options for the configured credentials: a .creds file (JWT and NKey seed), a user
+ * and the password in the named environment variable, or a token in one; TLS with the server's
+ * CA and, for mutual TLS, a client certificate. Secrets are read here and go nowhere else.
+ */
+export function natsAuth(c: NatsAuthConfig, env: NodeJS.ProcessEnv = process.env): Partial<ConnectionOptions> {
+  const out: Partial<ConnectionOptions> = {};
+  if (c.creds_file) out.authenticator = credsAuthenticator(readFileSync(c.creds_file));
+  else if (c.user) {
+    out.user = c.user;
+    if (c.password_env) out.pass = env[c.password_env] ?? "";
+  } else if (c.token_env) out.token = env[c.token_env] ?? "";
+  if (c.tls.ca_file || c.tls.cert_file) {
+    out.tls = {
+      ...(c.tls.ca_file ? { caFile: c.tls.ca_file } : {}),
+      ...(c.tls.cert_file && c.tls.key_file ? { certFile: c.tls.cert_file, keyFile: c.tls.key_file } : {}),
+    };
+  }
+  return out;
 }
 
 export type BusState = "connecting" | "connected" | "reconnecting" | "closed";
@@ -133,6 +166,7 @@ export class Bus {
         waitOnFirstConnect: true,
         pingInterval: 5_000,
         maxPingOut: 2,
+        ...this.options.auth,
       });
     } catch (err) {
       if (!this.closed) logger.warn("NATS connection failed; serving on last-known values", { err });
@@ -273,10 +307,10 @@ function subjectToken(name: string): string {
 
 /** The bus a service connects with, as its configuration says; undefined when NATS is disabled. */
 export function startBus(
-  config: { nats: { enabled: boolean; url: string; price_bucket: string; health_subject: string } },
+  config: { nats: { enabled: boolean; url: string; price_bucket: string; health_subject: string } & NatsAuthConfig },
   name: string,
   logger: Logger,
 ): Bus | undefined {
   if (!config.nats.enabled) return undefined;
-  return Bus.start({ url: config.nats.url, name, priceBucket: config.nats.price_bucket, healthSubject: config.nats.health_subject, logger });
+  return Bus.start({ url: config.nats.url, name, priceBucket: config.nats.price_bucket, healthSubject: config.nats.health_subject, logger, auth: natsAuth(config.nats) });
 }

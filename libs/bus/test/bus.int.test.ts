@@ -9,7 +9,7 @@ import { connect } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { events } from "@switchyard/proto";
 import { createLogger } from "@switchyard/telemetry";
-import { Bus } from "../src/index.js";
+import { Bus, natsAuth } from "../src/index.js";
 
 const logger = createLogger({ service: "test", level: "error" });
 const buses: Bus[] = [];
@@ -118,4 +118,29 @@ describe("a NATS outage", () => {
     await until(() => seen.get("a") === 12n && seen.get("b") === 5n, 10_000);
     rmSync(dir, { recursive: true, force: true });
   }, 40_000);
+});
+
+describe("NATS credentials", () => {
+  it("connects with the configured user and the password from its environment variable, and not without it", async () => {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), "switchyard-nats-auth-"));
+    const child = spawn("nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir, "--user", "gateway", "--pass", "s3cret"], {
+      stdio: "ignore",
+      env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin` },
+    });
+    servers.push(child);
+    const url = `nats://127.0.0.1:${port}`;
+    const tls = { ca_file: "", cert_file: "", key_file: "" };
+    const good = Bus.start({ url, name: "t", priceBucket: unique(), healthSubject: "h", logger, auth: natsAuth({ creds_file: "", user: "gateway", password_env: "NATS_PW", tls }, { NATS_PW: "s3cret" }) });
+    const bad = Bus.start({ url, name: "t", priceBucket: unique(), healthSubject: "h", logger, auth: natsAuth({ creds_file: "", user: "gateway", password_env: "NATS_PW", tls }, { NATS_PW: "wrong" }) });
+    try {
+      await until(() => good.state === "connected", 10_000);
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(bad.state).not.toBe("connected");
+    } finally {
+      await good.close();
+      await bad.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 20_000);
 });

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { create } from "@bufbuild/protobuf";
 import { parse as parseYaml } from "yaml";
-import { Bus } from "@switchyard/bus";
+import { Bus, natsAuth } from "@switchyard/bus";
 import { loadConfig, usdPerMtokToMicro } from "@switchyard/config";
 import { events } from "@switchyard/proto";
 import { createLogger } from "@switchyard/telemetry";
@@ -162,7 +162,7 @@ async function importOpenRouter(sourceArg: string, rest: string[]): Promise<numb
 async function publish(rows: PriceRow[], source: string): Promise<number> {
   const { config } = loadConfig();
   const logger = createLogger({ service: "cli", level: "warn" });
-  const bus = Bus.start({ url: config.nats.url, name: "switchyard-prices", priceBucket: config.nats.price_bucket, healthSubject: config.nats.health_subject, logger });
+  const bus = Bus.start({ url: config.nats.url, name: "switchyard-prices", priceBucket: config.nats.price_bucket, healthSubject: config.nats.health_subject, logger, auth: natsAuth(config.nats) });
   try {
     const now = BigInt(Date.now());
     await bus.putPrices(
