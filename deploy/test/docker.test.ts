@@ -1,7 +1,8 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { checkCompose, checkDockerfile, loadCompose } from "./lib/docker.js";
-import { checkDeploymentConfig, readRepoFile, ROOT } from "./lib/services.js";
+import { exposureProblems, parseConfig } from "@switchyard/config";
+import { checkDeploymentConfig, NATS_CLIENTS, readRepoFile, ROOT } from "./lib/services.js";
 
 const COMPOSE_DIR = join(ROOT, "deploy", "docker");
 const composeText = readRepoFile("deploy/docker/compose.yaml");
@@ -14,6 +15,17 @@ describe("deploy/docker (no Docker engine here: these are the checks that need n
 
   it("the compose stack's switchyard.yaml is accepted by the services and in step with the defaults", () => {
     expect(checkDeploymentConfig(readRepoFile("deploy/docker/switchyard.yaml"), "deploy/docker/switchyard.yaml")).toEqual([]);
+  });
+
+  it("the gateway would start in a container (open on purpose, only the compose names as Host), and its NATS user exists", () => {
+    const config = parseConfig(readRepoFile("deploy/docker/switchyard.yaml"));
+    expect(exposureProblems(config, { SWITCHYARD_LISTEN_HOST: "0.0.0.0" })).toEqual([]);
+    expect(config.gateway.allowed_hosts).toEqual(["gateway", "gateway-headless", "envoy"]);
+    expect(config.nats).toMatchObject({ user: "switchyard", password_env: "NATS_PASSWORD" });
+    const compose = loadCompose(composeText);
+    for (const name of NATS_CLIENTS) expect(compose.services[name].environment.NATS_PASSWORD, name).toBe("${SWITCHYARD_NATS_PASSWORD:-compose-local-only}");
+    expect(compose.services.nats.environment.SWITCHYARD_PASSWORD).toBe("${SWITCHYARD_NATS_PASSWORD:-compose-local-only}");
+    expect(readRepoFile("deploy/docker/nats.conf")).toMatch(/user: "switchyard"\n\s+password: \$SWITCHYARD_PASSWORD/);
   });
 
   it("the Dockerfile builds with npm ci + tsc -b and runs production dependencies as non-root", () => {
@@ -43,6 +55,17 @@ describe("the Docker checks catch broken copies", () => {
   it("a health check on the wrong port", () => {
     const compose = loadCompose(composeText.replace("127.0.0.1:9112/healthz", "127.0.0.1:9102/healthz"));
     expect(checkCompose(compose, COMPOSE_DIR)).toContain("services.policy.healthcheck probes port 9102, the service's HTTP port is 9112");
+  });
+
+  it("a port published on every interface", () => {
+    const compose = loadCompose(composeText.replace('"127.0.0.1:8080:10000"', '"8080:10000"'));
+    expect(checkCompose(compose, COMPOSE_DIR)).toContain("services.envoy: port 8080:10000 is published on every interface; publish on 127.0.0.1 only");
+  });
+
+  it("a Dockerfile on another Node than the one CI tests", () => {
+    expect(checkDockerfile(dockerfile.replace("node:24-bookworm-slim", "node:20-bookworm-slim"))).toContain(
+      "the base image must be node:24-bookworm-slim (ARG NODE_IMAGE): Node 24 LTS, as CI runs",
+    );
   });
 
   it("a Dockerfile that runs as root or ships dev dependencies", () => {

@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { ENVOY_PORTS, INFRA_PORTS, ROOT, SERVICE_NAMES, SERVICE_PORTS, serviceCommand } from "./services.js";
@@ -64,7 +64,16 @@ export function checkCompose(compose: Json, composeDir: string): string[] {
   const envoyMount = (envoy.volumes ?? []).map(String).find((v: string) => v.endsWith(":/etc/envoy/envoy.yaml:ro"));
   if (!envoyMount || !existsSync(join(composeDir, envoyMount.split(":")[0]!))) problems.push("services.envoy: must mount deploy/envoy/envoy.yaml at /etc/envoy/envoy.yaml");
   if (!(envoy.ports ?? []).some((p: string) => String(p).endsWith(`:${ENVOY_PORTS.ingress}`))) problems.push(`services.envoy: no published port maps to Envoy's listener ${ENVOY_PORTS.ingress}`);
-  if (!(services.nats?.command ?? []).includes("--jetstream")) problems.push("services.nats: JetStream must be on (--jetstream): prices live in a KV bucket");
+  const natsCommand: string[] = services.nats?.command ?? [];
+  const natsConf = (services.nats?.volumes ?? []).map(String).find((v: string) => v.endsWith(":/etc/nats/nats.conf:ro"))?.split(":")[0];
+  const jetstream = natsCommand.includes("--jetstream") || (natsCommand.includes("--config") && natsConf !== undefined && existsSync(join(composeDir, natsConf)) && /^jetstream \{/m.test(readFileSync(join(composeDir, natsConf), "utf8")));
+  if (!jetstream) problems.push("services.nats: JetStream must be on (--jetstream, or a mounted nats.conf with a jetstream block): prices live in a KV bucket");
+  if (!natsCommand.includes("--config")) problems.push("services.nats: must run with --config /etc/nats/nats.conf (users and permissions)");
+  for (const [name, s] of Object.entries(services)) {
+    for (const p of (s.ports ?? []) as unknown[]) {
+      if (!String(p).startsWith("127.0.0.1:")) problems.push(`services.${name}: port ${String(p)} is published on every interface; publish on 127.0.0.1 only`);
+    }
+  }
   if (services.jaeger?.environment?.COLLECTOR_OTLP_ENABLED !== "true") problems.push("services.jaeger: COLLECTOR_OTLP_ENABLED must be \"true\"");
   return problems;
 }
@@ -83,14 +92,14 @@ function stages(text: string): Map<string, string[]> {
 }
 
 /**
- * The Dockerfile's promises: Node 20 on Debian slim; a build stage that runs `npm ci` and
+ * The Dockerfile's promises: Node 24 LTS on Debian slim (what .ci/run tests on); a build stage that runs `npm ci` and
  * `tsc -b`; a runtime stage with production dependencies only (`npm ci --omit=dev`), running as a
  * numeric non-root user, copying nothing but the built output and those dependencies; the files the
  * services read at run time exist in the repository.
  */
 export function checkDockerfile(text: string): string[] {
   const problems: string[] = [];
-  if (!/^ARG NODE_IMAGE=node:20-bookworm-slim$/m.test(text)) problems.push("the base image must be node:20-bookworm-slim (ARG NODE_IMAGE)");
+  if (!/^ARG NODE_IMAGE=node:24-bookworm-slim$/m.test(text)) problems.push("the base image must be node:24-bookworm-slim (ARG NODE_IMAGE): Node 24 LTS, as CI runs");
   const s = stages(text);
   const build = s.get("build")?.join("\n") ?? "";
   const deps = s.get("prod-deps")?.join("\n") ?? "";

@@ -1,0 +1,195 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Kvm } from "@nats-io/kv";
+import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CHART, helmTemplate, loadValues } from "./lib/helm.js";
+import type { KubeObject } from "./lib/kube.js";
+import { issueCertificates, startNats, type NatsServer } from "./lib/nats.js";
+import { readKey } from "./lib/security.js";
+import { NATS_CLIENTS } from "./lib/services.js";
+import { tool } from "./lib/tools.js";
+
+/**
+ * The bundled NATS's authorization, run for real: the chart's rendered nats.conf in a local
+ * nats-server, and clients doing exactly what the services' bus does (libs/bus: KV create + watch
+ * of the price bucket, health subscribe and publish) under each identity. Each service can do its
+ * job, and nothing else: only the operator's "prices" identity writes prices, only the provider
+ * publishes health, and an unknown certificate or password does not connect.
+ */
+const helm = tool("helm");
+const natsServer = tool("nats-server", ["--version"]);
+const openssl = tool("openssl", ["version"]);
+const BUCKET = "switchyard-prices";
+const HEALTH = "switchyard.health";
+const ciDefault = loadValues(readFileSync(join(CHART, "ci", "default-values.yaml"), "utf8"));
+const ciServiceMesh = loadValues(readFileSync(join(CHART, "ci", "service-mesh-values.yaml"), "utf8"));
+
+function natsConf(objects: KubeObject[]): string {
+  const conf = readKey(objects, { kind: "ConfigMap", name: "nats-config", key: "nats.conf" });
+  if (!conf) throw new Error("the render has no ConfigMap nats-config with nats.conf");
+  return conf;
+}
+
+/** A client that records the asynchronous permission errors the server sends it. */
+interface Client {
+  nc: NatsConnection;
+  errors: string[];
+}
+
+async function client(server: NatsServer, options: Partial<ConnectionOptions>): Promise<Client> {
+  const nc = await connect({ servers: `nats://127.0.0.1:${server.port}`, maxReconnectAttempts: 0, reconnect: false, timeout: 3_000, ...options });
+  const errors: string[] = [];
+  void (async () => {
+    for await (const s of nc.status()) if (s.type === "error") errors.push(String((s as { error?: Error }).error?.message));
+  })();
+  return { nc, errors };
+}
+
+/** What libs/bus does for a service that watches prices and hears health; what it has seen so far. */
+async function watchLikeTheBus(c: Client): Promise<{ prices: string[]; health: string[] }> {
+  const seen = { prices: [] as string[], health: [] as string[] };
+  const kv = await new Kvm(c.nc).create(BUCKET, { history: 5 });
+  const watch = await kv.watch({ key: ">" });
+  void (async () => {
+    for await (const e of watch) seen.prices.push(`${e.key}=${e.string()}`);
+  })();
+  c.nc.subscribe(`${HEALTH}.>`, { callback: (_err, msg) => seen.health.push(`${msg.subject}=${msg.string()}`) });
+  await c.nc.flush();
+  return seen;
+}
+
+async function until(check: () => boolean, what: string, ms = 5_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The checks every identity scheme must pass, given a way to connect as each identity. */
+function permissionSuite(setup: () => Promise<{ server: NatsServer; as: (name: string) => Promise<Client>; services: string[] }>) {
+  let server: NatsServer;
+  let as: (name: string) => Promise<Client>;
+  let services: string[];
+  const clients: Client[] = [];
+  const open = async (name: string) => {
+    const c = await as(name);
+    clients.push(c);
+    return c;
+  };
+  beforeAll(async () => {
+    ({ server, as, services } = await setup());
+  });
+  afterAll(async () => {
+    for (const c of clients) await c.nc.close().catch(() => {});
+    await server?.stop();
+  });
+
+  it("policy and gateway read every price, including those written before they started, and hear health; prices writes; provider publishes", async () => {
+    const policy = await open(services.includes("policy") ? "policy" : "switchyard");
+    const policySeen = await watchLikeTheBus(policy); // first to start: creates the bucket
+    const prices = await open("prices");
+    const kv = await new Kvm(prices.nc).create(BUCKET, { history: 5 });
+    await kv.put("sim.sim-small", "1");
+    const gateway = await open(services.includes("gateway") ? "gateway" : "switchyard");
+    const gatewaySeen = await watchLikeTheBus(gateway);
+    await kv.put("sim.sim-large", "2");
+    const provider = await open(services.includes("provider") ? "provider" : "switchyard");
+    // The bus opens the bucket on every connect, the provider too (and may be refused: it only publishes).
+    await new Kvm(provider.nc).create(BUCKET, { history: 5 }).catch(() => undefined);
+    provider.nc.publish(`${HEALTH}.sim`, "up");
+    await provider.nc.flush();
+    for (const [name, seen] of [["policy", policySeen], ["gateway", gatewaySeen]] as const) {
+      await until(() => seen.prices.length === 2 && seen.health.length === 1, `${name} to see both prices and the health update`);
+      expect(seen, name).toEqual({ prices: ["sim.sim-small=1", "sim.sim-large=2"], health: [`${HEALTH}.sim=up`] });
+    }
+    expect(policy.errors, "policy was refused nothing it needs").toEqual([]);
+    expect(gateway.errors, "gateway was refused nothing it needs").toEqual([]);
+    expect(prices.errors, "prices was refused nothing it needs").toEqual([]);
+  });
+
+  it("no service may write prices", async () => {
+    for (const name of services) {
+      const c = await open(name);
+      const kv = await new Kvm(c.nc).create(BUCKET, { history: 5 }).catch(() => undefined);
+      const put = kv ? kv.put("sim.sim-small", "0").then(() => "written", (e: Error) => e.message) : Promise.resolve("no bucket access");
+      expect(await put, name).not.toBe("written");
+    }
+    const prices = await open("prices");
+    const entry = await (await new Kvm(prices.nc).create(BUCKET, { history: 5 })).get("sim.sim-small");
+    expect(entry?.string()).toBe("1");
+  });
+
+  it("only the provider publishes health", async () => {
+    const listener = await open(services.includes("policy") ? "policy" : "switchyard");
+    const heard: string[] = [];
+    listener.nc.subscribe(`${HEALTH}.>`, { callback: (_e, m) => heard.push(m.string()) });
+    await listener.nc.flush();
+    for (const name of services.filter((n) => n !== "provider" && n !== "switchyard")) {
+      const c = await open(name);
+      c.nc.publish(`${HEALTH}.sim`, `forged by ${name}`);
+      await c.nc.flush();
+      await until(() => c.errors.some((e) => /Permissions Violation for Publish/.test(e)), `${name}'s publish to be refused`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    expect(heard.filter((h) => h.startsWith("forged"))).toEqual([]);
+  });
+}
+
+describe.skipIf(helm.skip || natsServer.skip || openssl.skip)("bundled NATS with mesh certificates (the chart's default)", () => {
+  let dir: string;
+  afterAll(() => dir && rmSync(dir, { recursive: true, force: true }));
+  const identities = [...NATS_CLIENTS, "prices", "classifier", "cache"];
+
+  permissionSuite(async () => {
+    dir = mkdtempSync(join(tmpdir(), "switchyard-nats-"));
+    issueCertificates(dir, identities);
+    const server = await startNats(natsConf(await helmTemplate(ciDefault)), dir);
+    const tls = (name: string) => ({ caFile: join(dir, "ca.crt"), certFile: join(dir, `${name}.crt`), keyFile: join(dir, `${name}.key`) });
+    return { server, as: (name) => client(server, { tls: tls(name), name }), services: [...NATS_CLIENTS] };
+  });
+
+  it("a mesh certificate of a service that does not use NATS, or no certificate, does not connect", async () => {
+    const server = await startNats(natsConf(await helmTemplate(ciDefault)), dir);
+    try {
+      for (const name of ["classifier", "cache"]) {
+        await expect(client(server, { tls: { caFile: join(dir, "ca.crt"), certFile: join(dir, `${name}.crt`), keyFile: join(dir, `${name}.key`) } }), name).rejects.toThrow(/Authorization Violation/);
+      }
+      await expect(client(server, { tls: { caFile: join(dir, "ca.crt") } })).rejects.toThrow();
+      await expect(client(server, {})).rejects.toThrow();
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+describe.skipIf(helm.skip || natsServer.skip)("bundled NATS with passwords (mesh.tls.mode off)", () => {
+  let dir: string;
+  afterAll(() => dir && rmSync(dir, { recursive: true, force: true }));
+  const passwords = { SWITCHYARD_PASSWORD: "services-password", PRICES_PASSWORD: "prices-password" };
+
+  permissionSuite(async () => {
+    dir = mkdtempSync(join(tmpdir(), "switchyard-nats-"));
+    const server = await startNats(natsConf(await helmTemplate(ciServiceMesh)), dir, passwords);
+    const pass: Record<string, string> = { switchyard: passwords.SWITCHYARD_PASSWORD, prices: passwords.PRICES_PASSWORD };
+    return { server, as: (name) => client(server, { user: name, pass: pass[name] ?? "wrong" }), services: ["switchyard"] };
+  });
+
+  it("a wrong password does not connect", async () => {
+    const server = await startNats(natsConf(await helmTemplate(ciServiceMesh)), dir, passwords);
+    try {
+      await expect(client(server, { user: "switchyard", pass: "guess" })).rejects.toThrow(/Authorization Violation/);
+      await expect(client(server, {})).rejects.toThrow(/Authorization Violation/);
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+describe.skipIf(helm.skip)("one nats.conf", () => {
+  it("deploy/docker/nats.conf is what the chart renders without mesh TLS (passwords)", async () => {
+    expect(readFileSync(join(CHART, "..", "..", "docker", "nats.conf"), "utf8")).toBe(natsConf(await helmTemplate(ciServiceMesh)));
+  });
+});
