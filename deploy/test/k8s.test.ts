@@ -4,23 +4,27 @@ import { join } from "node:path";
 import { stringify } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "@switchyard/config";
-import { coalesce, loadValues, CHART } from "./lib/helm.js";
-import { hasKubectl, kustomize, StrictFieldChecker, validateModel, type KubeObject } from "./lib/kube.js";
+import { isCertManager, validateCertManager } from "./lib/certmanager.js";
+import { byId, GENERATED } from "./lib/compare.js";
+import { coalesce, helmTemplate, loadValues, CHART } from "./lib/helm.js";
+import { kustomize, StrictFieldChecker, validateModel, type KubeObject } from "./lib/kube.js";
 import { checkMesh } from "./lib/mesh.js";
-import { checkDeploymentConfig, readRepoFile, ROOT, SERVICE_NAMES } from "./lib/services.js";
+import { checkExposure, checkMeshTls, deployedServices, expectedIngress, hasDefaultDeny, ingressTable, readKey } from "./lib/security.js";
+import { checkDeploymentConfig, NATS_CLIENTS, readRepoFile, ROOT, SERVICE_NAMES } from "./lib/services.js";
+import { tool } from "./lib/tools.js";
 
 const OVERLAYS = ["k8s/base", "k8s/overlays/dev", "k8s/overlays/prod"] as const;
-const kubectl = hasKubectl();
-if (!kubectl) console.warn("deploy/test/k8s.test.ts: kubectl is not installed, the kustomize checks are skipped (CI installs it: .ci/run)");
+const kubectl = tool("kubectl", ["version", "--client"]);
+const helm = tool("helm");
 
-/** kubernetes-models validation plus the unknown-field walk, for every object. */
+/** kubernetes-models validation plus the unknown-field walk; cert-manager's kinds against its schemas. */
 function validateObjects(objects: KubeObject[], strict: StrictFieldChecker): string[] {
   const problems: string[] = [];
-  for (const o of objects) problems.push(...validateModel(o), ...strict.check(o));
+  for (const o of objects) problems.push(...(isCertManager(o) ? validateCertManager(o) : [...validateModel(o), ...strict.check(o)]));
   return problems;
 }
 
-describe.skipIf(!kubectl)("kustomize: k8s/", () => {
+describe.skipIf(kubectl.skip)("kustomize: k8s/", () => {
   const rendered = new Map<string, KubeObject[]>();
   let strict: StrictFieldChecker;
   let scratch: string;
@@ -28,7 +32,7 @@ describe.skipIf(!kubectl)("kustomize: k8s/", () => {
   beforeAll(async () => {
     const all = await Promise.all(OVERLAYS.map((dir) => kustomize(dir)));
     OVERLAYS.forEach((dir, i) => rendered.set(dir, all[i]!));
-    strict = new StrictFieldChecker([...rendered.values()].flat());
+    strict = new StrictFieldChecker([...rendered.values()].flat().filter((o) => !isCertManager(o)));
     scratch = mkdtempSync(join(tmpdir(), "switchyard-k8s-"));
   });
   afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -45,6 +49,10 @@ describe.skipIf(!kubectl)("kustomize: k8s/", () => {
     return kustomize(join(copy, overlay));
   }
 
+  it("kubectl is installed (CI fails without it)", () => {
+    expect(kubectl.available).toBe(true);
+  });
+
   it.each(OVERLAYS)("%s: every object validates against the Kubernetes schemas, with no unknown field", (dir) => {
     const objects = rendered.get(dir)!;
     expect(objects.length).toBeGreaterThan(20);
@@ -55,6 +63,58 @@ describe.skipIf(!kubectl)("kustomize: k8s/", () => {
     expect(checkMesh(rendered.get(dir)!)).toEqual([]);
   });
 
+  it.each(OVERLAYS)("%s: each service loads a config it accepts, in step with the defaults, and the gateway would start", (dir) => {
+    const { services, problems } = deployedServices(rendered.get(dir)!);
+    expect(problems).toEqual([]);
+    expect(services.map((s) => s.name).sort()).toEqual([...SERVICE_NAMES].sort());
+    for (const s of services) expect(checkDeploymentConfig(s.configText, `${dir}: ${s.name}`)).toEqual([]);
+    expect(checkExposure(services)).toEqual([]);
+  });
+
+  it.each(OVERLAYS)("%s: mutual TLS: certificates in every pod, identities, probes off the mTLS port", (dir) => {
+    const objects = rendered.get(dir)!;
+    expect(checkMeshTls(objects, deployedServices(objects).services)).toEqual([]);
+    const namespace = objects.find((o) => o.kind === "ServiceAccount")!.metadata.namespace ?? "switchyard";
+    for (const c of objects.filter((o) => o.kind === "Certificate" && o.spec.dnsNames)) {
+      const name = c.spec.dnsNames[0];
+      expect(c.spec.dnsNames, c.metadata.name).toEqual([name, `${name}.${namespace}.svc`, `${name}.${namespace}.svc.cluster.local`]);
+    }
+  });
+
+  it.each(OVERLAYS)("%s: NetworkPolicies deny by default and admit only the callers each port needs", (dir) => {
+    const objects = rendered.get(dir)!;
+    const values = loadValues(readFileSync(join(CHART, "values.yaml"), "utf8")) as Record<string, any>;
+    expect(hasDefaultDeny(objects)).toBe(true);
+    expect(ingressTable(objects)).toEqual(expectedIngress(JSON.stringify(values.networkPolicy.metricsFrom[0]), { nats: [...NATS_CLIENTS], redis: true, jaeger: true }));
+  });
+
+  it("prod keeps the base's placeholder key (every request refused until replaced); dev is open on purpose", () => {
+    const gateway = (dir: string) => deployedServices(rendered.get(dir)!).services.find((s) => s.name === "gateway")!.config;
+    expect(gateway("k8s/overlays/prod").tenants.flatMap((t) => t.api_key_sha256)).toEqual(["0".repeat(64)]);
+    expect(gateway("k8s/overlays/prod").gateway.allow_unauthenticated).toBe(false);
+    expect(gateway("k8s/overlays/dev").tenants.flatMap((t) => t.api_key_sha256)).toEqual([]);
+    expect(gateway("k8s/overlays/dev").gateway.allow_unauthenticated).toBe(true);
+  });
+
+  it.skipIf(helm.skip)("the base is the chart rendered with its default values (and the base's tenants), object by object", async () => {
+    const base = rendered.get("k8s/base")!;
+    const { services } = deployedServices(base);
+    const tenants = services[0]!.config.tenants.map((t) => ({ name: t.name, api_key_sha256: t.api_key_sha256 }));
+    const chart = await helmTemplate({ config: { tenants } });
+    const a = byId(base), b = byId(chart);
+    expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
+    for (const [id, object] of a) {
+      const generated = GENERATED.some((g) => id.endsWith(`/${g}`));
+      if (!generated) expect(object, id).toEqual(b.get(id));
+    }
+    // Generated from files: the same content.
+    const key = (objects: KubeObject[], kind: "Secret" | "ConfigMap", prefix: string, k: string) =>
+      readKey(objects, { kind, name: objects.find((o) => o.kind === kind && o.metadata.name.startsWith(prefix))!.metadata.name, key: k });
+    expect(key(base, "ConfigMap", "nats-config", "nats.conf")).toBe(key(chart, "ConfigMap", "nats-config", "nats.conf"));
+    expect(key(base, "ConfigMap", "envoy-config", "envoy.yaml")).toBe(key(chart, "ConfigMap", "envoy-config", "envoy.yaml"));
+    expect(parseConfig(key(base, "Secret", "switchyard-config", "switchyard.yaml")!)).toEqual(parseConfig(key(chart, "Secret", "switchyard-config", "switchyard.yaml")!));
+  });
+
   it("overlays differ from the base where they should", () => {
     const hpa = (dir: string) => rendered.get(dir)!.find((o) => o.kind === "HorizontalPodAutoscaler" && o.metadata.name === "gateway");
     expect(hpa("k8s/overlays/dev")).toBeUndefined();
@@ -63,14 +123,10 @@ describe.skipIf(!kubectl)("kustomize: k8s/", () => {
     for (const o of rendered.get("k8s/overlays/dev")!) if (o.kind !== "Namespace") expect(o.metadata.namespace, `${o.kind}/${o.metadata.name}`).toBe("switchyard-dev");
   });
 
-  it("config files are the same as deploy/ and the Helm chart's", () => {
+  it("config files are the same as deploy/'s", () => {
     expect(readRepoFile("k8s/base/config/envoy.yaml")).toBe(readRepoFile("deploy/envoy/envoy.yaml"));
-    const text = readRepoFile("k8s/base/config/switchyard.yaml");
-    expect(checkDeploymentConfig(text, "k8s/base/config/switchyard.yaml")).toEqual([]);
-    // The chart's default config with its bundled Redis (the "switchyard.config" helper).
-    const values = loadValues(readFileSync(join(CHART, "values.yaml"), "utf8")) as Record<string, any>;
-    const chartConfig = { ...values.config, cache: { ...values.config.cache, backend: "redis", redis_url: "redis://redis:6379" } };
-    expect(parseConfig(text)).toEqual(parseConfig(stringify(chartConfig)));
+    expect(checkDeploymentConfig(readRepoFile("k8s/base/config/switchyard.yaml"), "k8s/base/config/switchyard.yaml")).toEqual([]);
+    expect(checkDeploymentConfig(readRepoFile("k8s/overlays/dev/switchyard.yaml"), "k8s/overlays/dev/switchyard.yaml")).toEqual([]);
   });
 
   it("the base is what the Helm chart renders with its default values", () => {
@@ -138,10 +194,27 @@ describe.skipIf(!kubectl)("kustomize: k8s/", () => {
     });
 
     it("a probe on a port the container does not open", async ({ expect }) => {
-      const objects = await renderEdited("base/classifier.yaml", (t) => t.replace(/grpc:\n(\s+)port: 9101/, "grpc:\n$1port: 9100"));
+      const objects = await renderEdited("base/classifier.yaml", (t) => t.replace(/path: \/readyz\n(\s+)port: 9111/, "path: /readyz\n$1port: 9110"));
       const problems = checkMesh(objects);
-      expect(problems).toContain("Deployment/classifier container classifier: readinessProbe probes port 9100, which the container does not open");
-      expect(problems).toContain("Deployment/classifier: no grpc health probe on port 9101");
+      expect(problems).toContain("Deployment/classifier container classifier: readinessProbe probes port 9110, which the container does not open");
+      expect(problems.join("\n")).toMatch(/Deployment\/classifier: readinessProbe must be httpGet \/readyz on port 9111/);
+    });
+
+    it("a grpc probe on an internal service's mTLS port", async ({ expect }) => {
+      const objects = await renderEdited("base/cache.yaml", (t) => t.replace(/readinessProbe:\n(\s+)httpGet:\n\s+path: \/readyz\n\s+port: 9113/, "readinessProbe:\n$1grpc:\n$1  port: 9103"));
+      expect(checkMeshTls(objects, deployedServices(objects).services)).toContain(
+        "cache: readinessProbe is a grpc probe on port 9103, which answers only mTLS callers: probe the HTTP side port",
+      );
+    });
+
+    it("a NetworkPolicy that lets any pod call the provider", async ({ expect }) => {
+      const objects = await renderEdited("base/provider.yaml", (t) => t.replace(/(kind: NetworkPolicy[\s\S]*?ports:\n\s+- port: grpc\n\s+protocol: TCP\n)\s+from:\n\s+- podSelector:\n\s+matchLabels:\n\s+app.kubernetes.io\/name: gateway\n/, "$1"));
+      expect(ingressTable(objects).provider![9104]).toEqual(["*"]);
+    });
+
+    it("a certificate without the service's identity", async ({ expect }) => {
+      const objects = await renderEdited("base/policy.yaml", (t) => t.replace("spiffe://switchyard/policy", "spiffe://switchyard/gateway"));
+      expect(checkMeshTls(objects, deployedServices(objects).services)).toContain("Certificate/policy-mesh: uris must include spiffe://switchyard/policy (the identity the services check)");
     });
 
     it("a hardened setting dropped in an overlay", async ({ expect }) => {

@@ -49,6 +49,9 @@ export function validateModel(obj: KubeObject): string[] {
     /* unknown group/version: reported below */
   }
   if (!Model) return [`${id}: no Kubernetes schema for apiVersion ${obj.apiVersion}, kind ${obj.kind}`];
+  // Secret data as kustomize writes it: base64 in a literal block, one line break every 70
+  // characters, which the API server's base64 decoding skips (the "byte" format does not).
+  if (obj.kind === "Secret" && obj.data) obj = { ...obj, data: Object.fromEntries(Object.entries(obj.data).map(([k, v]) => [k, String(v).replace(/\s+/g, "")])) };
   try {
     new Model(obj).validate();
     return [];
