@@ -49,6 +49,11 @@ const MISS: LookupResult = { kind: "miss" };
  */
 export class ResponseCache {
   private readonly observer: CacheObserver;
+  /**
+   * The semantic query and vector of recent misses, by entry id: the store that follows a miss
+   * (the same request, answered) reuses them instead of embedding the prompt again.
+   */
+  private readonly recentMisses = new Map<string, { query: SemanticQuery; vector: Float32Array }>();
 
   constructor(private readonly options: ResponseCacheOptions) {
     this.observer = options.observer ?? { lookup() {}, store() {}, fault() {} };
@@ -82,6 +87,7 @@ export class ResponseCache {
     vector ??= this.embed(query, signal);
     const v = await vector;
     if (!v) return MISS;
+    this.rememberMiss(ref.id, query, v);
     for (let attempt = 0; attempt < STALE_RETRIES && !signal?.aborted; attempt++) {
       let near;
       try {
@@ -111,8 +117,11 @@ export class ResponseCache {
     const { store, embedder, secret } = this.options;
     const req = normalise(key);
     const ref = exactRef(secret, req);
-    const query = this.options.policy(req.tenant).semantic && embedder ? semanticQuery(secret, req, embedder.id) : undefined;
-    const vector = query ? await this.embed(query, signal) : undefined;
+    const missed = this.recentMisses.get(ref.id);
+    if (missed) this.recentMisses.delete(ref.id);
+    const semanticOn = this.options.policy(req.tenant).semantic && embedder !== undefined;
+    const query = !semanticOn ? undefined : (missed?.query ?? semanticQuery(secret, req, embedder.id));
+    const vector = !query ? undefined : (missed?.vector ?? (await this.embed(query, signal)));
     const semantic: SemanticSlot | undefined = query && vector ? { partition: query.partition, vector } : undefined;
     const entry = create(pb.CacheEntrySchema, { tenant: req.tenant, partition: semantic?.partition ?? "", completion });
     let stored: boolean;
@@ -125,6 +134,11 @@ export class ResponseCache {
     }
     this.observer.store(stored ? "stored" : "too_large");
     return stored;
+  }
+
+  private rememberMiss(id: string, query: SemanticQuery, vector: Float32Array): void {
+    if (this.recentMisses.size >= 4_096) this.recentMisses.delete(this.recentMisses.keys().next().value!);
+    this.recentMisses.set(id, { query, vector });
   }
 
   /** An entry's completion if it exists and belongs to this tenant (and, for a semantic hit, this partition). */
