@@ -13,7 +13,9 @@ export interface ClassifierCounters {
 /**
  * `switchyard.classifier.v1.ClassifierService`: the learned router in process, no network on the
  * hot path. Frequent prompts skip feature extraction through a routing-decision cache keyed by the
- * normalised prompt.
+ * tenant and the normalised prompt: an answer says whether it came from the cache
+ * (`decisionCached`), so a cache shared by tenants would tell one tenant which prompts another
+ * sent. Each tenant sees only its own entries (one LRU bound over all of them).
  */
 export class ClassifierHandler implements ServiceImpl<typeof pb.ClassifierService> {
   private readonly decisions = new Map<string, pb.ClassifyResponse>();
@@ -30,7 +32,7 @@ export class ClassifierHandler implements ServiceImpl<typeof pb.ClassifierServic
   classify(req: pb.ClassifyRequest): pb.ClassifyResponse {
     if (req.messages.length === 0) throw new ConnectError("messages must not be empty", Code.InvalidArgument);
     const messages = req.messages.map((m) => ({ role: m.role, content: m.content }));
-    const key = this.decisionCacheEntries > 0 ? normalisePrompt(messages) : "";
+    const key = this.decisionCacheEntries > 0 ? decisionKey(req.tenant, normalisePrompt(messages)) : "";
     const cached = key ? this.decisions.get(key) : undefined;
     if (cached) {
       // Re-insert: the Map's first key stays the least recently used.
@@ -59,6 +61,11 @@ export class ClassifierHandler implements ServiceImpl<typeof pb.ClassifierServic
     annotate(response, false);
     return response;
   }
+}
+
+/** The cache key of a prompt for a tenant; the length prefix keeps any tenant name from running into the prompt. */
+function decisionKey(tenant: string, prompt: string): string {
+  return `${tenant.length}:${tenant}\n${prompt}`;
 }
 
 function pick(predicted: Record<string, number>, names: ReadonlySet<string>): Record<string, number> {

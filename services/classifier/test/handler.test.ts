@@ -47,6 +47,39 @@ describe("classifier", () => {
     expect(seen).toEqual([false, false, false, false]);
   });
 
+  // A classifier that always answered one tier would pass every check of "a tier is one of the
+  // names": these prompts sit far apart in difficulty and must land in their own tiers.
+  it.each([
+    ["hi", "simple"],
+    ["What is the capital of France?", "simple"],
+    ["Thanks!", "simple"],
+    ["Write a Python function that merges two sorted lists.", "standard"],
+    ["Prove that there are infinitely many primes p such that p ≡ 3 (mod 4). Give a rigorous proof with every step justified.", "complex"],
+    ["Implement a lock-free concurrent hash map in C++ with linearizable resize, prove its correctness, and analyse its amortized complexity under contention.", "complex"],
+  ])("classifies %j as %s", async (content, tier) => {
+    const { client: c } = client(0);
+    const res = await c.classify({ messages: [{ role: "user", content }] });
+    expect(res.tier).toBe(tier);
+    const bounds = { simple: [0, 0.35], standard: [0.35, 0.7], complex: [0.7, 1] }[tier]!;
+    expect(res.difficulty).toBeGreaterThanOrEqual(bounds[0]!);
+    expect(res.difficulty).toBeLessThanOrEqual(bounds[1]!);
+  });
+
+  it("keeps each tenant's decisions to itself: another tenant's prompt is never reported as cached", async () => {
+    const { client: c, seen } = client();
+    const ask = (tenant: string, content: string) => c.classify({ tenant, messages: [{ role: "user", content }] });
+    const secret = "Draft the press release for our acquisition of Initech.";
+    expect((await ask("team-a", secret)).decisionCached).toBe(false);
+    expect((await ask("team-a", secret)).decisionCached).toBe(true);
+    // team-b sends the same prompt (and a normalised variant): a fresh decision, not a cache hit.
+    expect((await ask("team-b", secret)).decisionCached).toBe(false);
+    expect((await ask("", secret)).decisionCached).toBe(false);
+    // team-b now has its own entry, and team-a still has its.
+    expect((await ask("team-b", `  ${secret.toUpperCase()} `)).decisionCached).toBe(true);
+    expect((await ask("team-a", secret)).decisionCached).toBe(true);
+    expect(seen).toEqual([false, true, false, false, true, true]);
+  });
+
   it("rejects an empty conversation", async () => {
     const { client: c } = client();
     await expect(c.classify({ messages: [] })).rejects.toThrow(/messages must not be empty/);
