@@ -26,6 +26,10 @@ export function checkMesh(objects: KubeObject[]): string[] {
       problems.push(`Deployment/${name} is missing`);
       continue;
     }
+    // Its own identity: a service mesh authorizes callers by ServiceAccount.
+    const account = deployment.spec.template.spec.serviceAccountName;
+    if (account !== name) problems.push(`Deployment/${name}: serviceAccountName is ${account}, expected its own (${name})`);
+    else if (!find("ServiceAccount", name)) problems.push(`Deployment/${name}: ServiceAccount/${name} is missing`);
     const container = (deployment.spec.template.spec.containers as Json[]).find((c) => c.name === name);
     if (!container) {
       problems.push(`Deployment/${name}: no container named ${name}`);
