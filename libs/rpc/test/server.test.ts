@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import * as http2 from "node:http2";
 import { createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { health } from "@switchyard/proto";
 import { createLogger } from "@switchyard/telemetry";
 import { createRpcServer, createServiceClient, HealthStatus, ServingStatus, type RpcServer } from "../src/index.js";
@@ -47,24 +47,52 @@ describe("rpc server", () => {
     expect((await fetch(`http://127.0.0.1:${httpPort}/other`)).status).toBe(404);
   });
 
-  it("reports NOT_SERVING to watchers when it shuts down", async () => {
+  it("reports a status change to watchers", async () => {
     const { port, status } = await start();
     const grpc = createServiceClient(health.Health, `http://127.0.0.1:${port}`);
     const seen: ServingStatus[] = [];
-    const watching = (async () => {
-      try {
-        for await (const r of grpc.client.watch({ service: "" })) {
-          seen.push(r.status);
-          if (seen.length === 1) status.set(ServingStatus.NOT_SERVING);
-          if (seen.length === 2) break;
-        }
-      } catch {
-        /* the server went away */
-      }
-    })();
-    await watching;
+    for await (const r of grpc.client.watch({ service: "switchyard.test.v1.TestService" })) {
+      seen.push(r.status);
+      if (seen.length === 1) status.set(ServingStatus.NOT_SERVING, "switchyard.test.v1.TestService");
+      if (seen.length === 2) break;
+    }
     expect(seen).toEqual([ServingStatus.SERVING, ServingStatus.NOT_SERVING]);
     grpc.close();
+  });
+
+  // Load balancers and Kubernetes' grpc probe take a replica out of rotation on NOT_SERVING: it
+  // must come from close() itself, at the start of the grace period, not only when the process is gone.
+  it.each([
+    ["gRPC over HTTP/2", "h2"],
+    ["Connect over HTTP/1.1", "h1"],
+  ] as const)("says NOT_SERVING to a watcher (%s) as soon as close() starts, while the grace period runs", async (_name, port) => {
+    const ports = await start();
+    const closing = server!;
+    server = undefined;
+    const client =
+      port === "h2"
+        ? createClient(health.Health, createGrpcTransport({ baseUrl: `http://127.0.0.1:${ports.port}` }))
+        : createClient(health.Health, createConnectTransport({ baseUrl: `http://127.0.0.1:${ports.httpPort}`, httpVersion: "1.1" }));
+    const seen: { status: ServingStatus; at: number }[] = [];
+    let closeStartedAt = 0;
+    let closed: Promise<void> | undefined;
+    const graceMs = 900;
+    try {
+      for await (const r of client.watch({ service: "" })) {
+        seen.push({ status: r.status, at: performance.now() });
+        if (seen.length === 1) {
+          closeStartedAt = performance.now();
+          // The watch is an in-flight stream: the server waits for it up to graceMs.
+          closed = closing.close(graceMs);
+        }
+        if (seen.length === 2) break;
+      }
+    } catch {
+      // cut at the end of the grace period without a second status: the check below fails
+    }
+    expect(seen.map((s) => s.status)).toEqual([ServingStatus.SERVING, ServingStatus.NOT_SERVING]);
+    expect(seen[1]!.at - closeStartedAt).toBeLessThan(graceMs / 3);
+    await closed;
   });
 });
 
