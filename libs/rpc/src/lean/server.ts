@@ -16,6 +16,8 @@ import {
 
 const UNARY = "application/proto";
 const STREAM = "application/connect+proto";
+const GRPC = "application/grpc";
+const GRPC_PROTO = "application/grpc+proto";
 
 /**
  * The Connect protocol with binary Protobuf, served straight from HTTP/2 streams: the calls
@@ -32,13 +34,14 @@ export class LeanServer {
   handle(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, peer = ""): boolean {
     if (headers[":method"] !== "POST") return false;
     const type = headers["content-type"];
-    if (type !== UNARY && type !== STREAM) return false;
+    const grpc = type === GRPC || type === GRPC_PROTO;
+    if (!grpc && type !== UNARY && type !== STREAM) return false;
     if (headers["content-encoding"] || headers["connect-content-encoding"]) return false;
+    if (grpc && headers["grpc-encoding"] !== undefined && headers["grpc-encoding"] !== "identity") return false;
     const procedure = this.table.get(headers[":path"] ?? "");
     if (!procedure) return false;
-    if ((procedure.method.methodKind === "unary") !== (type === UNARY)) return false;
-    const timeout = headers["connect-timeout-ms"];
-    const timeoutMs = typeof timeout === "string" && /^\d{1,10}$/.test(timeout) ? Number(timeout) : undefined;
+    if (!grpc && (procedure.method.methodKind === "unary") !== (type === UNARY)) return false;
+    const timeoutMs = grpc ? grpcTimeoutMs(headers["grpc-timeout"]) : connectTimeoutMs(headers["connect-timeout-ms"]);
     const controller = new AbortController();
     const info: CallInfo = {
       header: (name) => {
@@ -59,7 +62,8 @@ export class LeanServer {
       if (!stream.writableEnded && !controller.signal.aborted) controller.abort(new ConnectError("the caller cancelled the call", Code.Canceled));
     });
     readBody(stream, (body) => {
-      if (procedure.method.methodKind === "unary") void this.unary(stream, procedure, info, headers, body);
+      if (grpc) void this.grpc(stream, procedure, info, headers, body);
+      else if (procedure.method.methodKind === "unary") void this.unary(stream, procedure, info, headers, body);
       else void this.serverStream(stream, procedure, info, headers, body);
     });
     return true;
@@ -118,6 +122,65 @@ export class LeanServer {
     stream.end(envelope(endStreamFlag, endStream(ctx, error)));
   }
 
+  /**
+   * The gRPC protocol (what `@grpc/grpc-js` and other gRPC libraries speak), unary and server
+   * streaming: enveloped messages, status in the HTTP/2 trailers (or trailers-only for an error
+   * before any message).
+   */
+  private async grpc(stream: http2.ServerHttp2Stream, p: Procedure, info: CallInfo, headers: http2.IncomingHttpHeaders, body: Buffer): Promise<void> {
+    const traced = startServerSpan(p, info);
+    const ctx = new LeanContext(p, info, () => headerEntries(headers));
+    let it: AsyncIterator<unknown> | undefined;
+    let error: ConnectError | undefined;
+    const respond = () => {
+      const out: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": GRPC_PROTO };
+      ctx.setHeaders?.forEach((v, k) => (out[k] = v));
+      stream.respond(out, { waitForTrailers: true });
+    };
+    try {
+      const request = decodeRequest(p.method.input, unwrapEnvelope(body));
+      if (p.method.methodKind === "unary") {
+        const output = await within(traced?.ctx, () => p.impl(request, ctx));
+        const bytes = encodeResponse(p.method.output, output);
+        if (!stream.destroyed) {
+          respond();
+          stream.write(envelope(0, bytes));
+        }
+      } else {
+        const source = within(traced?.ctx, () => p.impl(request, ctx)) as AsyncIterable<unknown>;
+        it = within(traced?.ctx, () => source[Symbol.asyncIterator]());
+        for (;;) {
+          const r = await within(traced?.ctx, () => it!.next());
+          if (r.done || stream.destroyed) break;
+          const bytes = encodeResponse(p.method.output, r.value);
+          if (!stream.headersSent) respond();
+          if (!stream.write(envelope(0, bytes))) await drained(stream);
+        }
+      }
+    } catch (err) {
+      error = asConnectError(err);
+      if (traced?.span) failSpan(traced.span, error);
+    } finally {
+      traced?.span?.end();
+      if (stream.destroyed && it?.return) void Promise.resolve(it.return()).catch(() => {});
+    }
+    if (stream.destroyed) return;
+    const status: http2.OutgoingHttpHeaders = { "grpc-status": String(error?.code ?? 0) };
+    if (error) status["grpc-message"] = grpcMessage(error.rawMessage);
+    ctx.setTrailers?.forEach((v, k) => (status[k] = v));
+    if (!stream.headersSent) {
+      // Trailers-only: the call failed before its first message.
+      const out: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": GRPC_PROTO, ...status };
+      stream.respond(out, { endStream: true });
+      return;
+    }
+    // The compat layer (http2's request/response objects, created for every stream) listens for
+    // wantTrailers to send its own, empty, trailers: ours carry the status.
+    stream.removeAllListeners("wantTrailers");
+    stream.once("wantTrailers", () => stream.sendTrailers(status));
+    stream.end();
+  }
+
   private respond200(stream: http2.ServerHttp2Stream, ctx: LeanContext): void {
     const out: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": STREAM };
     ctx.setHeaders?.forEach((v, k) => (out[k] = v));
@@ -125,6 +188,26 @@ export class LeanServer {
   }
 
 
+}
+
+/** gRPC's percent-encoding of grpc-message: every byte outside printable ASCII, and "%" itself. */
+function grpcMessage(message: string): string {
+  let out = "";
+  for (const b of Buffer.from(message, "utf8")) out += b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
+  return out;
+}
+
+function connectTimeoutMs(v: string | string[] | undefined): number | undefined {
+  return typeof v === "string" && /^\d{1,10}$/.test(v) ? Number(v) : undefined;
+}
+
+const GRPC_UNITS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000001 };
+
+/** `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n), in milliseconds. */
+function grpcTimeoutMs(v: string | string[] | undefined): number | undefined {
+  if (typeof v !== "string") return undefined;
+  const m = /^(\d{1,8})([HMSmun])$/.exec(v);
+  return m ? Math.max(1, Math.ceil(Number(m[1]) * GRPC_UNITS[m[2]!]!)) : undefined;
 }
 
 /** Reads a whole request body (internal requests are small: no limit beyond HTTP/2's own). */
