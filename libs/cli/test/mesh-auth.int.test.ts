@@ -1,4 +1,6 @@
 import { readFileSync } from "node:fs";
+import * as http from "node:http";
+import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -77,5 +79,27 @@ describe("an authenticated mesh", () => {
     const res = await fetch(`${m.httpUrl}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ messages: [{ role: "user", content: "hello" }] }) });
     expect(res.status).toBe(200);
     expect(((await (await fetch(`${sideUrl("cache")}/readyz`)).json()) as { checks: { mesh: string } }).checks.mesh).toBe("mutual TLS (callers: gateway)");
+  });
+
+  it("applies the edge's Host and Origin rules to RPCs on the public ports too (DNS rebinding, other origins)", async () => {
+    const body = JSON.stringify({ messages: [{ role: "user", content: "hi" }] });
+    const connect = (headers: Record<string, string>) =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.request(`${m.httpUrl}/switchyard.gateway.v1.GatewayService/Complete`, { method: "POST", headers: { "content-type": "application/json", ...headers } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on("error", reject);
+        req.end(body);
+      });
+    expect(await connect({ host: "evil.example" })).toBe(403);
+    expect(await connect({ origin: "https://evil.example" })).toBe(403);
+    expect(await connect({})).toBe(200);
+    const c = new grpc.Client(m.grpcUrl.replace("http://", ""), grpc.credentials.createInsecure(), { "grpc.default_authority": "evil.example" });
+    const err = await new Promise<grpc.ServiceError | null>((resolve) =>
+      c.makeUnaryRequest("/switchyard.gateway.v1.GatewayService/Complete", (x: Buffer) => x, (x: Buffer) => x, Buffer.alloc(0), (e) => resolve(e)),
+    );
+    expect(err?.code).toBe(grpc.status.PERMISSION_DENIED);
+    c.close();
   });
 });

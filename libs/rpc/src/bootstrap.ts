@@ -3,7 +3,7 @@ import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { ConfigError, loadConfig, type Config, type ServiceName } from "@switchyard/config";
 import { createLogger, createMetricsRegistry, initTracing, type Logger, type Registry, type TracingHandle } from "@switchyard/telemetry";
 import { HealthStatus } from "./health.js";
-import { createRpcServer, type HttpFallback } from "./server.js";
+import { createRpcServer, type AdmitCheck, type HttpFallback } from "./server.js";
 import { onShutdown } from "./shutdown.js";
 import { loadMeshIdentity, meshMayCall } from "./tls.js";
 import { serverTracing } from "./tracing.js";
@@ -58,6 +58,8 @@ export interface ServiceParts {
   httpFallback?: HttpFallback;
   /** Runs after the server stopped taking requests and drained (close clients, flush). */
   onStop?: () => Promise<void>;
+  /** Checked before every RPC (Host and Origin), whatever its protocol. */
+  admit?: AdmitCheck;
 }
 
 export interface ServeOptions extends ServiceParts {
@@ -101,6 +103,7 @@ export async function serve(options: ServeOptions): Promise<{ port: number; http
     interceptors: [serverTracing(), ...(options.interceptors ?? [])],
     ...(identity ? { tls: identity, authorize: meshMayCall } : {}),
     rpcOverHttp1: !internal,
+    ...(options.admit ? { admit: options.admit } : {}),
     headersTimeoutMs: runtime.config.limits.header_timeout_ms,
     httpFallback: async (req, res) => {
       if (options.httpFallback && (await options.httpFallback(req, res))) return true;

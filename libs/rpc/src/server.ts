@@ -46,7 +46,15 @@ export interface RpcServerOptions {
   authorize?: (peer: string, service: string) => boolean;
   /** Serve RPCs on the HTTP/1.1 port too (default true); false leaves it to probes and metrics. */
   rpcOverHttp1?: boolean;
+  /**
+   * Checked before every RPC on either port, whatever its protocol (the lean path runs no
+   * Connect interceptors): a refusal is answered with its HTTP status and message.
+   */
+  admit?: AdmitCheck;
 }
+
+/** A request-level check of an RPC: its Host (`:authority`) and Origin. */
+export type AdmitCheck = (host: string | undefined, origin: string | undefined) => { status: number; message: string } | undefined;
 
 /** A server that does not listen until asked, and stops gracefully. */
 export interface RpcServer {
@@ -99,6 +107,7 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
       denied(res, peer);
       return;
     }
+    if (options.admit && refused(options.admit, req.headers[":authority"] ?? req.headers.host, req.headers.origin, res)) return;
     if (!lean.handle(req.stream, req.headers, peer)) adapter(req, res);
   };
   const h2 = options.tls
@@ -114,8 +123,9 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
   const h1 = http.createServer({ keepAlive: true, headersTimeout, requestTimeout: 0, connectionsCheckingInterval: Math.min(1_000, headersTimeout) }, (req, res) => {
     h1InFlight++;
     res.once("close", () => h1InFlight--);
-    if (rpcOverHttp1) adapter(req, res);
-    else fallback(req, res);
+    if (!rpcOverHttp1) fallback(req, res);
+    else if (options.admit && isRpcPath(req.url) && refused(options.admit, req.headers.host, req.headers.origin, res)) return;
+    else adapter(req, res);
   });
   const sessions = new Set<http2.ServerHttp2Session>();
   const maxAge = options.maxConnectionAgeMs ?? 5 * 60_000;
@@ -160,6 +170,20 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
         await stopped;
       })()),
   };
+}
+
+/** "/package.Service/Method": an RPC (any protocol); other paths on the HTTP/1.1 port are REST and ops. */
+function isRpcPath(url: string | undefined): boolean {
+  return /^\/[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)+\/[A-Za-z0-9_]+(\?|$)/.test(url ?? "");
+}
+
+function refused(admit: AdmitCheck, host: string | undefined, origin: string | string[] | undefined, res: http.ServerResponse | http2.Http2ServerResponse): boolean {
+  const no = admit(host, Array.isArray(origin) ? origin[0] : origin);
+  if (!no) return false;
+  const body = JSON.stringify({ code: "permission_denied", message: no.message });
+  res.writeHead(no.status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  res.end(body);
+  return true;
 }
 
 /** "/package.Service/Method" -> "package.Service". */

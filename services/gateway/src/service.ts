@@ -5,6 +5,7 @@ import { createServiceClient, loadMeshIdentity, type ServiceClientOptions, type 
 import { DependencyHealth } from "./dependencies.js";
 import { GatewayHandler } from "./grpc.js";
 import { createGatewayMetrics } from "./metrics.js";
+import { EdgePolicy } from "./openai/edge.js";
 import { openAiApi } from "./openai/http.js";
 import { Orchestrator, type MeshClients } from "./orchestrator.js";
 import { PlanCache } from "./plan-cache.js";
@@ -52,11 +53,17 @@ export async function createGatewayService(runtime: ServiceRuntime, clients?: Me
   bus?.subscribeHealth(() => plans.invalidate());
   const orchestrator = new Orchestrator(mesh, config, metrics, logger, plans);
   const tenants = new TenantResolver(config);
+  const edge = new EdgePolicy(config, tenants.authenticates);
   return {
     serviceNames: [pb.GatewayService.typeName],
     routes: (router) => router.service(pb.GatewayService, new GatewayHandler(config, orchestrator, tenants, metrics, logger)),
     httpFallback: openAiApi({ config, orchestrator, policy: mesh.policy, tenants, metrics, logger }),
     readiness: () => dependencies?.readiness() ?? { ready: true, checks: { mesh: "in process" } },
+    // RPCs (gRPC, Connect, gRPC-Web, on both ports) pass the same Host and Origin rules as REST.
+    admit: (host, origin) => {
+      const refusal = edge.check(host, origin);
+      return refusal ? { status: refusal.status, message: refusal.message } : undefined;
+    },
     onStop: async () => {
       dependencies?.close();
       closeConnections();
