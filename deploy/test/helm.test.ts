@@ -107,7 +107,7 @@ describe("the Helm checks catch broken copies", () => {
 });
 
 const helm = tool("helm");
-const METRICS = JSON.stringify(values.networkPolicy.metricsFrom[0]);
+const METRICS = JSON.stringify((values as Record<string, any>).networkPolicy.metricsFrom[0]);
 
 /** kubernetes-models (and the unknown-field walk) for Kubernetes kinds, the cert-manager schemas for its kinds. */
 function validateObjects(objects: KubeObject[]): string[] {
@@ -163,7 +163,7 @@ describe.skipIf(helm.skip)("helm template (the chart rendered by Helm itself)", 
 
   it.each(ciValues)("%s: NetworkPolicies deny by default and admit only the callers each port needs", (name) => {
     const objects = rendered.get(name)!;
-    const v = coalesce(values, ciValues.find(([n]) => n === name)![1]);
+    const v = coalesce(values, ciValues.find(([n]) => n === name)![1]) as Record<string, any>;
     expect(hasDefaultDeny(objects)).toBe(true);
     expect(ingressTable(objects)).toEqual(
       expectedIngress(METRICS, { nats: v.nats.enabled ? [...NATS_CLIENTS] : undefined, redis: v.redis.enabled, jaeger: v.jaeger.enabled }),

@@ -55,7 +55,11 @@ async function watchLikeTheBus(c: Client): Promise<{ prices: string[]; health: s
   void (async () => {
     for await (const e of watch) seen.prices.push(`${e.key}=${e.string()}`);
   })();
-  c.nc.subscribe(`${HEALTH}.>`, { callback: (_err, msg) => seen.health.push(`${msg.subject}=${msg.string()}`) });
+  c.nc.subscribe(`${HEALTH}.>`, {
+    callback: (_err, msg) => {
+      seen.health.push(`${msg.subject}=${msg.string()}`);
+    },
+  });
   await c.nc.flush();
   return seen;
 }
@@ -125,7 +129,11 @@ function permissionSuite(setup: () => Promise<{ server: NatsServer; as: (name: s
   it("only the provider publishes health", async () => {
     const listener = await open(services.includes("policy") ? "policy" : "switchyard");
     const heard: string[] = [];
-    listener.nc.subscribe(`${HEALTH}.>`, { callback: (_e, m) => heard.push(m.string()) });
+    listener.nc.subscribe(`${HEALTH}.>`, {
+      callback: (_e, m) => {
+        heard.push(m.string());
+      },
+    });
     await listener.nc.flush();
     for (const name of services.filter((n) => n !== "provider" && n !== "switchyard")) {
       const c = await open(name);
