@@ -4,12 +4,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { events } from "@switchyard/proto";
 import { createLogger } from "@switchyard/telemetry";
 import { Bus, natsAuth } from "../src/index.js";
+import { priceKey } from "../src/keys.js";
 
 const logger = createLogger({ service: "test", level: "error" });
 const buses: Bus[] = [];
@@ -119,6 +121,78 @@ describe("a NATS outage", () => {
     rmSync(dir, { recursive: true, force: true });
   }, 40_000);
 });
+
+describe("a price change made while a watcher is cut off", () => {
+  // The store survives its server; a second server on the same store takes the change while the
+  // watcher's own server is down (as another node of a cluster would). The watcher hears nothing
+  // live, and its KV watch does not survive either: the consumer behind it is gone by the time it
+  // reconnects (as after an outage longer than the consumer's 5-minute inactivity limit, or with
+  // the node that held it). Only a resync from the bucket on reconnect gives it the new table;
+  // the client library's own recovery would take two missed 30 s heartbeats.
+  it("reaches the watcher as soon as it reconnects, from the bucket", async () => {
+    const [watcherPort, otherPort] = [await freePort(), await freePort()];
+    const dir = mkdtempSync(join(tmpdir(), "switchyard-nats-resync-"));
+    const bucket = unique();
+    try {
+      let server = natsServer(watcherPort, dir);
+      const publisher = bus(`nats://127.0.0.1:${watcherPort}`, bucket, "h");
+      const seen = new Map<string, bigint>();
+      const watcher = bus(`nats://127.0.0.1:${watcherPort}`, bucket, "h");
+      watcher.watchPrices((_p, model, u) => seen.set(model, u?.outputMicroUsdPerMtok ?? -1n));
+      await until(() => publisher.state === "connected" && watcher.state === "connected", 10_000);
+      await publisher.putPrices([price("a", 10n), price("gone", 7n)]);
+      await until(() => seen.get("a") === 10n && seen.get("gone") === 7n);
+      await publisher.close();
+
+      server.kill("SIGKILL");
+      await exited(server);
+      await until(() => watcher.state === "reconnecting", 10_000);
+
+      // The change, written through another server on the same store while the watcher is away.
+      const other = natsServer(otherPort, dir);
+      const nc = await connectWhenUp(otherPort);
+      const kv = await new Kvm(nc).open(bucket);
+      await kv.put(priceKey("p", "a"), toBinary(events.PriceUpdateSchema, price("a", 42n)));
+      await kv.put(priceKey("p", "b"), toBinary(events.PriceUpdateSchema, price("b", 5n)));
+      await kv.delete(priceKey("p", "gone"));
+      const jsm = await jetstreamManager(nc);
+      let consumers = 0;
+      for await (const c of jsm.consumers.list(`KV_${bucket}`)) {
+        await jsm.consumers.delete(`KV_${bucket}`, c.name);
+        consumers++;
+      }
+      expect(consumers).toBe(1); // the watcher's
+      await nc.close();
+      other.kill("SIGTERM");
+      await exited(other);
+      expect(seen.get("a")).toBe(10n); // nothing reached the watcher meanwhile
+
+      server = natsServer(watcherPort, dir);
+      await until(() => watcher.state === "connected", 15_000);
+      const reconnectedAt = Date.now();
+      await until(() => seen.get("a") === 42n && seen.get("b") === 5n && seen.get("gone") === -1n, 10_000);
+      // From the resync on reconnect, not from a consumer that finds its way back by itself later.
+      expect(Date.now() - reconnectedAt).toBeLessThan(3_000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
+function exited(child: ChildProcess): Promise<void> {
+  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once("exit", () => r()));
+}
+
+async function connectWhenUp(port: number) {
+  for (let i = 0; ; i++) {
+    try {
+      return await connect({ servers: `127.0.0.1:${port}` });
+    } catch (err) {
+      if (i > 50) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
 
 describe("NATS credentials", () => {
   it("connects with the configured user and the password from its environment variable, and not without it", async () => {
