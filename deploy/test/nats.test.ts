@@ -4,10 +4,14 @@ import { join } from "node:path";
 import { Kvm } from "@nats-io/kv";
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { create } from "@bufbuild/protobuf";
+import { Bus, natsAuth } from "@switchyard/bus";
+import { events } from "@switchyard/proto";
+import { createLogger } from "@switchyard/telemetry";
 import { CHART, helmTemplate, loadValues } from "./lib/helm.js";
 import type { KubeObject } from "./lib/kube.js";
 import { issueCertificates, startNats, type NatsServer } from "./lib/nats.js";
-import { readKey } from "./lib/security.js";
+import { deployedServices, readKey } from "./lib/security.js";
 import { NATS_CLIENTS } from "./lib/services.js";
 import { tool } from "./lib/tools.js";
 
@@ -69,6 +73,36 @@ async function until(check: () => boolean, what: string, ms = 5_000): Promise<vo
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * The services' own bus (libs/bus), connecting as each service's rendered config says
+ * (`natsAuth(config.nats)`, with the pod's file paths moved to `files`): the policy and the
+ * gateway see the prices the operator's bus puts and the health the provider's bus publishes.
+ */
+async function busesWork(server: NatsServer, objects: KubeObject[], local: (name: string, nats: any) => { nats: any; env: Record<string, string> }): Promise<void> {
+  const logger = createLogger({ service: "deploy-test", level: "error" });
+  const { services } = deployedServices(objects);
+  const start = (name: string) => {
+    const config = services.find((s) => s.name === name)?.config.nats ?? services[0]!.config.nats;
+    const { nats, env } = local(name, config);
+    return Bus.start({ url: `nats://127.0.0.1:${server.port}`, name, priceBucket: config.price_bucket, healthSubject: config.health_subject, logger, auth: natsAuth(nats, env) });
+  };
+  const buses = ["policy", "gateway", "provider", "prices"].map(start);
+  const [policy, gateway, provider, prices] = buses as [Bus, Bus, Bus, Bus];
+  try {
+    const seen = { policy: [] as string[], gateway: [] as string[] };
+    for (const [name, bus] of [["policy", policy], ["gateway", gateway]] as const) {
+      bus.watchPrices((p, m, u) => seen[name].push(`${p}/${m}=${u?.outputMicroUsdPerMtok}`));
+      bus.subscribeHealth((u) => seen[name].push(`health ${u.provider}/${u.model}`));
+    }
+    await until(() => buses.every((b) => b.state === "connected"), "every bus to connect");
+    await prices.putPrices([create(events.PriceUpdateSchema, { provider: "sim", model: "sim-small", inputMicroUsdPerMtok: 1n, outputMicroUsdPerMtok: 7n, source: "deploy-test" })]);
+    await until(() => provider.publishHealth(create(events.HealthUpdateSchema, { provider: "sim", model: "sim-small" })) && seen.policy.length >= 2 && seen.gateway.length >= 2, "prices and health to reach policy and gateway");
+    for (const name of ["policy", "gateway"] as const) expect(seen[name], name).toEqual(expect.arrayContaining(["sim/sim-small=7", "health sim/sim-small"]));
+  } finally {
+    for (const b of buses) await b.close();
   }
 }
 
@@ -159,6 +193,19 @@ describe.skipIf(helm.skip || natsServer.skip || openssl.skip)("bundled NATS with
     return { server, as: (name) => client(server, { tls: tls(name), name }), services: [...NATS_CLIENTS] };
   });
 
+  it("the services' own bus connects with the credentials their rendered config names, and works", async () => {
+    const objects = await helmTemplate(ciDefault);
+    const server = await startNats(natsConf(objects), dir);
+    try {
+      await busesWork(server, objects, (name, nats) => ({
+        nats: { ...nats, tls: { ca_file: join(dir, "ca.crt"), cert_file: join(dir, `${name}.crt`), key_file: join(dir, `${name}.key`) } },
+        env: {},
+      }));
+    } finally {
+      await server.stop();
+    }
+  });
+
   it("a mesh certificate of a service that does not use NATS, or no certificate, does not connect", async () => {
     const server = await startNats(natsConf(await helmTemplate(ciDefault)), dir);
     try {
@@ -183,6 +230,18 @@ describe.skipIf(helm.skip || natsServer.skip)("bundled NATS with passwords (mesh
     const server = await startNats(natsConf(await helmTemplate(ciServiceMesh)), dir, passwords);
     const pass: Record<string, string> = { switchyard: passwords.SWITCHYARD_PASSWORD, prices: passwords.PRICES_PASSWORD };
     return { server, as: (name) => client(server, { user: name, pass: pass[name] ?? "wrong" }), services: ["switchyard"] };
+  });
+
+  it("the services' own bus connects with the credentials their rendered config names, and works", async () => {
+    const objects = await helmTemplate(ciServiceMesh);
+    const server = await startNats(natsConf(objects), dir, passwords);
+    try {
+      await busesWork(server, objects, (name, nats) =>
+        name === "prices" ? { nats: { ...nats, user: "prices" }, env: { NATS_PASSWORD: passwords.PRICES_PASSWORD } } : { nats, env: { NATS_PASSWORD: passwords.SWITCHYARD_PASSWORD } },
+      );
+    } finally {
+      await server.stop();
+    }
   });
 
   it("a wrong password does not connect", async () => {
