@@ -40,6 +40,23 @@ export function issueCertificates(dir: string, identities: string[]): void {
   for (const name of identities) issue(name, `URI:spiffe://switchyard/${name},DNS:${name}`, "serverAuth,clientAuth");
 }
 
+/**
+ * A certificate as cert-manager would issue it from a Certificate's spec (CN, URI and DNS SANs,
+ * extended key usages), signed by the CA in `dir` (made by `issueCertificates`): <file>.crt/.key.
+ */
+export function issueFromSpec(dir: string, file: string, spec: { commonName?: string; uris?: string[]; dnsNames?: string[]; usages?: string[] }): void {
+  const run = (...args: string[]) => {
+    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr || r.error?.message}`);
+  };
+  const san = [...(spec.uris ?? []).map((u) => `URI:${u}`), ...(spec.dnsNames ?? []).map((d) => `DNS:${d}`)].join(",");
+  const eku = (spec.usages ?? []).flatMap((u) => (u === "server auth" ? ["serverAuth"] : u === "client auth" ? ["clientAuth"] : [])).join(",");
+  run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", `${file}.key`);
+  run("req", "-new", "-key", `${file}.key`, "-subj", `/CN=${spec.commonName ?? file}`, "-out", `${file}.csr`);
+  writeFileSync(join(dir, `${file}.ext`), `${san ? `subjectAltName=${san}\n` : ""}${eku ? `extendedKeyUsage=${eku}\n` : ""}keyUsage=digitalSignature\n`);
+  run("x509", "-req", "-in", `${file}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", `${file}.ext`, "-out", `${file}.crt`);
+}
+
 /** A nats-server started with a config file; `stop()` ends it. */
 export interface NatsServer {
   port: number;
