@@ -19,9 +19,34 @@ export class CacheHandler implements ServiceImpl<typeof pb.CacheService> {
 
   async lookup(req: pb.LookupRequest, ctx: HandlerContext): Promise<pb.LookupResponse> {
     const key = validateKey(req.key);
-    const result = await this.cache.lookup(key, AbortSignal.any([ctx.signal, AbortSignal.timeout(this.lookupBudgetMs)]));
+    // The caller's deadline or our budget, whichever ends first (one controller and one timer,
+    // not AbortSignal.any and AbortSignal.timeout per lookup: those cost more than the lookup).
+    const budget = new AbortController();
+    const timer = setTimeout(() => budget.abort(), Math.min(this.lookupBudgetMs, ctx.timeoutMs() ?? this.lookupBudgetMs));
+    const onAbort = () => budget.abort();
+    ctx.signal.addEventListener("abort", onAbort, { once: true });
+    let result;
+    try {
+      result = await this.cache.lookup(key, budget.signal);
+    } finally {
+      clearTimeout(timer);
+      ctx.signal.removeEventListener("abort", onAbort);
+    }
     if (result.kind === "miss") return create(pb.LookupResponseSchema, { hit: false });
     return create(pb.LookupResponseSchema, { hit: true, completion: result.completion, kind: KIND[result.kind], similarity: result.similarity });
+  }
+
+  async storeBatch(req: pb.StoreBatchRequest, ctx: HandlerContext): Promise<pb.StoreBatchResponse> {
+    const stored = await Promise.all(
+      req.entries.map(async (entry) => {
+        try {
+          return (await this.store(entry, ctx)).stored;
+        } catch {
+          return false; // an invalid entry fails alone, not its batch
+        }
+      }),
+    );
+    return create(pb.StoreBatchResponseSchema, { stored });
   }
 
   async store(req: pb.StoreRequest, ctx: HandlerContext): Promise<pb.StoreResponse> {

@@ -97,6 +97,8 @@ export class StreamInterrupted extends Error {
 export class Orchestrator {
   /** The policy's last plan per (tenant, tier, preferences), for when the policy is down. */
   private readonly lastPlans = new Map<string, policyPb.RoutePlan>();
+  /** Answers to store in the cache, sent together (see `store`). */
+  private readonly pendingStores: cachePb.StoreRequest[] = [];
 
   constructor(
     private readonly clients: MeshClients,
@@ -268,15 +270,24 @@ export class Orchestrator {
   }
 
   private store(key: cachePb.CacheKey, route: RouteTaken, content: string, finishReason: string, usage: common.Usage | undefined, cost: bigint): void {
-    this.clients.cache
-      .store(
-        { key, completion: { provider: route.provider, model: route.model, tier: route.tier, content, finishReason, usage, costMicroUsd: cost, createdAtUnixMs: BigInt(Date.now()) } },
-        { timeoutMs: 1_000 },
-      )
-      .catch((err: unknown) => {
-        this.metrics.dependencyFailures.inc({ dependency: "cache" });
-        this.logger.debug("cache store failed", { err });
-      });
+    this.pendingStores.push(
+      create(cachePb.StoreRequestSchema, {
+        key,
+        completion: { provider: route.provider, model: route.model, tier: route.tier, content, finishReason, usage, costMicroUsd: cost, createdAtUnixMs: BigInt(Date.now()) },
+      }),
+    );
+    // Stores are off every request's path: those of one moment leave together, in one call.
+    if (this.pendingStores.length >= 64) this.flushStores();
+    else if (this.pendingStores.length === 1) setImmediate(() => this.flushStores());
+  }
+
+  private flushStores(): void {
+    const entries = this.pendingStores.splice(0);
+    if (entries.length === 0) return;
+    this.clients.cache.storeBatch({ entries }, { timeoutMs: 1_000 }).catch((err: unknown) => {
+      this.metrics.dependencyFailures.inc({ dependency: "cache" });
+      this.logger.debug("cache store failed", { err, entries: entries.length });
+    });
   }
 
   private async classify(messages: common.ChatMessage[], tenant: string, signal: AbortSignal): Promise<classifierPb.ClassifyResponse | undefined> {

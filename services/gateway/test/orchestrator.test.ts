@@ -31,7 +31,7 @@ function orchestrator(f: Fakes): Orchestrator {
   const transport = createRouterTransport(({ service }) => {
     service(classifier.ClassifierService, f.classifier ?? { classify: () => ({ tier: "standard", taskType: "chat", predictedQuality: {} }) });
     service(policy.PolicyService, f.policy ?? { route: () => plan("a", "b") });
-    service(cache.CacheService, f.cache ?? { lookup: () => ({ hit: false }), store: (req) => (stored.push(req), { stored: true }) });
+    service(cache.CacheService, f.cache ?? { lookup: () => ({ hit: false }), store: (req) => (stored.push(req), { stored: true }), storeBatch: (req) => (stored.push(...req.entries), { stored: req.entries.map(() => true) }) });
     service(provider.ProviderService, f.provider ?? { streamGenerate: answer("hello world") });
   });
   return new Orchestrator(
@@ -129,6 +129,23 @@ describe("orchestrator", () => {
     expect(events.map((e) => e.type)).toEqual(["routed", "delta"]);
     await new Promise((r) => setTimeout(r, 10));
     expect(stored).toHaveLength(0);
+  });
+
+  it("stores complete deterministic answers, those of one moment in one call", async () => {
+    stored.length = 0;
+    let calls = 0;
+    const o = orchestrator({
+      cache: {
+        lookup: () => ({ hit: false }),
+        storeBatch: (req) => (calls++, stored.push(...req.entries), { stored: req.entries.map(() => true) }),
+      },
+    });
+    const deterministic = (content: string) => request({ messages: [{ role: "user", content }], sampling: { stop: [], temperature: 0 } });
+    await Promise.all([collect(o, deterministic("one")), collect(o, deterministic("two")), collect(o, deterministic("three"))]);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(stored.map((s) => s.key?.messages[0]?.content).sort()).toEqual(["one", "three", "two"]);
+    expect(stored.every((s) => s.completion?.content === "hello world")).toBe(true);
+    expect(calls).toBe(1);
   });
 
   it("uses the middle tier when the classifier is down", async () => {
