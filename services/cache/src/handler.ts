@@ -36,6 +36,19 @@ export class CacheHandler implements ServiceImpl<typeof pb.CacheService> {
     return create(pb.LookupResponseSchema, { hit: true, completion: result.completion, kind: KIND[result.kind], similarity: result.similarity });
   }
 
+  async lookupBatch(req: pb.LookupBatchRequest, ctx: HandlerContext): Promise<pb.LookupBatchResponse> {
+    const responses = await Promise.all(
+      req.requests.map(async (r) => {
+        try {
+          return await this.lookup(r, ctx);
+        } catch {
+          return create(pb.LookupResponseSchema, { hit: false }); // an invalid key is a miss, alone
+        }
+      }),
+    );
+    return create(pb.LookupBatchResponseSchema, { responses });
+  }
+
   async storeBatch(req: pb.StoreBatchRequest, ctx: HandlerContext): Promise<pb.StoreBatchResponse> {
     const stored = await Promise.all(
       req.entries.map(async (entry) => {

@@ -29,6 +29,18 @@ export class ClassifierHandler implements ServiceImpl<typeof pb.ClassifierServic
     private readonly routable?: ReadonlySet<string>,
   ) {}
 
+  classifyBatch(req: pb.ClassifyBatchRequest): pb.ClassifyBatchResponse {
+    return create(pb.ClassifyBatchResponseSchema, {
+      results: req.requests.map((r) => {
+        try {
+          return { response: this.classify(r) };
+        } catch (err) {
+          return { error: err instanceof ConnectError ? err.rawMessage : "the request could not be classified" };
+        }
+      }),
+    });
+  }
+
   classify(req: pb.ClassifyRequest): pb.ClassifyResponse {
     if (req.messages.length === 0) throw new ConnectError("messages must not be empty", Code.InvalidArgument);
     const messages = req.messages.map((m) => ({ role: m.role, content: m.content }));

@@ -1,5 +1,6 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { trace } from "@opentelemetry/api";
 import type { Config } from "@switchyard/config";
 import { cache as cachePb, classifier as classifierPb, common, policy as policyPb, provider as providerPb } from "@switchyard/proto";
 import type { Logger } from "@switchyard/telemetry";
@@ -7,6 +8,7 @@ import { costMicroUsd } from "@switchyard/usage";
 import { fromProviderError, GatewayError, providerErrorOf } from "./errors.js";
 import type { GatewayMetrics } from "./metrics.js";
 import type { ModelChoice } from "./model-name.js";
+import { Batcher } from "./batch.js";
 import { PlanCache } from "./plan-cache.js";
 import type { ConversationTurn, ToolChoiceSpec, ToolSpec } from "./openai/validate.js";
 
@@ -97,6 +99,12 @@ export class StreamInterrupted extends Error {
 export class Orchestrator {
   /** The policy's last plan per (tenant, tier, preferences), for when the policy is down. */
   private readonly lastPlans = new Map<string, policyPb.RoutePlan>();
+  /**
+   * Lookups and classifications of one moment, each sent as one batch call. A request whose
+   * trace is sampled calls alone instead, inside its own span, so its trace shows every hop.
+   */
+  private readonly lookups: Batcher<cachePb.LookupRequest, cachePb.LookupResponse>;
+  private readonly classifications: Batcher<classifierPb.ClassifyRequest, classifierPb.ClassifyBatchResult>;
   /** Answers to store in the cache, sent together (see `store`). */
   private readonly pendingStores: cachePb.StoreRequest[] = [];
 
@@ -107,7 +115,10 @@ export class Orchestrator {
     private readonly logger: Logger,
     /** The policy's reusable plans (see PlanCache); drop them when prices or health change. */
     readonly plans: PlanCache = new PlanCache(),
-  ) {}
+  ) {
+    this.lookups = new Batcher(async (requests, timeoutMs) => (await clients.cache.lookupBatch({ requests }, { timeoutMs })).responses, config.cache.lookup_budget_ms);
+    this.classifications = new Batcher(async (requests, timeoutMs) => (await clients.classifier.classifyBatch({ requests }, { timeoutMs })).results, 1_000);
+  }
 
   async *complete(req: CompletionRequest, signal: AbortSignal): AsyncGenerator<CompletionEvent> {
     const messages = req.messages.map((m) => create(common.ChatMessageSchema, m));
@@ -260,7 +271,8 @@ export class Orchestrator {
 
   private async lookup(key: cachePb.CacheKey, signal: AbortSignal): Promise<cachePb.LookupResponse | undefined> {
     try {
-      const res = await this.clients.cache.lookup({ key }, { signal, timeoutMs: this.config.cache.lookup_budget_ms });
+      const budget = this.config.cache.lookup_budget_ms;
+      const res = traced() ? await this.clients.cache.lookup({ key }, { signal, timeoutMs: budget }) : await this.lookups.call(create(cachePb.LookupRequestSchema, { key }), signal, budget);
       return res.hit && res.completion ? res : undefined;
     } catch (err) {
       this.metrics.dependencyFailures.inc({ dependency: "cache" });
@@ -292,7 +304,10 @@ export class Orchestrator {
 
   private async classify(messages: common.ChatMessage[], tenant: string, signal: AbortSignal): Promise<classifierPb.ClassifyResponse | undefined> {
     try {
-      return await this.clients.classifier.classify({ messages, tenant }, { signal, timeoutMs: 1_000 });
+      if (traced()) return await this.clients.classifier.classify({ messages, tenant }, { signal, timeoutMs: 1_000 });
+      const result = await this.classifications.call(create(classifierPb.ClassifyRequestSchema, { messages, tenant }), signal);
+      if (!result.response) throw new ConnectError(result.error || "the classifier gave no answer", Code.InvalidArgument);
+      return result.response;
     } catch (err) {
       if (signal.aborted) throw err;
       this.metrics.dependencyFailures.inc({ dependency: "classifier" });
@@ -363,6 +378,11 @@ export class Orchestrator {
   private middleTier(): string {
     return this.config.tiers[Math.floor((this.config.tiers.length - 1) / 2)]!.name;
   }
+}
+
+/** Whether the current request's trace is recorded (then its calls are made alone, in its span). */
+function traced(): boolean {
+  return trace.getActiveSpan()?.isRecording() === true;
 }
 
 /** Token counts for the client; `estimatedIfMissing` says what to report when there were none. */

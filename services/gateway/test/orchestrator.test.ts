@@ -27,11 +27,31 @@ interface Fakes {
 
 const stored: cache.StoreRequest[] = [];
 
+/** The batch methods of a fake, made from its single ones (as the real services do). */
+function withBatches<T extends { classify?: unknown; lookup?: unknown }>(impl: T): T {
+  const out: Record<string, unknown> = { ...impl };
+  const classify = impl.classify as ((r: classifier.ClassifyRequest) => unknown) | undefined;
+  if (classify && !("classifyBatch" in impl)) {
+    out.classifyBatch = async (req: classifier.ClassifyBatchRequest) => ({
+      results: await Promise.all(req.requests.map(async (r) => {
+        try {
+          return { response: await classify(r) };
+        } catch (err) {
+          return { error: String((err as Error).message) };
+        }
+      })),
+    });
+  }
+  const lookup = impl.lookup as ((r: cache.LookupRequest) => unknown) | undefined;
+  if (lookup && !("lookupBatch" in impl)) out.lookupBatch = async (req: cache.LookupBatchRequest) => ({ responses: await Promise.all(req.requests.map((r) => lookup(r))) });
+  return out as T;
+}
+
 function orchestrator(f: Fakes): Orchestrator {
   const transport = createRouterTransport(({ service }) => {
-    service(classifier.ClassifierService, f.classifier ?? { classify: () => ({ tier: "standard", taskType: "chat", predictedQuality: {} }) });
+    service(classifier.ClassifierService, withBatches(f.classifier ?? { classify: () => ({ tier: "standard", taskType: "chat", predictedQuality: {} }) }));
     service(policy.PolicyService, f.policy ?? { route: () => plan("a", "b") });
-    service(cache.CacheService, f.cache ?? { lookup: () => ({ hit: false }), store: (req) => (stored.push(req), { stored: true }), storeBatch: (req) => (stored.push(...req.entries), { stored: req.entries.map(() => true) }) });
+    service(cache.CacheService, withBatches(f.cache ?? { lookup: () => ({ hit: false }), store: (req) => (stored.push(req), { stored: true }), storeBatch: (req) => (stored.push(...req.entries), { stored: req.entries.map(() => true) }) }));
     service(provider.ProviderService, f.provider ?? { streamGenerate: answer("hello world") });
   });
   return new Orchestrator(

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchyard/cache/v1/cache.proto.
  */
 export const file_switchyard_cache_v1_cache: GenFile = /*@__PURE__*/
-  fileDesc("Ch9zd2l0Y2h5YXJkL2NhY2hlL3YxL2NhY2hlLnByb3RvEhNzd2l0Y2h5YXJkLmNhY2hlLnYxIqABCghDYWNoZUtleRIOCgZ0ZW5hbnQYASABKAkSFwoPcmVxdWVzdGVkX21vZGVsGAIgASgJEjMKCG1lc3NhZ2VzGAMgAygLMiEuc3dpdGNoeWFyZC5jb21tb24udjEuQ2hhdE1lc3NhZ2USNgoIc2FtcGxpbmcYBCABKAsyJC5zd2l0Y2h5YXJkLmNvbW1vbi52MS5TYW1wbGluZ1BhcmFtcyI7Cg1Mb29rdXBSZXF1ZXN0EioKA2tleRgBIAEoCzIdLnN3aXRjaHlhcmQuY2FjaGUudjEuQ2FjaGVLZXkimAEKDkxvb2t1cFJlc3BvbnNlEgsKA2hpdBgBIAEoCBI5Cgpjb21wbGV0aW9uGAIgASgLMiUuc3dpdGNoeWFyZC5jYWNoZS52MS5DYWNoZWRDb21wbGV0aW9uEioKBGtpbmQYAyABKA4yHC5zd2l0Y2h5YXJkLmNhY2hlLnYxLkhpdEtpbmQSEgoKc2ltaWxhcml0eRgEIAEoASJ1CgxTdG9yZVJlcXVlc3QSKgoDa2V5GAEgASgLMh0uc3dpdGNoeWFyZC5jYWNoZS52MS5DYWNoZUtleRI5Cgpjb21wbGV0aW9uGAIgASgLMiUuc3dpdGNoeWFyZC5jYWNoZS52MS5DYWNoZWRDb21wbGV0aW9uIh8KDVN0b3JlUmVzcG9uc2USDgoGc3RvcmVkGAEgASgIIkcKEVN0b3JlQmF0Y2hSZXF1ZXN0EjIKB2VudHJpZXMYASADKAsyIS5zd2l0Y2h5YXJkLmNhY2hlLnYxLlN0b3JlUmVxdWVzdCIkChJTdG9yZUJhdGNoUmVzcG9uc2USDgoGc3RvcmVkGAEgAygIIskBChBDYWNoZWRDb21wbGV0aW9uEhAKCHByb3ZpZGVyGAEgASgJEg0KBW1vZGVsGAIgASgJEgwKBHRpZXIYAyABKAkSDwoHY29udGVudBgEIAEoCRIVCg1maW5pc2hfcmVhc29uGAUgASgJEioKBXVzYWdlGAYgASgLMhsuc3dpdGNoeWFyZC5jb21tb24udjEuVXNhZ2USFgoOY29zdF9taWNyb191c2QYByABKAMSGgoSY3JlYXRlZF9hdF91bml4X21zGAggASgDImoKCkNhY2hlRW50cnkSDgoGdGVuYW50GAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoCRI5Cgpjb21wbGV0aW9uGAMgASgLMiUuc3dpdGNoeWFyZC5jYWNoZS52MS5DYWNoZWRDb21wbGV0aW9uKk4KB0hpdEtpbmQSGAoUSElUX0tJTkRfVU5TUEVDSUZJRUQQABISCg5ISVRfS0lORF9FWEFDVBABEhUKEUhJVF9LSU5EX1NFTUFOVElDEAIykAIKDENhY2hlU2VydmljZRJRCgZMb29rdXASIi5zd2l0Y2h5YXJkLmNhY2hlLnYxLkxvb2t1cFJlcXVlc3QaIy5zd2l0Y2h5YXJkLmNhY2hlLnYxLkxvb2t1cFJlc3BvbnNlEk4KBVN0b3JlEiEuc3dpdGNoeWFyZC5jYWNoZS52MS5TdG9yZVJlcXVlc3QaIi5zd2l0Y2h5YXJkLmNhY2hlLnYxLlN0b3JlUmVzcG9uc2USXQoKU3RvcmVCYXRjaBImLnN3aXRjaHlhcmQuY2FjaGUudjEuU3RvcmVCYXRjaFJlcXVlc3QaJy5zd2l0Y2h5YXJkLmNhY2hlLnYxLlN0b3JlQmF0Y2hSZXNwb25zZWIGcHJvdG8z", [file_switchyard_common_v1_chat]);
+  fileDesc("Ch9zd2l0Y2h5YXJkL2NhY2hlL3YxL2NhY2hlLnByb3RvEhNzd2l0Y2h5YXJkLmNhY2hlLnYxIqABCghDYWNoZUtleRIOCgZ0ZW5hbnQYASABKAkSFwoPcmVxdWVzdGVkX21vZGVsGAIgASgJEjMKCG1lc3NhZ2VzGAMgAygLMiEuc3dpdGNoeWFyZC5jb21tb24udjEuQ2hhdE1lc3NhZ2USNgoIc2FtcGxpbmcYBCABKAsyJC5zd2l0Y2h5YXJkLmNvbW1vbi52MS5TYW1wbGluZ1BhcmFtcyI7Cg1Mb29rdXBSZXF1ZXN0EioKA2tleRgBIAEoCzIdLnN3aXRjaHlhcmQuY2FjaGUudjEuQ2FjaGVLZXkimAEKDkxvb2t1cFJlc3BvbnNlEgsKA2hpdBgBIAEoCBI5Cgpjb21wbGV0aW9uGAIgASgLMiUuc3dpdGNoeWFyZC5jYWNoZS52MS5DYWNoZWRDb21wbGV0aW9uEioKBGtpbmQYAyABKA4yHC5zd2l0Y2h5YXJkLmNhY2hlLnYxLkhpdEtpbmQSEgoKc2ltaWxhcml0eRgEIAEoASJ1CgxTdG9yZVJlcXVlc3QSKgoDa2V5GAEgASgLMh0uc3dpdGNoeWFyZC5jYWNoZS52MS5DYWNoZUtleRI5Cgpjb21wbGV0aW9uGAIgASgLMiUuc3dpdGNoeWFyZC5jYWNoZS52MS5DYWNoZWRDb21wbGV0aW9uIh8KDVN0b3JlUmVzcG9uc2USDgoGc3RvcmVkGAEgASgIIkoKEkxvb2t1cEJhdGNoUmVxdWVzdBI0CghyZXF1ZXN0cxgBIAMoCzIiLnN3aXRjaHlhcmQuY2FjaGUudjEuTG9va3VwUmVxdWVzdCJNChNMb29rdXBCYXRjaFJlc3BvbnNlEjYKCXJlc3BvbnNlcxgBIAMoCzIjLnN3aXRjaHlhcmQuY2FjaGUudjEuTG9va3VwUmVzcG9uc2UiRwoRU3RvcmVCYXRjaFJlcXVlc3QSMgoHZW50cmllcxgBIAMoCzIhLnN3aXRjaHlhcmQuY2FjaGUudjEuU3RvcmVSZXF1ZXN0IiQKElN0b3JlQmF0Y2hSZXNwb25zZRIOCgZzdG9yZWQYASADKAgiyQEKEENhY2hlZENvbXBsZXRpb24SEAoIcHJvdmlkZXIYASABKAkSDQoFbW9kZWwYAiABKAkSDAoEdGllchgDIAEoCRIPCgdjb250ZW50GAQgASgJEhUKDWZpbmlzaF9yZWFzb24YBSABKAkSKgoFdXNhZ2UYBiABKAsyGy5zd2l0Y2h5YXJkLmNvbW1vbi52MS5Vc2FnZRIWCg5jb3N0X21pY3JvX3VzZBgHIAEoAxIaChJjcmVhdGVkX2F0X3VuaXhfbXMYCCABKAMiagoKQ2FjaGVFbnRyeRIOCgZ0ZW5hbnQYASABKAkSEQoJcGFydGl0aW9uGAIgASgJEjkKCmNvbXBsZXRpb24YAyABKAsyJS5zd2l0Y2h5YXJkLmNhY2hlLnYxLkNhY2hlZENvbXBsZXRpb24qTgoHSGl0S2luZBIYChRISVRfS0lORF9VTlNQRUNJRklFRBAAEhIKDkhJVF9LSU5EX0VYQUNUEAESFQoRSElUX0tJTkRfU0VNQU5USUMQAjLyAgoMQ2FjaGVTZXJ2aWNlElEKBkxvb2t1cBIiLnN3aXRjaHlhcmQuY2FjaGUudjEuTG9va3VwUmVxdWVzdBojLnN3aXRjaHlhcmQuY2FjaGUudjEuTG9va3VwUmVzcG9uc2USYAoLTG9va3VwQmF0Y2gSJy5zd2l0Y2h5YXJkLmNhY2hlLnYxLkxvb2t1cEJhdGNoUmVxdWVzdBooLnN3aXRjaHlhcmQuY2FjaGUudjEuTG9va3VwQmF0Y2hSZXNwb25zZRJOCgVTdG9yZRIhLnN3aXRjaHlhcmQuY2FjaGUudjEuU3RvcmVSZXF1ZXN0GiIuc3dpdGNoeWFyZC5jYWNoZS52MS5TdG9yZVJlc3BvbnNlEl0KClN0b3JlQmF0Y2gSJi5zd2l0Y2h5YXJkLmNhY2hlLnYxLlN0b3JlQmF0Y2hSZXF1ZXN0Gicuc3dpdGNoeWFyZC5jYWNoZS52MS5TdG9yZUJhdGNoUmVzcG9uc2ViBnByb3RvMw", [file_switchyard_common_v1_chat]);
 
 /**
  * What identifies an answer: the tenant, the model the client asked for
@@ -145,6 +145,40 @@ export const StoreResponseSchema: GenMessage<StoreResponse> = /*@__PURE__*/
   messageDesc(file_switchyard_cache_v1_cache, 4);
 
 /**
+ * @generated from message switchyard.cache.v1.LookupBatchRequest
+ */
+export type LookupBatchRequest = Message<"switchyard.cache.v1.LookupBatchRequest"> & {
+  /**
+   * @generated from field: repeated switchyard.cache.v1.LookupRequest requests = 1;
+   */
+  requests: LookupRequest[];
+};
+
+/**
+ * Describes the message switchyard.cache.v1.LookupBatchRequest.
+ * Use `create(LookupBatchRequestSchema)` to create a new message.
+ */
+export const LookupBatchRequestSchema: GenMessage<LookupBatchRequest> = /*@__PURE__*/
+  messageDesc(file_switchyard_cache_v1_cache, 5);
+
+/**
+ * @generated from message switchyard.cache.v1.LookupBatchResponse
+ */
+export type LookupBatchResponse = Message<"switchyard.cache.v1.LookupBatchResponse"> & {
+  /**
+   * @generated from field: repeated switchyard.cache.v1.LookupResponse responses = 1;
+   */
+  responses: LookupResponse[];
+};
+
+/**
+ * Describes the message switchyard.cache.v1.LookupBatchResponse.
+ * Use `create(LookupBatchResponseSchema)` to create a new message.
+ */
+export const LookupBatchResponseSchema: GenMessage<LookupBatchResponse> = /*@__PURE__*/
+  messageDesc(file_switchyard_cache_v1_cache, 6);
+
+/**
  * @generated from message switchyard.cache.v1.StoreBatchRequest
  */
 export type StoreBatchRequest = Message<"switchyard.cache.v1.StoreBatchRequest"> & {
@@ -159,7 +193,7 @@ export type StoreBatchRequest = Message<"switchyard.cache.v1.StoreBatchRequest">
  * Use `create(StoreBatchRequestSchema)` to create a new message.
  */
 export const StoreBatchRequestSchema: GenMessage<StoreBatchRequest> = /*@__PURE__*/
-  messageDesc(file_switchyard_cache_v1_cache, 5);
+  messageDesc(file_switchyard_cache_v1_cache, 7);
 
 /**
  * @generated from message switchyard.cache.v1.StoreBatchResponse
@@ -178,7 +212,7 @@ export type StoreBatchResponse = Message<"switchyard.cache.v1.StoreBatchResponse
  * Use `create(StoreBatchResponseSchema)` to create a new message.
  */
 export const StoreBatchResponseSchema: GenMessage<StoreBatchResponse> = /*@__PURE__*/
-  messageDesc(file_switchyard_cache_v1_cache, 6);
+  messageDesc(file_switchyard_cache_v1_cache, 8);
 
 /**
  * A complete answer as it was served.
@@ -234,7 +268,7 @@ export type CachedCompletion = Message<"switchyard.cache.v1.CachedCompletion"> &
  * Use `create(CachedCompletionSchema)` to create a new message.
  */
 export const CachedCompletionSchema: GenMessage<CachedCompletion> = /*@__PURE__*/
-  messageDesc(file_switchyard_cache_v1_cache, 7);
+  messageDesc(file_switchyard_cache_v1_cache, 9);
 
 /**
  * How the cache keeps one entry in a backend (memory or Redis). Not sent over the RPC API;
@@ -268,7 +302,7 @@ export type CacheEntry = Message<"switchyard.cache.v1.CacheEntry"> & {
  * Use `create(CacheEntrySchema)` to create a new message.
  */
 export const CacheEntrySchema: GenMessage<CacheEntry> = /*@__PURE__*/
-  messageDesc(file_switchyard_cache_v1_cache, 8);
+  messageDesc(file_switchyard_cache_v1_cache, 10);
 
 /**
  * How a lookup was answered.
@@ -313,6 +347,17 @@ export const CacheService: GenService<{
     methodKind: "unary";
     input: typeof LookupRequestSchema;
     output: typeof LookupResponseSchema;
+  },
+  /**
+   * Looks several keys up in one call (a busy gateway gathers the lookups of one moment).
+   * Responses are in request order; a key that cannot be looked up is a miss.
+   *
+   * @generated from rpc switchyard.cache.v1.CacheService.LookupBatch
+   */
+  lookupBatch: {
+    methodKind: "unary";
+    input: typeof LookupBatchRequestSchema;
+    output: typeof LookupBatchResponseSchema;
   },
   /**
    * Stores a complete, successful answer. Never called for partial or failed streams.

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchyard/classifier/v1/classifier.proto.
  */
 export const file_switchyard_classifier_v1_classifier: GenFile = /*@__PURE__*/
-  fileDesc("Cilzd2l0Y2h5YXJkL2NsYXNzaWZpZXIvdjEvY2xhc3NpZmllci5wcm90bxIYc3dpdGNoeWFyZC5jbGFzc2lmaWVyLnYxIlYKD0NsYXNzaWZ5UmVxdWVzdBIzCghtZXNzYWdlcxgBIAMoCzIhLnN3aXRjaHlhcmQuY29tbW9uLnYxLkNoYXRNZXNzYWdlEg4KBnRlbmFudBgCIAEoCSKuAgoQQ2xhc3NpZnlSZXNwb25zZRIMCgR0aWVyGAEgASgJEhIKCmRpZmZpY3VsdHkYAiABKAESEQoJdGFza190eXBlGAMgASgJElsKEXByZWRpY3RlZF9xdWFsaXR5GAQgAygLMkAuc3dpdGNoeWFyZC5jbGFzc2lmaWVyLnYxLkNsYXNzaWZ5UmVzcG9uc2UuUHJlZGljdGVkUXVhbGl0eUVudHJ5Eh4KFmVzdGltYXRlZF9pbnB1dF90b2tlbnMYBSABKAMSFwoPZGVjaXNpb25fY2FjaGVkGAYgASgIEhYKDnJvdXRlcl92ZXJzaW9uGAcgASgJGjcKFVByZWRpY3RlZFF1YWxpdHlFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBMnYKEUNsYXNzaWZpZXJTZXJ2aWNlEmEKCENsYXNzaWZ5Eikuc3dpdGNoeWFyZC5jbGFzc2lmaWVyLnYxLkNsYXNzaWZ5UmVxdWVzdBoqLnN3aXRjaHlhcmQuY2xhc3NpZmllci52MS5DbGFzc2lmeVJlc3BvbnNlYgZwcm90bzM", [file_switchyard_common_v1_chat]);
+  fileDesc("Cilzd2l0Y2h5YXJkL2NsYXNzaWZpZXIvdjEvY2xhc3NpZmllci5wcm90bxIYc3dpdGNoeWFyZC5jbGFzc2lmaWVyLnYxIlYKD0NsYXNzaWZ5UmVxdWVzdBIzCghtZXNzYWdlcxgBIAMoCzIhLnN3aXRjaHlhcmQuY29tbW9uLnYxLkNoYXRNZXNzYWdlEg4KBnRlbmFudBgCIAEoCSKuAgoQQ2xhc3NpZnlSZXNwb25zZRIMCgR0aWVyGAEgASgJEhIKCmRpZmZpY3VsdHkYAiABKAESEQoJdGFza190eXBlGAMgASgJElsKEXByZWRpY3RlZF9xdWFsaXR5GAQgAygLMkAuc3dpdGNoeWFyZC5jbGFzc2lmaWVyLnYxLkNsYXNzaWZ5UmVzcG9uc2UuUHJlZGljdGVkUXVhbGl0eUVudHJ5Eh4KFmVzdGltYXRlZF9pbnB1dF90b2tlbnMYBSABKAMSFwoPZGVjaXNpb25fY2FjaGVkGAYgASgIEhYKDnJvdXRlcl92ZXJzaW9uGAcgASgJGjcKFVByZWRpY3RlZFF1YWxpdHlFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIlMKFENsYXNzaWZ5QmF0Y2hSZXF1ZXN0EjsKCHJlcXVlc3RzGAEgAygLMikuc3dpdGNoeWFyZC5jbGFzc2lmaWVyLnYxLkNsYXNzaWZ5UmVxdWVzdCJXChVDbGFzc2lmeUJhdGNoUmVzcG9uc2USPgoHcmVzdWx0cxgBIAMoCzItLnN3aXRjaHlhcmQuY2xhc3NpZmllci52MS5DbGFzc2lmeUJhdGNoUmVzdWx0ImIKE0NsYXNzaWZ5QmF0Y2hSZXN1bHQSPAoIcmVzcG9uc2UYASABKAsyKi5zd2l0Y2h5YXJkLmNsYXNzaWZpZXIudjEuQ2xhc3NpZnlSZXNwb25zZRINCgVlcnJvchgCIAEoCTLoAQoRQ2xhc3NpZmllclNlcnZpY2USYQoIQ2xhc3NpZnkSKS5zd2l0Y2h5YXJkLmNsYXNzaWZpZXIudjEuQ2xhc3NpZnlSZXF1ZXN0Giouc3dpdGNoeWFyZC5jbGFzc2lmaWVyLnYxLkNsYXNzaWZ5UmVzcG9uc2UScAoNQ2xhc3NpZnlCYXRjaBIuLnN3aXRjaHlhcmQuY2xhc3NpZmllci52MS5DbGFzc2lmeUJhdGNoUmVxdWVzdBovLnN3aXRjaHlhcmQuY2xhc3NpZmllci52MS5DbGFzc2lmeUJhdGNoUmVzcG9uc2ViBnByb3RvMw", [file_switchyard_common_v1_chat]);
 
 /**
  * @generated from message switchyard.classifier.v1.ClassifyRequest
@@ -101,6 +101,64 @@ export const ClassifyResponseSchema: GenMessage<ClassifyResponse> = /*@__PURE__*
   messageDesc(file_switchyard_classifier_v1_classifier, 1);
 
 /**
+ * @generated from message switchyard.classifier.v1.ClassifyBatchRequest
+ */
+export type ClassifyBatchRequest = Message<"switchyard.classifier.v1.ClassifyBatchRequest"> & {
+  /**
+   * @generated from field: repeated switchyard.classifier.v1.ClassifyRequest requests = 1;
+   */
+  requests: ClassifyRequest[];
+};
+
+/**
+ * Describes the message switchyard.classifier.v1.ClassifyBatchRequest.
+ * Use `create(ClassifyBatchRequestSchema)` to create a new message.
+ */
+export const ClassifyBatchRequestSchema: GenMessage<ClassifyBatchRequest> = /*@__PURE__*/
+  messageDesc(file_switchyard_classifier_v1_classifier, 2);
+
+/**
+ * @generated from message switchyard.classifier.v1.ClassifyBatchResponse
+ */
+export type ClassifyBatchResponse = Message<"switchyard.classifier.v1.ClassifyBatchResponse"> & {
+  /**
+   * @generated from field: repeated switchyard.classifier.v1.ClassifyBatchResult results = 1;
+   */
+  results: ClassifyBatchResult[];
+};
+
+/**
+ * Describes the message switchyard.classifier.v1.ClassifyBatchResponse.
+ * Use `create(ClassifyBatchResponseSchema)` to create a new message.
+ */
+export const ClassifyBatchResponseSchema: GenMessage<ClassifyBatchResponse> = /*@__PURE__*/
+  messageDesc(file_switchyard_classifier_v1_classifier, 3);
+
+/**
+ * @generated from message switchyard.classifier.v1.ClassifyBatchResult
+ */
+export type ClassifyBatchResult = Message<"switchyard.classifier.v1.ClassifyBatchResult"> & {
+  /**
+   * @generated from field: switchyard.classifier.v1.ClassifyResponse response = 1;
+   */
+  response?: ClassifyResponse | undefined;
+
+  /**
+   * Why this request could not be classified (empty when it was).
+   *
+   * @generated from field: string error = 2;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message switchyard.classifier.v1.ClassifyBatchResult.
+ * Use `create(ClassifyBatchResultSchema)` to create a new message.
+ */
+export const ClassifyBatchResultSchema: GenMessage<ClassifyBatchResult> = /*@__PURE__*/
+  messageDesc(file_switchyard_classifier_v1_classifier, 4);
+
+/**
  * @generated from service switchyard.classifier.v1.ClassifierService
  */
 export const ClassifierService: GenService<{
@@ -111,6 +169,17 @@ export const ClassifierService: GenService<{
     methodKind: "unary";
     input: typeof ClassifyRequestSchema;
     output: typeof ClassifyResponseSchema;
+  },
+  /**
+   * Classifies several requests in one call (a busy gateway gathers those of one moment).
+   * Results are in request order; one that cannot be classified carries `error` and no tier.
+   *
+   * @generated from rpc switchyard.classifier.v1.ClassifierService.ClassifyBatch
+   */
+  classifyBatch: {
+    methodKind: "unary";
+    input: typeof ClassifyBatchRequestSchema;
+    output: typeof ClassifyBatchResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_switchyard_classifier_v1_classifier, 0);
