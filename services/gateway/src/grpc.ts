@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { trace } from "@opentelemetry/api";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { trace, type Span } from "@opentelemetry/api";
 import type { Config } from "@switchyard/config";
 import { gateway as pb } from "@switchyard/proto";
 import type { Logger } from "@switchyard/telemetry";
@@ -10,7 +10,7 @@ import type { GatewayMetrics } from "./metrics.js";
 import { parseModel } from "./model-name.js";
 import { StreamInterrupted, type CompletionEvent, type CompletionRequest, type Orchestrator, type RouteTaken } from "./orchestrator.js";
 import { annotateDone, newRequestIdentity } from "./request-context.js";
-import type { TenantResolver } from "./tenants.js";
+import type { Caller, TenantResolver } from "./tenants.js";
 
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
 
@@ -31,8 +31,17 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
   async *streamComplete(req: pb.CompleteRequest, ctx: HandlerContext): AsyncGenerator<pb.CompleteResponse> {
     const labels = { api: "grpc", status: "OK", model: "", tier: "", cache: "" };
     const receivedAt = performance.now();
+    // The server interceptor made this RPC a span; answer with it so the client can find the trace.
+    const span = trace.getActiveSpan() ?? trace.wrapSpanContext({ traceId: "0".repeat(32), spanId: "0".repeat(16), traceFlags: 0 });
+    const identity = newRequestIdentity(span);
+    ctx.responseHeader.set("x-switchyard-request-id", identity.requestId);
+    ctx.responseHeader.set("traceparent", identity.traceparent);
+    let caller: Caller = { tenant: "", keyId: "" };
+    let errorCode = "";
+    let answered = false;
     try {
-      for await (const event of this.run(req, ctx, receivedAt)) {
+      caller = this.tenants.identify(ctx.requestHeader.get("authorization") ?? undefined);
+      for await (const event of this.run(ctx, span, this.toRequest(req, caller.tenant, identity.requestId, receivedAt))) {
         if (event.type === "routed") {
           Object.assign(labels, { model: event.route.id, tier: event.route.tier, cache: event.route.cache });
         } else if (event.type === "delta") {
@@ -43,20 +52,35 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
         } else {
           ctx.responseTrailer.set("x-switchyard-cost-usd", formatUsd(event.costMicroUsd));
           this.metrics.costMicroUsd.inc({ model: event.route.id, tier: event.route.tier }, Number(event.costMicroUsd));
+          answered = true;
           yield create(pb.CompleteResponseSchema, { completion: completionOf(event, ctx) });
         }
       }
+      if (!answered) throw new StreamInterrupted(new GatewayError(502, "upstream_error", "incomplete", "the answer ended early"));
     } catch (err) {
-      labels.status = err instanceof GatewayError ? String(err.status) : err instanceof StreamInterrupted ? String(err.cause.status) : "500";
+      const error = ctx.signal.aborted ? abortError(ctx.signal.reason) : err instanceof StreamInterrupted ? err.cause : err instanceof GatewayError ? err : undefined;
+      labels.status = error ? String(error.status) : "500";
+      errorCode = error?.code ?? "internal_error";
       throw this.toConnect(err);
     } finally {
+      if (!answered && labels.status === "OK") {
+        // Stopped before the answer without an error of ours: the caller went away (or its deadline passed).
+        const error = abortError(ctx.signal.reason);
+        labels.status = String(error.status);
+        errorCode = error.code;
+      }
       this.metrics.requests.inc(labels);
-      const span = trace.getActiveSpan();
+      // The audit line: who (tenant, key id; never the key), what, and how it ended.
       this.logger.info("request", {
-        request_id: ctx.responseHeader.get("x-switchyard-request-id") ?? "",
-        trace_id: span?.spanContext().traceId ?? "",
+        request_id: identity.requestId,
+        trace_id: identity.traceId,
         api: "grpc",
+        protocol: ctx.protocolName,
+        method: ctx.method.name,
         status: labels.status,
+        tenant: caller.tenant,
+        key_id: caller.keyId,
+        ...(errorCode ? { error: errorCode } : {}),
         model: labels.model,
         tier: labels.tier,
         cache: labels.cache,
@@ -74,14 +98,7 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
     throw new GatewayError(502, "upstream_error", "incomplete", "the answer ended early").toConnectError();
   }
 
-  private async *run(req: pb.CompleteRequest, ctx: HandlerContext, receivedAt: number): AsyncGenerator<CompletionEvent> {
-    // The server interceptor made this RPC a span; answer with it so the client can find the trace.
-    const span = trace.getActiveSpan() ?? trace.wrapSpanContext({ traceId: "0".repeat(32), spanId: "0".repeat(16), traceFlags: 0 });
-    const identity = newRequestIdentity(span);
-    ctx.responseHeader.set("x-switchyard-request-id", identity.requestId);
-    ctx.responseHeader.set("traceparent", identity.traceparent);
-    const tenant = this.tenants.resolve(ctx.requestHeader.get("authorization") ?? undefined);
-    const request = this.toRequest(req, tenant, identity.requestId, receivedAt);
+  private async *run(ctx: HandlerContext, span: Span, request: CompletionRequest): AsyncGenerator<CompletionEvent> {
     for await (const event of this.orchestrator.complete(request, ctx.signal)) {
       if (event.type === "routed") setRouteHeaders(ctx, event.route);
       if (event.type === "done") annotateDone(span, event);
@@ -135,6 +152,16 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
     this.logger.error("unexpected error", { err });
     return new GatewayError(500, "api_error", "internal_error", "internal error in the gateway").toConnectError();
   }
+}
+
+/**
+ * Why a call's signal fired, as the status the audit line records: the client cancelled (499, as
+ * the REST API logs a client that hung up) or its deadline passed (504).
+ */
+function abortError(reason: unknown): GatewayError {
+  return ConnectError.from(reason).code === Code.DeadlineExceeded
+    ? new GatewayError(504, "timeout_error", "deadline_exceeded", "the call's deadline passed")
+    : new GatewayError(499, "invalid_request_error", "client_closed_request", "the client cancelled the call");
 }
 
 function setRouteHeaders(ctx: HandlerContext, route: RouteTaken): void {

@@ -3,6 +3,7 @@ import { endpointFor } from "@switchyard/config";
 import { cache, classifier, gateway as pb, policy, provider } from "@switchyard/proto";
 import { createServiceClient, loadMeshIdentity, type ServiceClientOptions, type ServiceParts, type ServiceRuntime } from "@switchyard/rpc";
 import { DependencyHealth } from "./dependencies.js";
+import { gatewayInterceptors, registerGatewayService } from "./edge-rpc.js";
 import { GatewayHandler } from "./grpc.js";
 import { createGatewayMetrics } from "./metrics.js";
 import { EdgePolicy } from "./openai/edge.js";
@@ -54,9 +55,12 @@ export async function createGatewayService(runtime: ServiceRuntime, clients?: Me
   const orchestrator = new Orchestrator(mesh, config, metrics, logger, plans);
   const tenants = new TenantResolver(config);
   const edge = new EdgePolicy(config, tenants.authenticates);
+  const handler = new GatewayHandler(config, orchestrator, tenants, metrics, logger);
+  // A client's traceparent is linked to, not adopted, on every RPC protocol and port (as on REST).
+  const interceptors = gatewayInterceptors(config);
   return {
     serviceNames: [pb.GatewayService.typeName],
-    routes: (router) => router.service(pb.GatewayService, new GatewayHandler(config, orchestrator, tenants, metrics, logger)),
+    routes: (router) => registerGatewayService(router, handler, interceptors),
     httpFallback: openAiApi({ config, orchestrator, policy: mesh.policy, tenants, metrics, logger }),
     readiness: () => dependencies?.readiness() ?? { ready: true, checks: { mesh: "in process" } },
     // RPCs (gRPC, Connect, gRPC-Web, on both ports) pass the same Host and Origin rules as REST.

@@ -42,12 +42,4 @@ export class TenantResolver {
     if (!tenant) throw new GatewayError(401, "authentication_error", "invalid_api_key", "the API key is not valid");
     return { tenant, keyId: hash.slice(0, KEY_ID_HEX) };
   }
-
-  /**
-   * The tenant of a request (see `identify`, which also gives the key id for the audit line).
-   * @deprecated kept for the gRPC handler until it logs key ids; use `identify`.
-   */
-  resolve(authorization: string | undefined): string {
-    return this.identify(authorization).tenant;
-  }
 }

@@ -8,7 +8,7 @@ import { cache, classifier, policy, provider } from "@switchyard/proto";
 import { createLogger, Registry } from "@switchyard/telemetry";
 import { createGatewayMetrics } from "../src/metrics.js";
 import { openAiApi } from "../src/openai/http.js";
-import { Orchestrator } from "../src/orchestrator.js";
+import { Orchestrator, type MeshClients } from "../src/orchestrator.js";
 import { TenantResolver } from "../src/tenants.js";
 
 /** The gateway's REST API on a real port over an in-memory mesh of fake services. */
@@ -50,19 +50,28 @@ export const CHAT = { model: "switchyard/auto", messages: [{ role: "user", conte
 export const JSON_HEADERS = { "content-type": "application/json" };
 
 /**
- * Starts `openAiApi` on 127.0.0.1:0 with the embedded defaults plus `overrides` (merged as a
- * configuration file would be), behind fakes of the classifier, policy, cache and provider.
+ * Fakes of the classifier, policy, cache and provider behind in-memory transports: one plan
+ * (sim/a), never a cache hit, an answer of "hi there". `upstreamCalls` records what reached the
+ * provider.
  */
-export async function startTestApi(overrides: Record<string, unknown> = {}): Promise<TestApi> {
-  const config = parseConfig(toYaml(overrides));
+export function fakeMesh(): { mesh: MeshClients; upstreamCalls: provider.StreamGenerateRequest[] } {
   const upstreamCalls: provider.StreamGenerateRequest[] = [];
   const transport = createRouterTransport(({ service }) => {
-    service(classifier.ClassifierService, { classify: () => ({ tier: "standard", taskType: "chat", predictedQuality: {} }) });
+    const classification = { tier: "standard", taskType: "chat", predictedQuality: {} };
+    service(classifier.ClassifierService, {
+      classify: () => classification,
+      classifyBatch: (req: { requests: unknown[] }) => ({ results: req.requests.map(() => ({ response: classification })) }),
+    } as never);
     service(policy.PolicyService, {
       route: () => create(policy.RouteResponseSchema, { plan: { tier: "standard", reason: "test plan", routes: [{ provider: "sim", model: "a", price }] } }),
       listModels: () => ({ models: [{ provider: "sim", model: "a", tiers: ["standard"], price }] }),
     });
-    service(cache.CacheService, { lookup: () => ({ hit: false }), store: () => ({ stored: true }) });
+    service(cache.CacheService, {
+      lookup: () => ({ hit: false }),
+      lookupBatch: (req: { requests: unknown[] }) => ({ responses: req.requests.map(() => ({ hit: false })) }),
+      store: () => ({ stored: true }),
+      storeBatch: () => ({}),
+    } as never);
     service(provider.ProviderService, {
       streamGenerate: async function* (req) {
         upstreamCalls.push(req);
@@ -71,15 +80,27 @@ export async function startTestApi(overrides: Record<string, unknown> = {}): Pro
       },
     });
   });
+  return {
+    upstreamCalls,
+    mesh: {
+      classifier: createClient(classifier.ClassifierService, transport),
+      policy: createClient(policy.PolicyService, transport),
+      cache: createClient(cache.CacheService, transport),
+      provider: createClient(provider.ProviderService, transport),
+    },
+  };
+}
+
+/**
+ * Starts `openAiApi` on 127.0.0.1:0 with the embedded defaults plus `overrides` (merged as a
+ * configuration file would be), behind fakes of the classifier, policy, cache and provider.
+ */
+export async function startTestApi(overrides: Record<string, unknown> = {}): Promise<TestApi> {
+  const config = parseConfig(toYaml(overrides));
+  const { mesh, upstreamCalls } = fakeMesh();
   const rawLogs: string[] = [];
   const logger = createLogger({ service: "gateway", level: "info", write: (line) => rawLogs.push(line) });
   const metrics = createGatewayMetrics(new Registry());
-  const mesh = {
-    classifier: createClient(classifier.ClassifierService, transport),
-    policy: createClient(policy.PolicyService, transport),
-    cache: createClient(cache.CacheService, transport),
-    provider: createClient(provider.ProviderService, transport),
-  };
   const api = openAiApi({ config, orchestrator: new Orchestrator(mesh, config, metrics, logger), policy: mesh.policy, tenants: new TenantResolver(config), metrics, logger });
   const server = http.createServer((req, res) => {
     void api(req, res).then((handled) => {
