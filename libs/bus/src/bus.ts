@@ -16,6 +16,8 @@ export interface BusOptions {
   logger: Logger;
   /** Credentials and TLS (see `natsAuth`). */
   auth?: Partial<ConnectionOptions>;
+  /** false: this service never reads or writes prices, so it does not open the price bucket (its NATS user may lack the rights). */
+  prices?: boolean;
 }
 
 /** The NATS settings of the configuration that say who this service is to the server. */
@@ -190,10 +192,12 @@ export class Bus {
 
   private async onConnected(): Promise<void> {
     const nc = this.nc!;
-    try {
-      this.kv = await new Kvm(nc).create(this.options.priceBucket, { history: 5 });
-    } catch (err) {
-      this.options.logger.warn("JetStream KV unavailable; prices come from the config only", { err });
+    if (this.options.prices !== false) {
+      try {
+        this.kv = await new Kvm(nc).create(this.options.priceBucket, { history: 5 });
+      } catch (err) {
+        this.options.logger.warn("JetStream KV unavailable; prices come from the config only", { err });
+      }
     }
     this.setState("connected");
     this.options.logger.info("NATS connected", { server: nc.getServer() });
@@ -310,7 +314,8 @@ export function startBus(
   config: { nats: { enabled: boolean; url: string; price_bucket: string; health_subject: string } & NatsAuthConfig },
   name: string,
   logger: Logger,
+  options: { prices?: boolean } = {},
 ): Bus | undefined {
   if (!config.nats.enabled) return undefined;
-  return Bus.start({ url: config.nats.url, name, priceBucket: config.nats.price_bucket, healthSubject: config.nats.health_subject, logger, auth: natsAuth(config.nats) });
+  return Bus.start({ url: config.nats.url, name, priceBucket: config.nats.price_bucket, healthSubject: config.nats.health_subject, logger, auth: natsAuth(config.nats), ...options });
 }

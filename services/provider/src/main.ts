@@ -3,7 +3,8 @@ import { loadRuntime, serve } from "@switchyard/rpc";
 import { createProviderService } from "./service.js";
 
 const runtime = loadRuntime("provider");
-const bus = startBus(runtime.config, "provider", runtime.logger);
+// The provider publishes health and never touches prices.
+const bus = startBus(runtime.config, "provider", runtime.logger, { prices: false });
 const parts = await createProviderService(runtime, bus);
 await serve({
   runtime,
