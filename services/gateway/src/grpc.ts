@@ -4,7 +4,7 @@ import { trace, type Span } from "@opentelemetry/api";
 import type { Config } from "@switchyard/config";
 import { gateway as pb } from "@switchyard/proto";
 import type { Logger } from "@switchyard/telemetry";
-import { formatUsd } from "@switchyard/usage";
+import { formatUsd } from "@switchyard/usage/cost";
 import { GatewayError, invalidRequest } from "./errors.js";
 import type { GatewayMetrics } from "./metrics.js";
 import { parseModel } from "./model-name.js";

@@ -4,7 +4,7 @@ import { trace } from "@opentelemetry/api";
 import type { Config } from "@switchyard/config";
 import { cache as cachePb, classifier as classifierPb, common, policy as policyPb, provider as providerPb } from "@switchyard/proto";
 import type { Logger } from "@switchyard/telemetry";
-import { costMicroUsd } from "@switchyard/usage";
+import { costMicroUsd } from "@switchyard/usage/cost";
 import { fromProviderError, GatewayError, providerErrorOf } from "./errors.js";
 import type { GatewayMetrics } from "./metrics.js";
 import type { ModelChoice } from "./model-name.js";

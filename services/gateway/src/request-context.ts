@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { Span } from "@opentelemetry/api";
 import { traceparentOf } from "@switchyard/telemetry";
-import { formatUsd } from "@switchyard/usage";
+import { formatUsd } from "@switchyard/usage/cost";
 import type { CompletionEvent, RouteTaken } from "./orchestrator.js";
 
 /** Identity of one request: its id and the W3C trace context it answers with. */

@@ -4,7 +4,7 @@ import type { Client } from "@connectrpc/connect";
 import type { Config } from "@switchyard/config";
 import type { policy as policyPb } from "@switchyard/proto";
 import { extractContext, tracer, type Logger } from "@switchyard/telemetry";
-import { formatUsd } from "@switchyard/usage";
+import { formatUsd } from "@switchyard/usage/cost";
 import { GatewayError, invalidRequest } from "../errors.js";
 import type { GatewayMetrics } from "../metrics.js";
 import { AUTO_MODEL } from "../model-name.js";
