@@ -17,7 +17,7 @@ options:
                                printed at start and in {upstream} of --peer-header values
   --peer-name NAME             name of the last --peer in the table
   --peer-header name:value     a header for the last --peer (repeatable)
-  --peer-modes openai-json     modes measured on peers
+  --peer-modes openai-json     modes measured on peers (default: non-streamed only)
   --upstream-port N            run the fake upstream on this port (so a peer can be pointed at it)
   --ttft-ms 50 --chunks 8 --chunk-interval-ms 1.6   the fake upstream's answer
   --config FILE                YAML merged over the bench configuration (e.g. capacity settings)
@@ -51,7 +51,7 @@ function parseOptions(argv: string[]): BenchOptions {
     durationMs: 4_000,
     warmupMs: 1_000,
     peers: [],
-    peerModes: ["openai-stream", "openai-json"],
+    peerModes: ["openai-json"],
     upstream: { ...DEFAULT_FAKE_UPSTREAM },
     out: ".bench/load.json",
   };
