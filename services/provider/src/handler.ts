@@ -8,6 +8,7 @@ import { asFailure, toConnectError } from "./errors.js";
 import type { HealthTracker } from "./health.js";
 import type { ConcurrencyLimiter, RateLimiter } from "./limiter.js";
 import { generateInput } from "./request.js";
+import type { RetryAfter } from "./retry-after.js";
 
 /** A configured, active provider as the handler uses it. */
 export interface RunningProvider {
@@ -20,6 +21,8 @@ export interface RunningProvider {
   rateLimiter?: RateLimiter;
   models: ReadonlySet<string>;
   firstTokenTimeoutMs: number;
+  /** Waits the upstream asked for with retry-after; none = not tracked. */
+  retryAfter?: RetryAfter;
 }
 
 /** `switchyard.provider.v1.ProviderService`: streams completions from upstream models. */
@@ -41,6 +44,9 @@ export class ProviderHandler implements ServiceImpl<typeof pb.ProviderService> {
     } catch (err) {
       throw toConnectError(asFailure(err, label));
     }
+    // The upstream said when to come back: until then, fail at once so the gateway falls back.
+    const wait = running.retryAfter?.remaining(req.model) ?? 0;
+    if (wait > 0) throw toConnectError(running.retryAfter!.refusal(label, wait));
 
     const controller = new AbortController();
     const onClientGone = () => controller.abort(new ProviderFailure(ErrorKind.TIMEOUT, `${label}: the caller went away`));
@@ -111,6 +117,7 @@ export class ProviderHandler implements ServiceImpl<typeof pb.ProviderService> {
     } catch (err) {
       const reason = controller.signal.aborted ? (controller.signal.reason as unknown) : undefined;
       failure = err instanceof ProviderFailure ? err : reason instanceof ProviderFailure ? reason : asFailure(err, label);
+      running.retryAfter?.note(req.model, failure);
       if (failure.kind === ErrorKind.UNSPECIFIED) this.logger.error("adapter failed unexpectedly", { model: label, err });
       span?.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
       span?.setAttribute("error.type", ErrorKind[failure.kind] ?? "UNSPECIFIED");

@@ -8,6 +8,7 @@ import { SimulatorAdapter } from "./adapters/simulator.js";
 import type { ProviderAdapter } from "./adapters/types.js";
 import type { RunningProvider } from "./handler.js";
 import { ConcurrencyLimiter, RateLimiter } from "./limiter.js";
+import { RetryAfter } from "./retry-after.js";
 
 /** Where each kind's API lives when the config names no `base_url`. */
 export const DEFAULT_BASE_URLS = {
@@ -45,6 +46,7 @@ export function startProviders(config: Config, env: NodeJS.ProcessEnv, logger: L
         : { rateLimiter: new RateLimiter(p.name, p.requests_per_second, p.burst ?? Math.max(1, Math.floor(p.requests_per_second)), maxQueue) }),
       models: new Set(p.models.map((m) => m.name)),
       firstTokenTimeoutMs: p.first_token_timeout_ms,
+      retryAfter: new RetryAfter(),
     });
   }
   return running;

@@ -8,6 +8,7 @@ import { createLogger } from "@switchyard/telemetry";
 import { ProviderHandler, type RunningProvider } from "../src/handler.js";
 import { HealthTracker } from "../src/health.js";
 import { startProviders } from "../src/providers.js";
+import { RetryAfter } from "../src/retry-after.js";
 import { bodyReply, cutReply, lingerReply, silentReply, sseReply, startFakeUpstream, type FakeUpstream } from "./fake-upstream.js";
 import { ANSWER, ANTHROPIC_TEXT, GEMINI_TEXT, KEY, OPENAI_TEXT, OPENAI_TOOL_CALLS } from "./fixtures.js";
 
@@ -68,6 +69,8 @@ afterAll(async () => {
 
 beforeEach(() => {
   for (const u of [oa, an, gm]) u.requests.length = 0;
+  // Every test starts with no retry-after wait left over from an earlier one.
+  for (const p of providers.values()) p.retryAfter = new RetryAfter();
 });
 
 type RequestFields = Omit<Exclude<MessageInitShape<typeof pb.StreamGenerateRequestSchema>, pb.StreamGenerateRequest>, "$typeName" | "provider" | "model">;
@@ -168,6 +171,28 @@ describe("ProviderService over Connect", () => {
     const { error } = await drain(ask("oa", "gpt-x"));
     expect(error?.code).toBe(Code.ResourceExhausted);
     expect(detailOf(error!)).toMatchObject({ kind: pb.ErrorKind.RATE_LIMITED, retryAfterMs: 20_000n, retryable: true, upstreamStatus: 429 });
+  });
+
+  it("honours retry-after: no call reaches the upstream until it has passed, each fails at once for the gateway to fall back", async () => {
+    oa.reply = bodyReply(429, "application/json", '{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}', { "retry-after-ms": "400" });
+    expect((await drain(ask("oa", "gpt-x"))).error?.code).toBe(Code.ResourceExhausted);
+    expect(oa.requests).toHaveLength(1);
+    oa.reply = sseReply(OPENAI_TEXT);
+    const started = performance.now();
+    const refused = await drain(ask("oa", "gpt-x"));
+    expect(performance.now() - started).toBeLessThan(200);
+    expect(refused.error?.code).toBe(Code.ResourceExhausted);
+    expect(detailOf(refused.error!)).toMatchObject({ kind: pb.ErrorKind.RATE_LIMITED, retryable: true, upstreamStatus: 429 });
+    expect(Number(detailOf(refused.error!).retryAfterMs)).toBeGreaterThan(0);
+    expect(oa.requests).toHaveLength(1);
+    // Other providers on the same origin keep their own account with the upstream.
+    expect((await drain(ask("narrow", "gpt-x"))).error).toBeUndefined();
+    expect(oa.requests).toHaveLength(2);
+    await new Promise((r) => setTimeout(r, 450));
+    const after = await drain(ask("oa", "gpt-x"));
+    expect(after.error).toBeUndefined();
+    expect(textOf(after.responses)).toBe(ANSWER);
+    expect(oa.requests).toHaveLength(3);
   });
 
   it("sends the deltas it has, then Aborted, when the upstream connection breaks mid-stream", async () => {
