@@ -123,8 +123,9 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
   const h1 = http.createServer({ keepAlive: true, headersTimeout, requestTimeout: 0, connectionsCheckingInterval: Math.min(1_000, headersTimeout) }, (req, res) => {
     h1InFlight++;
     res.once("close", () => h1InFlight--);
-    if (!rpcOverHttp1) fallback(req, res);
-    else if (options.admit && isRpcPath(req.url) && refused(options.admit, req.headers.host, req.headers.origin, res)) return;
+    // REST and ops paths go straight to their handlers; only RPC paths pass through connect-node.
+    if (!rpcOverHttp1 || !isRpcPath(req.url)) fallback(req, res);
+    else if (options.admit && refused(options.admit, req.headers.host, req.headers.origin, res)) return;
     else adapter(req, res);
   });
   const sessions = new Set<http2.ServerHttp2Session>();

@@ -451,7 +451,7 @@ export class LocalChannel implements LeanChannel {
   serverStream(method: DescMethod, request: unknown, options: CallOptions): AsyncIterable<unknown> {
     return {
       [Symbol.asyncIterator]: () => {
-        const { procedure, info, ctx, span, done } = this.begin(method, options);
+        const { procedure, info, ctx, span, done, cancel } = this.begin(method, options);
         const source = context.with(ctx, () => procedure.impl(request, new LeanContext(procedure, info, () => [])) as AsyncIterable<unknown>);
         const it = context.with(ctx, () => source[Symbol.asyncIterator]());
         let ended = false;
@@ -474,6 +474,9 @@ export class LocalChannel implements LeanChannel {
               },
             ),
           return: () => {
+            // The caller stopped reading before the end: the handler's signal says so, as a
+            // reset stream does over the network.
+            if (!ended) cancel();
             end();
             return Promise.resolve(it.return?.()).then(() => ({ done: true as const, value: undefined }));
           },
@@ -501,6 +504,7 @@ export class LocalChannel implements LeanChannel {
       info,
       ctx,
       span,
+      cancel: () => controller.abort(new ConnectError("the caller cancelled the call", Code.Canceled)),
       done: () => {
         stop();
         span?.end();

@@ -1,4 +1,4 @@
-import type * as http2 from "node:http2";
+import * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, endStreamFlag, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import {
@@ -56,10 +56,12 @@ export class LeanServer {
     if (timeoutMs !== undefined) {
       timer = setTimeout(() => controller.abort(new ConnectError("the call's deadline passed", Code.DeadlineExceeded)), timeoutMs);
     }
-    // Closed before we ended our side: the caller cancelled (RST_STREAM) or went away.
+    // Closed with a reset (the caller cancelled) or before our answer was complete (the caller
+    // or its connection went away): the handler must stop.
     stream.once("close", () => {
       if (timer) clearTimeout(timer);
-      if (!stream.writableEnded && !controller.signal.aborted) controller.abort(new ConnectError("the caller cancelled the call", Code.Canceled));
+      const completed = stream.rstCode === http2.constants.NGHTTP2_NO_ERROR && stream.writableFinished;
+      if (!completed && !controller.signal.aborted) controller.abort(new ConnectError("the caller cancelled the call", Code.Canceled));
     });
     readBody(stream, (body) => {
       if (grpc) void this.grpc(stream, procedure, info, headers, body);
