@@ -245,7 +245,9 @@ export class VectorIndex {
   private grow(): number {
     const slot = this.slots++;
     if (this.slots * this.dims > this.vectors.length) {
-      const allocated = Math.max(16, slot * 2);
+      // Doubling from one slot: most partitions (a prompt with its own numbers, a conversation of
+      // its own) hold one entry, and a 16-slot start cost 16 KB each at 256 dimensions.
+      const allocated = Math.max(1, slot * 2);
       const vectors = new Float32Array(allocated * this.dims);
       vectors.set(this.vectors);
       this.vectors = vectors;
