@@ -126,12 +126,28 @@ describe("one model of each provider kind through the whole mesh", () => {
     });
   });
 
-  it("answers an upstream 401 that quotes the key with an error that does not", async () => {
+  // Our credentials were refused upstream: the caller's request was fine and its own key is not
+  // in question, so not a 401 (which would tell it to fix its key) but a 502 naming the cause.
+  it("answers an upstream 401 that quotes the key with exactly 502 upstream_auth_failed, without the key", async () => {
     oa.reply = bodyReply(401, "application/json", JSON.stringify({ error: { message: `Incorrect API key provided: ${KEY}`, type: "invalid_request_error", code: "invalid_api_key" } }));
     const c = await complete("oa/gpt-x");
-    expect(c.status).toBeGreaterThanOrEqual(400);
-    expect(c.raw).toContain('"error"');
+    expect(c.status).toBe(502);
+    expect(String(c.headers["content-type"])).toMatch(/^application\/json/);
+    expect(JSON.parse(c.raw)).toEqual({
+      error: { type: "upstream_error", code: "upstream_auth_failed", param: null, message: "oa: the provider rejected our credentials (HTTP 401)" },
+    });
     expect(c.raw).not.toContain(KEY);
+  });
+
+  it("answers an upstream 403 the same way, and an upstream 429 with exactly 429", async () => {
+    oa.reply = bodyReply(403, "application/json", JSON.stringify({ error: { message: "Project does not have access", type: "invalid_request_error", code: null } }));
+    const forbidden = await complete("oa/gpt-x");
+    expect(forbidden.status).toBe(502);
+    expect(JSON.parse(forbidden.raw).error).toMatchObject({ type: "upstream_error", code: "upstream_auth_failed" });
+    oa.reply = bodyReply(429, "application/json", JSON.stringify({ error: { message: "Rate limit reached", type: "requests", code: "rate_limit_exceeded" } }));
+    const limited = await complete("oa/gpt-x");
+    expect(limited.status).toBe(429);
+    expect(JSON.parse(limited.raw).error).toMatchObject({ type: "rate_limit_error", code: "upstream_rate_limited" });
   });
 
   it("ends a stream broken by Anthropic's mid-stream error with an error event and no [DONE]", async () => {
