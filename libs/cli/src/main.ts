@@ -3,6 +3,7 @@ import { benchCommand } from "./commands/bench.js";
 import { configCommand } from "./commands/config.js";
 import { pricesCommand } from "./commands/prices.js";
 import { startCommand } from "./commands/start.js";
+import { faultsCommand, soakCommand } from "./faults/command.js";
 
 const USAGE = `usage: switchyard <command> [options]
 
@@ -15,6 +16,8 @@ commands:
   bench                                   gateway overhead: direct vs through the mesh
   prices publish FILE                     publish a price table (YAML or JSON) to NATS
   config check|print [FILE]               validate a configuration without starting / print it merged and redacted
+  faults [--quick]                        kill services, stop NATS and Redis, break upstreams under load; per-fault table
+  soak [--minutes 10] [--concurrency N]   steady load: RSS, file descriptors and sockets of every process over time
 `;
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
@@ -25,6 +28,8 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   bench: benchCommand,
   prices: pricesCommand,
   config: configCommand,
+  faults: faultsCommand,
+  soak: soakCommand,
 };
 
 /** Runs one `switchyard` command; resolves to the process exit code. */
