@@ -107,6 +107,41 @@ describe("the mesh through the official openai SDK", () => {
   });
 });
 
+describe("routing by difficulty through the running mesh", () => {
+  // A classifier that answered one tier for everything would pass every check that a tier is
+  // one of the names: these prompts are far apart and must each land in their own tier, and the
+  // model must be one that serves that tier.
+  const SERVES = { simple: ["sim/small"], standard: ["sim/small", "sim/medium"], complex: ["sim/medium", "sim/large"] } as const;
+  it.each([
+    ["hi", "simple"],
+    ["What is the capital of France?", "simple"],
+    ["Write a Python function that merges two sorted lists.", "standard"],
+    ["Prove that there are infinitely many primes p such that p ≡ 3 (mod 4). Give a rigorous proof with every step justified.", "complex"],
+    ["Implement a lock-free concurrent hash map in C++ with linearizable resize, prove its correctness, and analyse its amortized complexity under contention.", "complex"],
+  ] as const)("REST: %j goes to the %s tier", async (content, tier) => {
+    const { data, response } = await openai.chat.completions.create({ model: "switchyard/auto", messages: [{ role: "user", content }] }).withResponse();
+    expect(response.headers.get("x-switchyard-tier")).toBe(tier);
+    expect(SERVES[tier]).toContain(data.model);
+    expect((data as unknown as { switchyard: { reason: string } }).switchyard.reason).toMatch(new RegExp(`^tier ${tier}: `));
+  });
+
+  it("gRPC: the same tiers in the completion's route", async () => {
+    const definition = protoLoader.loadSync(join(PROTO_ROOT, "switchyard/gateway/v1/gateway.proto"), { keepCase: true, enums: String, longs: String, defaults: true, includeDirs: [PROTO_ROOT] });
+    const pkg = grpc.loadPackageDefinition(definition) as unknown as { switchyard: { gateway: { v1: { GatewayService: grpc.ServiceClientConstructor } } } };
+    const client = new pkg.switchyard.gateway.v1.GatewayService(m.grpcUrl.replace("http://", ""), grpc.credentials.createInsecure());
+    const tierOf = (content: string) =>
+      new Promise<string>((resolve, reject) =>
+        (client.Complete as (req: unknown, cb: (err: grpc.ServiceError | null, res: { completion: { route: { tier: string } } }) => void) => void)(
+          { model: "", messages: [{ role: "user", content }] },
+          (err, res) => (err ? reject(err) : resolve(res.completion.route.tier)),
+        ),
+      );
+    expect(await tierOf("hi")).toBe("simple");
+    expect(await tierOf("Prove that every bounded monotone sequence of real numbers converges, then generalise the argument to complete lattices and show where completeness is used.")).toBe("complex");
+    client.close();
+  });
+});
+
 describe("bad input gets OpenAI-style errors and the server keeps serving", () => {
   const post = (body: string, headers: Record<string, string> = {}) =>
     fetch(`${m.httpUrl}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
