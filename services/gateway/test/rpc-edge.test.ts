@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
+import * as http from "node:http";
+import { create, toBinary } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { context, propagation, trace } from "@opentelemetry/api";
@@ -21,6 +24,7 @@ propagation.disable();
 new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }).register({ propagator: new W3CTraceContextPropagator() });
 
 const REQUEST = { messages: [{ role: "user", content: "hello" }] };
+const AUTH = { authorization: `Bearer ${KEY}` };
 
 /** Every way a client reaches GatewayService: each protocol on each port that serves it. */
 function transports(g: TestGateway): [string, Transport][] {
@@ -102,6 +106,69 @@ describe("API keys on the RPC APIs", () => {
       expect(raw).not.toContain(OTHER_KEY);
       expect(raw).not.toContain("sk-test-wrong-0000");
       expect(raw).not.toContain(sha(OTHER_KEY)); // only the prefix is logged
+    }
+  });
+});
+
+describe("Host and Origin on the RPC APIs, as on REST", () => {
+  /** A raw Connect call on the HTTP/1.1 port with the given Host and Origin: its status and body. */
+  async function connectCall(g: TestGateway, headers: Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }> {
+    const port = Number(new URL(g.h1Url).port);
+    const body = JSON.stringify(REQUEST);
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        { host: "127.0.0.1", port, method: "POST", path: "/switchyard.gateway.v1.GatewayService/Complete", headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body), ...headers }, agent: false },
+        (res) => {
+          let text = "";
+          res.on("data", (c: Buffer) => (text += c.toString("utf8")));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> }));
+        },
+      );
+      req.on("error", reject);
+      req.end(body);
+    });
+  }
+
+  /** A gRPC call on the HTTP/2 port with `:authority` set to `authority`. */
+  async function grpcCode(g: TestGateway, authority: string): Promise<Code | undefined> {
+    const client = new grpc.Client(new URL(g.h2Url).host, grpc.credentials.createInsecure(), { "grpc.default_authority": authority });
+    const code = await new Promise<Code | undefined>((resolve) =>
+      client.makeUnaryRequest("/switchyard.gateway.v1.GatewayService/Complete", (x: Buffer) => x, (x: Buffer) => x, Buffer.from(toBinary(pb.CompleteRequestSchema, create(pb.CompleteRequestSchema, REQUEST))), (err) =>
+        resolve(err ? (err.code as number as Code) : undefined),
+      ),
+    );
+    client.close();
+    return code;
+  }
+
+  it("without tenant keys: only loopback Host names, and no browser Origin unless listed", async () => {
+    const g = await startTestGateway({ gateway: { cors_origins: ["https://app.example.com"] } });
+    try {
+      const calls = g.upstreamCalls.length;
+      const badHost = await connectCall(g, { host: "evil.example:8080" });
+      expect(badHost.status).toBe(403);
+      expect(badHost.body).toMatchObject({ code: "permission_denied", message: expect.stringMatching(/^Host "evil.example:8080" is not allowed/) });
+      const badOrigin = await connectCall(g, { host: "localhost", origin: "https://evil.example" });
+      expect(badOrigin.status).toBe(403);
+      expect(badOrigin.body).toMatchObject({ code: "permission_denied", message: expect.stringMatching(/browser origin "https:\/\/evil.example" are not allowed/) });
+      expect(g.upstreamCalls.length).toBe(calls); // refused before any work
+      expect(await grpcCode(g, "evil.example")).toBe(Code.PermissionDenied);
+      // Allowed: loopback names, a listed origin.
+      for (const host of ["localhost:1234", "127.0.0.1", "[::1]:8080"]) expect((await connectCall(g, { host })).status, host).toBe(200);
+      expect((await connectCall(g, { host: "localhost", origin: "https://app.example.com" })).status).toBe(200);
+      expect(await grpcCode(g, "localhost")).toBeUndefined();
+    } finally {
+      await g.close();
+    }
+  });
+
+  it("with tenant keys: any Host (the key is the credential), still no unlisted Origin", async () => {
+    const g = await startTestGateway({ tenants: [{ name: "team-a", api_key_sha256: [sha(KEY)] }] });
+    try {
+      expect((await connectCall(g, { host: "gateway.internal.example", ...AUTH })).status).toBe(200);
+      expect((await connectCall(g, { host: "gateway.internal.example", origin: "https://evil.example", ...AUTH })).status).toBe(403);
+    } finally {
+      await g.close();
     }
   });
 });
