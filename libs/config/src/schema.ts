@@ -67,7 +67,7 @@ const provider = z
      * the simulator is on when no real provider is.
      */
     enabled: z.union([z.boolean(), z.literal("auto")]).default("auto"),
-    max_concurrency: z.number().int().positive().default(64),
+    max_concurrency: z.number().int().positive().default(1_024),
     requests_per_second: z.number().positive().optional(),
     /** Requests that may start at once above `requests_per_second` (token-bucket size); default max(1, rate). */
     burst: z.number().int().positive().optional(),

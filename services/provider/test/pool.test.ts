@@ -138,7 +138,7 @@ describe("connection pool: in-flight answers", () => {
           { name: "h1tls", kind: "openai", enabled: true, base_url: "https://127.0.0.1:1/v1", pool_connections: 4, http2: false, models: [model] },
           { name: "h2tls", kind: "openai", enabled: true, base_url: "https://127.0.0.1:1/v1", pool_connections: 4, models: [model] },
           { name: "uncapped", kind: "openai", enabled: true, base_url: "http://127.0.0.1:1/v1", models: [model] },
-          { name: "wide", kind: "openai", enabled: true, base_url: "http://127.0.0.1:1/v1", pool_connections: 64, models: [model] },
+          { name: "wide", kind: "openai", enabled: true, base_url: "http://127.0.0.1:1/v1", pool_connections: 2048, models: [model] },
         ],
         tiers: [{ name: "standard", max_difficulty: 1 }],
         nats: { enabled: false },
@@ -148,7 +148,7 @@ describe("connection pool: in-flight answers", () => {
     for (const p of running.values()) p.adapter.close?.();
     const warnings = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.level === "warn");
     expect(warnings.map((w) => w.provider)).toEqual(["plain", "h1tls"]);
-    expect(warnings[0]).toMatchObject({ pool_connections: 4, max_concurrency: 64 });
+    expect(warnings[0]).toMatchObject({ pool_connections: 4, max_concurrency: 1024 });
     expect(String(warnings[0]!.msg)).toContain("at most 4 answers in flight");
   });
 });
