@@ -22,10 +22,11 @@ export function gatewayInterceptors(config: Config): Interceptor[] {
 
 /**
  * Registers `GatewayService` so that every call, on every protocol and port, passes through
- * `interceptors`. Method by method (`rpc`, not `service`): the lean binary-Connect path of the
- * RPC server serves what is registered with `service()` straight from the HTTP/2 stream, without
- * interceptors and with the caller's trace adopted, which suits calls between services but not a
- * public API. connect-node serves these methods on every protocol (binary Connect included).
+ * `interceptors`. Method by method (`rpc`, not `service`): the RPC server's lean path (binary
+ * Connect and gRPC straight from the HTTP/2 stream) serves only what is registered with
+ * `service()`, runs no interceptors and adopts the caller's trace, which suits calls between
+ * services but not a public API. connect-node serves these methods on every protocol, with the
+ * interceptors (at connect-node's cost per call, until the lean path can link a client's trace).
  */
 export function registerGatewayService(router: ConnectRouter, handler: ServiceImpl<typeof pb.GatewayService>, interceptors: Interceptor[]): void {
   const { complete, streamComplete } = pb.GatewayService.method;
