@@ -60,6 +60,8 @@ export interface ServiceParts {
   onStop?: () => Promise<void>;
   /** Checked before every RPC (Host and Origin), whatever its protocol. */
   admit?: AdmitCheck;
+  /** Services whose callers' trace context is linked to, not adopted (see RpcServerOptions). */
+  linkCallerTrace?: (service: string) => boolean;
 }
 
 export interface ServeOptions extends ServiceParts {
@@ -104,6 +106,7 @@ export async function serve(options: ServeOptions): Promise<{ port: number; http
     ...(identity ? { tls: identity, authorize: meshMayCall } : {}),
     rpcOverHttp1: !internal,
     ...(options.admit ? { admit: options.admit } : {}),
+    ...(options.linkCallerTrace ? { linkCallerTrace: options.linkCallerTrace } : {}),
     headersTimeoutMs: runtime.config.limits.header_timeout_ms,
     httpFallback: async (req, res) => {
       if (options.httpFallback && (await options.httpFallback(req, res))) return true;

@@ -51,6 +51,11 @@ export interface RpcServerOptions {
    * Connect interceptors): a refusal is answered with its HTTP status and message.
    */
   admit?: AdmitCheck;
+  /**
+   * Services whose callers' `traceparent` the lean path links to instead of adopting (a public
+   * API). Calls through connect-node follow the service's own interceptors.
+   */
+  linkCallerTrace?: (service: string) => boolean;
 }
 
 /** A request-level check of an RPC: its Host (`:authority`) and Origin. */
@@ -94,7 +99,7 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
   });
   // Binary Connect calls between services take the lean path; every other protocol and
   // encoding goes to connect-node.
-  const lean = new LeanServer(procedures);
+  const lean = new LeanServer(procedures, options.linkCallerTrace);
   const peers = new WeakMap<object, string>();
   const onRequest = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     const session = req.stream.session;

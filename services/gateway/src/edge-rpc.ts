@@ -21,17 +21,19 @@ export function gatewayInterceptors(config: Config): Interceptor[] {
 }
 
 /**
- * Registers `GatewayService` so that every call, on every protocol and port, passes through
- * `interceptors`. Method by method (`rpc`, not `service`): the RPC server's lean path (binary
- * Connect and gRPC straight from the HTTP/2 stream) serves only what is registered with
- * `service()`, runs no interceptors and adopts the caller's trace, which suits calls between
- * services but not a public API. connect-node serves these methods on every protocol, with the
- * interceptors (at connect-node's cost per call, until the lean path can link a client's trace).
+ * Registers `GatewayService` so that every call, on every protocol and port, follows the trace
+ * rule: connect-node (gRPC-Web, Connect JSON, compressed calls) runs `interceptors`; the lean path
+ * (binary Connect and gRPC, straight from the HTTP/2 stream) runs no interceptors and links the
+ * caller's trace itself when the server is told to (`linkCallerTrace`, see `publicTrace`).
  */
 export function registerGatewayService(router: ConnectRouter, handler: ServiceImpl<typeof pb.GatewayService>, interceptors: Interceptor[]): void {
-  const { complete, streamComplete } = pb.GatewayService.method;
-  router.rpc(complete, handler.complete.bind(handler), { interceptors });
-  router.rpc(streamComplete, handler.streamComplete.bind(handler), { interceptors });
+  router.service(pb.GatewayService, handler, { interceptors });
+}
+
+/** For the RPC server's lean path: link, not adopt, a caller's trace on the public API (unless trusted). */
+export function publicTrace(config: Config): ((service: string) => boolean) | undefined {
+  if (config.telemetry.trust_client_traceparent) return undefined;
+  return (service) => service === pb.GatewayService.typeName;
 }
 
 /**

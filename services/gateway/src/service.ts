@@ -3,7 +3,7 @@ import { endpointFor } from "@switchyard/config";
 import { cache, classifier, gateway as pb, policy, provider } from "@switchyard/proto";
 import { createServiceClient, loadMeshIdentity, type ServiceClientOptions, type ServiceParts, type ServiceRuntime } from "@switchyard/rpc";
 import { DependencyHealth } from "./dependencies.js";
-import { gatewayInterceptors, registerGatewayService } from "./edge-rpc.js";
+import { gatewayInterceptors, publicTrace, registerGatewayService } from "./edge-rpc.js";
 import { GatewayHandler } from "./grpc.js";
 import { createGatewayMetrics } from "./metrics.js";
 import { EdgePolicy } from "./openai/edge.js";
@@ -61,6 +61,7 @@ export async function createGatewayService(runtime: ServiceRuntime, clients?: Me
   return {
     serviceNames: [pb.GatewayService.typeName],
     routes: (router) => registerGatewayService(router, handler, interceptors),
+    ...(publicTrace(config) ? { linkCallerTrace: publicTrace(config)! } : {}),
     httpFallback: openAiApi({ config, orchestrator, policy: mesh.policy, tenants, metrics, logger }),
     readiness: () => dependencies?.readiness() ?? { ready: true, checks: { mesh: "in process" } },
     // RPCs (gRPC, Connect, gRPC-Web, on both ports) pass the same Host and Origin rules as REST.

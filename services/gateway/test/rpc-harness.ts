@@ -46,6 +46,7 @@ export async function startTestGateway(overrides: Record<string, unknown> = {}):
     interceptors: [serverTracing()],
     ...(parts.httpFallback ? { httpFallback: parts.httpFallback } : {}),
     ...(parts.admit ? { admit: parts.admit } : {}),
+    ...(parts.linkCallerTrace ? { linkCallerTrace: parts.linkCallerTrace } : {}),
   });
   const { port, httpPort } = await server.listen();
   return {

@@ -1,6 +1,6 @@
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { context, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span } from "@opentelemetry/api";
+import { context, isSpanContextValid, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span } from "@opentelemetry/api";
 import { extractContext, tracer } from "@switchyard/telemetry";
 
 /** A unary or server-streaming method with the function that implements it. */
@@ -21,6 +21,8 @@ export interface CallInfo {
   timeoutMs: number | undefined;
   /** Who called, as the transport authenticated them ("" when the transport does not). */
   peer: string;
+  /** The wire protocol of the call ("connect" or "grpc"). */
+  protocol?: "connect" | "grpc";
 }
 
 const UNTRACED = new Set(["grpc.health.v1.Health"]);
@@ -72,7 +74,6 @@ export class ProcedureTable {
 
 /** A handler context without Connect's per-call machinery; header maps are made only when used. */
 export class LeanContext implements HandlerContext {
-  readonly protocolName = "connect";
   readonly requestMethod = "POST";
   readonly values = { get: () => undefined, set: () => this.values, delete: () => this.values } as unknown as HandlerContext["values"];
   private resHeader?: Headers;
@@ -85,6 +86,9 @@ export class LeanContext implements HandlerContext {
     private readonly headerNames: () => Iterable<[string, string]>,
   ) {}
 
+  get protocolName(): string {
+    return this.info.protocol ?? "connect";
+  }
   get service(): DescService {
     return this.procedure.service;
   }
@@ -134,8 +138,23 @@ export function encodeResponse(schema: DescMessage, value: unknown): Uint8Array 
 }
 
 /** The server side of a call as a span (when tracing records), child of the caller's traceparent. */
-export function startServerSpan(p: Procedure, info: CallInfo): { ctx: Context; span?: Span } | undefined {
+export function startServerSpan(p: Procedure, info: CallInfo, linkCaller = false): { ctx: Context; span?: Span } | undefined {
   if (!p.traced) return undefined;
+  if (linkCaller) {
+    // A public API: the caller's trace context is not ours to join. The call starts a trace of
+    // its own and links to the caller's, so each can be found from the other.
+    const caller = trace.getSpanContext(extractContext(info.header, ROOT_CONTEXT));
+    const span = tracer().startSpan(
+      `${p.service.typeName}/${p.method.name}`,
+      {
+        kind: SpanKind.SERVER,
+        attributes: { "rpc.system": "connect_rpc", "rpc.service": p.service.typeName, "rpc.method": p.method.name },
+        ...(caller && isSpanContextValid(caller) ? { links: [{ context: caller, attributes: { "switchyard.link": "client traceparent" } }] } : {}),
+      },
+      ROOT_CONTEXT,
+    );
+    return { ctx: trace.setSpan(ROOT_CONTEXT, span), span };
+  }
   const parent = extractContext(info.header);
   // The caller's trace is not sampled: a span here would be dropped too (parent-based sampling).
   // Its context still flows to whatever this handler calls.

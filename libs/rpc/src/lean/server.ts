@@ -28,7 +28,11 @@ const GRPC_PROTO = "application/grpc+proto";
  * false and is served by connect-node.
  */
 export class LeanServer {
-  constructor(private readonly table: ProcedureTable) {}
+  constructor(
+    private readonly table: ProcedureTable,
+    /** Services whose callers' trace context is linked to, not adopted (public APIs). */
+    private readonly linkCallerTrace: (service: string) => boolean = () => false,
+  ) {}
 
   /** Serves the request when it is a binary Connect call of a known procedure; false otherwise. */
   handle(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, peer = ""): boolean {
@@ -51,6 +55,7 @@ export class LeanServer {
       signal: controller.signal,
       timeoutMs,
       peer,
+      protocol: grpc ? "grpc" : "connect",
     };
     let timer: NodeJS.Timeout | undefined;
     if (timeoutMs !== undefined) {
@@ -72,7 +77,7 @@ export class LeanServer {
   }
 
   private async unary(stream: http2.ServerHttp2Stream, p: Procedure, info: CallInfo, headers: http2.IncomingHttpHeaders, body: Buffer): Promise<void> {
-    const traced = startServerSpan(p, info);
+    const traced = startServerSpan(p, info, this.linkCallerTrace(p.service.typeName));
     const ctx = new LeanContext(p, info, () => headerEntries(headers));
     try {
       const request = decodeRequest(p.method.input, body);
@@ -88,7 +93,10 @@ export class LeanServer {
       const ce = asConnectError(err);
       if (traced?.span) failSpan(traced.span, ce);
       if (stream.destroyed || stream.headersSent) return;
-      stream.respond({ ":status": codeToHttpStatus(ce.code), "content-type": "application/json" });
+      // The handler's response headers (a request id, say) go out with its error too.
+      const out: http2.OutgoingHttpHeaders = { ":status": codeToHttpStatus(ce.code), "content-type": "application/json" };
+      ctx.setHeaders?.forEach((v, k) => (out[k] = v));
+      stream.respond(out);
       stream.end(errorToJsonBytes(ce, {}));
     } finally {
       traced?.span?.end();
@@ -96,7 +104,7 @@ export class LeanServer {
   }
 
   private async serverStream(stream: http2.ServerHttp2Stream, p: Procedure, info: CallInfo, headers: http2.IncomingHttpHeaders, body: Buffer): Promise<void> {
-    const traced = startServerSpan(p, info);
+    const traced = startServerSpan(p, info, this.linkCallerTrace(p.service.typeName));
     const ctx = new LeanContext(p, info, () => headerEntries(headers));
     let it: AsyncIterator<unknown> | undefined;
     let error: ConnectError | undefined;
@@ -130,7 +138,7 @@ export class LeanServer {
    * before any message).
    */
   private async grpc(stream: http2.ServerHttp2Stream, p: Procedure, info: CallInfo, headers: http2.IncomingHttpHeaders, body: Buffer): Promise<void> {
-    const traced = startServerSpan(p, info);
+    const traced = startServerSpan(p, info, this.linkCallerTrace(p.service.typeName));
     const ctx = new LeanContext(p, info, () => headerEntries(headers));
     let it: AsyncIterator<unknown> | undefined;
     let error: ConnectError | undefined;
@@ -172,8 +180,9 @@ export class LeanServer {
     ctx.setTrailers?.forEach((v, k) => (status[k] = v));
     if (!stream.headersSent) {
       // Trailers-only: the call failed before its first message.
-      const out: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": GRPC_PROTO, ...status };
-      stream.respond(out, { endStream: true });
+      const out: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": GRPC_PROTO };
+      ctx.setHeaders?.forEach((v, k) => (out[k] = v));
+      stream.respond({ ...out, ...status }, { endStream: true });
       return;
     }
     // The compat layer (http2's request/response objects, created for every stream) listens for
