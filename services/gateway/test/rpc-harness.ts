@@ -47,6 +47,7 @@ export async function startTestGateway(overrides: Record<string, unknown> = {}):
     ...(parts.httpFallback ? { httpFallback: parts.httpFallback } : {}),
     ...(parts.admit ? { admit: parts.admit } : {}),
     ...(parts.linkCallerTrace ? { linkCallerTrace: parts.linkCallerTrace } : {}),
+    headersTimeoutMs: config.limits.header_timeout_ms,
   });
   const { port, httpPort } = await server.listen();
   return {
