@@ -26,7 +26,7 @@ export function createGatewayMetrics(registry: Registry): GatewayMetrics {
     costMicroUsd: new Counter({ name: "switchyard_gateway_cost_micro_usd_total", help: "What answers cost, micro-dollars.", labelNames: ["model", "tier"], registers }),
     savedMicroUsd: new Counter({ name: "switchyard_gateway_cache_saved_micro_usd_total", help: "What cache hits saved, micro-dollars.", registers }),
     fallbacks: new Counter({ name: "switchyard_gateway_fallbacks_total", help: "Routes abandoned before the first token, by model and error code.", labelNames: ["model", "code"], registers }),
-    planReuse: new Counter({ name: "switchyard_gateway_plan_reuse_total", help: "Routed requests whose plan came from the gateway's plan cache (hit) or from the policy (miss).", labelNames: ["outcome"], registers }),
+    planReuse: new Counter({ name: "switchyard_gateway_plan_reuse_total", help: "Routed requests whose plan came from the gateway's plan cache (hit), from a policy call shared with requests alike (shared), or from a policy call of their own (miss).", labelNames: ["outcome"], registers }),
     dependencyFailures: new Counter({ name: "switchyard_gateway_dependency_failures_total", help: "Calls to internal services that failed and were degraded around.", labelNames: ["dependency"], registers }),
   };
 }

@@ -331,8 +331,35 @@ export class Orchestrator {
         this.metrics.planReuse.inc({ outcome: "hit" });
         return known;
       }
+      // Requests alike that miss together (at start, after the tables changed) share one policy
+      // call instead of each making their own; a plan that may not be reused (a capped tenant's)
+      // sends each waiter to the policy after all.
+      const flight = this.plans.inFlight(reuseKey, predicted);
+      if (flight) {
+        const shared = await flight.catch(() => undefined);
+        if (shared?.reusable) {
+          this.metrics.planReuse.inc({ outcome: "shared" });
+          return shared;
+        }
+      }
       this.metrics.planReuse.inc({ outcome: "miss" });
+      const call = this.askPolicy(req, tier, c, signal, pinned, planKey, reuseKey, predicted);
+      this.plans.fly(reuseKey, predicted, call);
+      return call;
     }
+    return this.askPolicy(req, tier, c, signal, pinned, planKey, reuseKey, predicted);
+  }
+
+  private async askPolicy(
+    req: CompletionRequest,
+    tier: string,
+    c: classifierPb.ClassifyResponse | undefined,
+    signal: AbortSignal,
+    pinned: string,
+    planKey: string,
+    reuseKey: string,
+    predicted: Record<string, number>,
+  ): Promise<policyPb.RoutePlan> {
     try {
       const res = await this.clients.policy.route(
         {

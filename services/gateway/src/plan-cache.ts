@@ -11,6 +11,7 @@ import type { policy as policyPb } from "@switchyard/proto";
 export class PlanCache {
   private readonly inputs = new Map<string, string[]>();
   private readonly plans = new Map<string, { plan: policyPb.RoutePlan; expiresAt: number }>();
+  private readonly flights = new Map<string, Promise<policyPb.RoutePlan>>();
 
   constructor(
     private readonly ttlMs = 1_000,
@@ -39,6 +40,27 @@ export class PlanCache {
     this.inputs.set(base, plan.qualityInputs);
     if (this.plans.size >= this.maxEntries) this.plans.delete(this.plans.keys().next().value!);
     this.plans.set(fullKey(base, plan.qualityInputs, predicted), { plan, expiresAt: this.now() + this.ttlMs });
+  }
+
+  /** The policy call under way for requests alike, if any (see `fly`). */
+  inFlight(base: string, predicted: Record<string, number>): Promise<policyPb.RoutePlan> | undefined {
+    return this.flights.get(this.flightKey(base, predicted));
+  }
+
+  /** Registers a policy call for requests alike until it settles, so they can share it. */
+  fly(base: string, predicted: Record<string, number>, call: Promise<policyPb.RoutePlan>): void {
+    const key = this.flightKey(base, predicted);
+    this.flights.set(key, call);
+    const land = () => {
+      if (this.flights.get(key) === call) this.flights.delete(key);
+    };
+    call.then(land, land);
+  }
+
+  /** Before the policy said which predictions a plan reads, requests alike must agree on all of them. */
+  private flightKey(base: string, predicted: Record<string, number>): string {
+    const inputs = this.inputs.get(base);
+    return inputs ? fullKey(base, inputs, predicted) : fullKey(base, Object.keys(predicted).sort(), predicted);
   }
 
   /** The policy's tables changed: forget every plan. */

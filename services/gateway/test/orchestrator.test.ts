@@ -238,6 +238,14 @@ describe("plan reuse", () => {
     expect(calls).toBe(2);
   });
 
+  it("shares one policy call among requests alike that miss together", async () => {
+    let calls = 0;
+    const route = reusable(["a"]);
+    const o = orchestrator({ policy: { route: async () => (calls++, await new Promise((r) => setTimeout(r, 20)), route()) } });
+    await Promise.all(Array.from({ length: 10 }, () => collect(o)));
+    expect(calls).toBe(1);
+  });
+
   it("asks again when a predicted quality the plan depends on differs, not when another does", async () => {
     let calls = 0;
     let quality: Record<string, number> = { "gpt-4": 0.9, other: 0.1 };
