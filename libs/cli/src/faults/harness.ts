@@ -1,5 +1,5 @@
 import { fork, spawn, type ChildProcess } from "node:child_process";
-import { accessSync, closeSync, constants, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { accessSync, closeSync, constants, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -317,6 +317,7 @@ export class MeshUnderTest {
     };
     const configPath = join(dir, "switchyard.yaml");
     writeFileSync(configPath, toYaml(config));
+    if (logDir) mkdirSync(logDir, { recursive: true });
     const logFile = join(logDir ?? dir, "mesh.log");
     writeFileSync(logFile, "");
     const out = openSync(logFile, "a");
