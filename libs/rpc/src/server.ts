@@ -109,6 +109,12 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
       peers.set(session, peer);
     }
     if (options.authorize && !options.authorize(peer, serviceOf(req.url))) {
+      // An audit trace of every refused caller: who it said it was and where it came from.
+      options.logger.warn("refused a call from a caller the mesh does not admit", {
+        peer: peer || "(no certificate)",
+        path: (req.url ?? "").slice(0, 200),
+        remote: req.socket?.remoteAddress ?? "",
+      });
       denied(res, peer);
       return;
     }
