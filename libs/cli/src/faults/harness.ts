@@ -383,6 +383,23 @@ export class MeshUnderTest {
     }
   }
 
+  /** V8 heap in use (MB) and libuv handles alive, from a service's own Prometheus metrics; undefined when it does not answer. */
+  async runtimeMetrics(name: ServiceName): Promise<{ heapUsedMb: number; handles: number } | undefined> {
+    try {
+      const res = await fetch(`http://127.0.0.1:${this.sidePorts[name]}/metrics`, { signal: AbortSignal.timeout(1_000) });
+      const text = await res.text();
+      const value = (metric: string) => {
+        const m = new RegExp(`^switchyard_${metric}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, "m").exec(text);
+        return m ? Number(m[1]) : undefined;
+      };
+      const heap = value("nodejs_heap_size_used_bytes");
+      const handles = value("nodejs_active_handles_total");
+      return heap === undefined || handles === undefined ? undefined : { heapUsedMb: Math.round((heap / 1048576) * 10) / 10, handles };
+    } catch {
+      return undefined;
+    }
+  }
+
   /**
    * Lines of the captured output that tell of a crash, an exit or an unhandled rejection. The
    * supervisor's notes of the first `expectedKills` services that died of SIGKILL are not trouble:

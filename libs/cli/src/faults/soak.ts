@@ -43,6 +43,9 @@ interface ProcessSample {
   rssMb: number;
   fds: number;
   tcp: number;
+  /** From the service's own /metrics (services only): V8 heap in use, and libuv handles alive. */
+  heapUsedMb?: number;
+  handles?: number;
 }
 
 export interface SoakSample {
@@ -60,6 +63,11 @@ export interface SoakProcessResult {
   rssLastQuarterMb: number;
   rssChange: number;
   rssMaxMb: number;
+  /** Lowest V8 heap in use in the quarter (just after a collection: what is really alive), services only. */
+  heapFloorFirstQuarterMb?: number;
+  heapFloorLastQuarterMb?: number;
+  handlesFirstQuarterMax?: number;
+  handlesLastQuarterMax?: number;
   fdsFirstQuarterMax: number;
   fdsLastQuarterMax: number;
   tcpFirstQuarterMax: number;
@@ -85,6 +93,7 @@ export interface SoakReport {
 }
 
 const MESH: MeshProcess[] = ["supervisor", "gateway", "classifier", "policy", "cache", "provider"];
+const SERVICES = ["gateway", "classifier", "policy", "cache", "provider"] as const;
 
 /**
  * A soak: the five-process mesh as `switchyard start` runs it, steady closed-loop streamed load for
@@ -123,7 +132,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     o.progress(`output of every mesh process in ${mesh.logFile}`);
 
     const measuredFrom = Date.now() + o.warmupMs;
-    const sample = () => {
+    const sample = async () => {
+      const atMs = Date.now() - measuredFrom;
       const pids: Record<string, number | undefined> = { ...mesh.pids(), "nats-server": nats.pid, upstream: upstreams.pid, "load generator": load.pid };
       const processes: SoakSample["processes"] = {};
       for (const [name, pid] of Object.entries(pids)) {
@@ -132,25 +142,32 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         const h = handles(pid);
         if (rss !== undefined && h) processes[name] = { pid, rssMb: Math.round(rss * 10) / 10, fds: h.fds, tcp: h.tcp };
       }
-      samples.push({ atMs: Date.now() - measuredFrom, processes });
+      await Promise.all(
+        SERVICES.map(async (name) => {
+          const p = processes[name];
+          const m = p ? await mesh.runtimeMetrics(name) : undefined;
+          if (p && m) Object.assign(p, m);
+        }),
+      );
+      samples.push({ atMs, processes });
     };
     await load.run({ url: mesh.openaiUrl, model: "switchyard/auto", concurrency: o.concurrency, deadlineMs: o.deadlineMs, expectText }, "warm-up");
     await new Promise((r) => setTimeout(r, o.warmupMs));
     await load.phase("soak");
     const warm = await load.collect("warm-up");
     const started = Date.now();
-    const timer = setInterval(() => {
-      sample();
+    const timer = setInterval(async () => {
+      await sample();
       const last = samples.at(-1)!;
       const minute = Math.floor(last.atMs / 60_000);
       if (samples.length > 1 && Math.floor(samples.at(-2)!.atMs / 60_000) !== minute) {
         o.progress(`${minute} min: ${MESH.map((p) => `${p} ${last.processes[p]?.rssMb ?? "-"} MB/${last.processes[p]?.fds ?? "-"} fds`).join(", ")}`);
       }
     }, o.sampleEveryMs);
-    sample();
+    await sample();
     await new Promise((r) => setTimeout(r, o.durationMs));
     clearInterval(timer);
-    sample();
+    await sample();
     await load.stop();
     const measured = await load.collect("soak");
     const elapsed = Date.now() - started;
@@ -212,6 +229,7 @@ export function judgeProcesses(samples: SoakSample[], o: Pick<SoakOptions, "rssT
   const last = samples.slice(-quarter);
   const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
   const max = (xs: number[]) => (xs.length ? Math.max(...xs) : 0);
+  const min = (xs: number[]) => (xs.length ? Math.min(...xs) : 0);
   const of = (set: SoakSample[], name: string) => set.map((s) => s.processes[name]).filter((p): p is ProcessSample => p !== undefined);
   return names.map((name) => {
     const all = of(samples, name);
@@ -226,6 +244,14 @@ export function judgeProcesses(samples: SoakSample[], o: Pick<SoakOptions, "rssT
       rssLastQuarterMb: Math.round(rssLast * 10) / 10,
       rssChange: rssFirst > 0 ? Math.round(((rssLast - rssFirst) / rssFirst) * 1000) / 1000 : 0,
       rssMaxMb: max(all.map((p) => p.rssMb)),
+      ...(all.some((p) => p.heapUsedMb !== undefined)
+        ? {
+            heapFloorFirstQuarterMb: min(of(first, name).flatMap((p) => (p.heapUsedMb === undefined ? [] : [p.heapUsedMb]))),
+            heapFloorLastQuarterMb: min(of(last, name).flatMap((p) => (p.heapUsedMb === undefined ? [] : [p.heapUsedMb]))),
+            handlesFirstQuarterMax: max(of(first, name).flatMap((p) => (p.handles === undefined ? [] : [p.handles]))),
+            handlesLastQuarterMax: max(of(last, name).flatMap((p) => (p.handles === undefined ? [] : [p.handles]))),
+          }
+        : {}),
       fdsFirstQuarterMax: max(of(first, name).map((p) => p.fds)),
       fdsLastQuarterMax: max(of(last, name).map((p) => p.fds)),
       tcpFirstQuarterMax: max(of(first, name).map((p) => p.tcp)),
@@ -238,6 +264,9 @@ export function judgeProcesses(samples: SoakSample[], o: Pick<SoakOptions, "rssT
       if (Math.abs(r.rssChange) > o.rssTolerance) r.problems.push(`RSS ${r.rssFirstQuarterMb} -> ${r.rssLastQuarterMb} MB (${(r.rssChange * 100).toFixed(1)} %)`);
       if (r.fdsLastQuarterMax - r.fdsFirstQuarterMax > o.handleGrowthBound) r.problems.push(`fds ${r.fdsFirstQuarterMax} -> ${r.fdsLastQuarterMax}`);
       if (r.tcpLastQuarterMax - r.tcpFirstQuarterMax > o.handleGrowthBound) r.problems.push(`TCP sockets ${r.tcpFirstQuarterMax} -> ${r.tcpLastQuarterMax}`);
+      if (r.handlesFirstQuarterMax !== undefined && r.handlesLastQuarterMax! - r.handlesFirstQuarterMax > o.handleGrowthBound) {
+        r.problems.push(`libuv handles ${r.handlesFirstQuarterMax} -> ${r.handlesLastQuarterMax}`);
+      }
       r.ok = r.problems.length === 0;
     }
     return r;
@@ -246,15 +275,17 @@ export function judgeProcesses(samples: SoakSample[], o: Pick<SoakOptions, "rssT
 
 /** The table a person reads. */
 export function soakTable(report: SoakReport): string {
-  const head = ["process", "RSS first 1/4", "RSS last 1/4", "change", "RSS max", "fds first->last", "TCP first->last", "ok"];
+  const head = ["process", "RSS first 1/4", "RSS last 1/4", "change", "RSS max", "live heap first->last", "fds first->last", "TCP first->last", "handles first->last", "ok"];
   const rows = report.processes.map((p) => [
     p.role === "mesh" ? p.process : `(${p.process})`,
     `${p.rssFirstQuarterMb.toFixed(1)} MB`,
     `${p.rssLastQuarterMb.toFixed(1)} MB`,
     `${p.rssChange >= 0 ? "+" : ""}${(p.rssChange * 100).toFixed(1)} %`,
     `${p.rssMaxMb.toFixed(1)} MB`,
+    p.heapFloorFirstQuarterMb === undefined ? "" : `${p.heapFloorFirstQuarterMb.toFixed(1)} -> ${p.heapFloorLastQuarterMb!.toFixed(1)} MB`,
     `${p.fdsFirstQuarterMax} -> ${p.fdsLastQuarterMax}`,
     `${p.tcpFirstQuarterMax} -> ${p.tcpLastQuarterMax}`,
+    p.handlesFirstQuarterMax === undefined ? "" : `${p.handlesFirstQuarterMax} -> ${p.handlesLastQuarterMax}`,
     p.role === "harness" ? "" : p.ok ? "ok" : "FAILED",
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
@@ -265,7 +296,9 @@ export function soakTable(report: SoakReport): string {
     line(widths.map((w) => "-".repeat(w))),
     ...rows.map(line),
     "",
-    "(parenthesised: the harness, shown, not judged; fds and TCP are the highest count in each quarter)",
+    "(parenthesised: the harness, shown, not judged. RSS: mean of each quarter. live heap: the lowest V8 heap in use in each quarter, from",
+    " the service's /metrics, i.e. what survives a collection; a leak raises it, heap sizing and allocator slack do not. fds, TCP",
+    " sockets and libuv handles: the highest count in each quarter)",
     `load: ${l.requests} requests, ${l.served} served (${l.perSecond}/s), ${l.cleanErrors} clean errors, ${l.hung} hung, ${l.halfAnswerDone} half+[DONE], ${l.unclean} unclean`,
     `cache: ${report.cacheNote}`,
     `crashes / unhandled rejections in the mesh's output: ${report.trouble.length === 0 ? "none" : report.trouble.length}; error-level log lines: ${report.errorLines}`,

@@ -210,7 +210,7 @@ export async function runFaults(o: FaultsOptions): Promise<FaultsReport> {
       fault: FaultResult["fault"],
       what: string,
       inject: (mark: { faultAt: (at?: number) => void; clearedAt: (at?: number) => void; notes: Record<string, unknown>; checks: FaultCheck[] }) => Promise<void>,
-      lastBadBefore?: (records: RequestRecord[]) => void,
+      inspect?: (records: RequestRecord[]) => void,
     ): Promise<FaultResult> => {
       const opened = Date.now();
       if (results.length === 0 && fault === "baseline") {
@@ -232,7 +232,7 @@ export async function runFaults(o: FaultsOptions): Promise<FaultsReport> {
       gap = `after ${fault}`;
       await load.phase(gap);
       const phase = await load.collect(fault);
-      lastBadBefore?.(phase.records);
+      inspect?.(phase.records);
       const result = judge(fault, what, phase, opened, closed, faultAt, clearedAt, t, notes, checks);
       results.push(result);
       o.progress(`${fault}: ${summary(result)}`);
