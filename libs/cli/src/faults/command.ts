@@ -93,7 +93,7 @@ const SOAK_USAGE = `usage: switchyard soak [options]       steady streamed load;
 Runs the five-process mesh as \`switchyard start\` does under a steady closed-loop streamed load and
 samples every process's RSS, open file descriptors and TCP sockets from /proc. Every prompt is
 unique; the cache is bounded small, so it fills during the warm-up and then evicts. Checks: RSS of
-every mesh process within 10 % from the first to the last quarter, no growing fd or socket count,
+every mesh process grows at most 10 % from the first to the last quarter, no growing fd or socket count,
 no restart, no crash or unhandled rejection in any process's output, every request served.
 
 options:

@@ -14,7 +14,7 @@ export interface SoakOptions {
   /** The cache's bounds for the run: every prompt is unique, so the cache fills to them and then evicts. */
   cacheMaxEntries: number;
   cacheMaxBytes: number;
-  /** Most RSS change, first to last quarter, that counts as flat (0.10 = 10 %). */
+  /** Most RSS growth, first to last quarter, that counts as flat (0.10 = 10 %). */
   rssTolerance: number;
   /** Most growth of the highest fd or TCP socket count, first to last quarter, per process. */
   handleGrowthBound: number;
@@ -261,7 +261,8 @@ export function judgeProcesses(samples: SoakSample[], o: Pick<SoakOptions, "rssT
     };
     if (role === "mesh") {
       if (r.pids.length > 1) r.problems.push(`restarted (pids ${r.pids.join(", ")})`);
-      if (Math.abs(r.rssChange) > o.rssTolerance) r.problems.push(`RSS ${r.rssFirstQuarterMb} -> ${r.rssLastQuarterMb} MB (${(r.rssChange * 100).toFixed(1)} %)`);
+      // Growth is what a leak does; memory handed back to the system is not a problem.
+      if (r.rssChange > o.rssTolerance) r.problems.push(`RSS ${r.rssFirstQuarterMb} -> ${r.rssLastQuarterMb} MB (${(r.rssChange * 100).toFixed(1)} %)`);
       if (r.fdsLastQuarterMax - r.fdsFirstQuarterMax > o.handleGrowthBound) r.problems.push(`fds ${r.fdsFirstQuarterMax} -> ${r.fdsLastQuarterMax}`);
       if (r.tcpLastQuarterMax - r.tcpFirstQuarterMax > o.handleGrowthBound) r.problems.push(`TCP sockets ${r.tcpFirstQuarterMax} -> ${r.tcpLastQuarterMax}`);
       if (r.handlesFirstQuarterMax !== undefined && r.handlesLastQuarterMax! - r.handlesFirstQuarterMax > o.handleGrowthBound) {
