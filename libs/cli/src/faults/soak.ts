@@ -306,6 +306,7 @@ export function soakTable(report: SoakReport): string {
   ];
   for (const t of report.trouble.slice(0, 10)) out.push(`  ${t}`);
   for (const p of report.processes) for (const problem of p.problems) out.push(`FAIL ${p.process}: ${problem}`);
+  if (l.served !== l.requests || l.unclean > 0) out.push(`FAIL load: ${l.requests - l.served} of ${l.requests} requests not served`);
   if (Object.keys(l.errorKinds).length) out.push(`failures: ${JSON.stringify(l.errorKinds)}`);
   return out.join("\n") + "\n";
 }
