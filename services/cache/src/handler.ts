@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { cache as pb } from "@switchyard/proto";
@@ -37,6 +38,8 @@ export class CacheHandler implements ServiceImpl<typeof pb.CacheService> {
   }
 
   async lookupBatch(req: pb.LookupBatchRequest, ctx: HandlerContext): Promise<pb.LookupBatchResponse> {
+    // Each lookup of the batch listens to the call's signal (and removes its listener when done).
+    setMaxListeners(req.requests.length + 10, ctx.signal);
     const responses = await Promise.all(
       req.requests.map(async (r) => {
         try {

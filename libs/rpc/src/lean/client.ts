@@ -321,6 +321,13 @@ class IncomingStream implements AsyncIterator<unknown> {
     stream.on("response", (headers) => {
       this.status = Number(headers[":status"]);
       this.options.onHeader?.(toHeaders(headers));
+      // Node emits "response" on the next tick, so data read in the same batch can come first
+      // (it was kept aside as if it were an error body): parse it now that the status is known.
+      if (this.status === 200 && this.buffered) {
+        const early = this.buffered;
+        this.buffered = undefined;
+        this.onData(early);
+      }
     });
     stream.on("data", (chunk: Buffer) => this.onData(chunk));
     stream.once("end", () => {
