@@ -63,7 +63,11 @@ export async function createGatewayService(runtime: ServiceRuntime, clients?: Me
     routes: (router) => registerGatewayService(router, handler, interceptors),
     ...(publicTrace(config) ? { linkCallerTrace: publicTrace(config)! } : {}),
     httpFallback: openAiApi({ config, orchestrator, policy: mesh.policy, tenants, metrics, logger }),
-    readiness: () => dependencies?.readiness() ?? { ready: true, checks: { mesh: "in process" } },
+    readiness: () => {
+      const r = dependencies?.readiness() ?? { ready: true, checks: { mesh: "in process" } };
+      // Broadcasts keep its reused plans fresh; without them plans expire by plan_cache_ms alone.
+      return { ...r, checks: { ...r.checks, nats: bus ? bus.state : "disabled" } };
+    },
     // RPCs (gRPC, Connect, gRPC-Web, on both ports) pass the same Host and Origin rules as REST.
     admit: (host, origin) => {
       const refusal = edge.check(host, origin);
