@@ -84,8 +84,7 @@ export class LeanServer {
       const output = await within(traced?.ctx, () => p.impl(request, ctx));
       const bytes = encodeResponse(p.method.output, output);
       if (stream.destroyed) return;
-      const out: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": UNARY };
-      ctx.setHeaders?.forEach((v, k) => (out[k] = v));
+      const out = responseHeaders(ctx, 200, UNARY);
       ctx.setTrailers?.forEach((v, k) => (out[`trailer-${k}`] = v));
       stream.respond(out);
       stream.end(bytes);
@@ -94,9 +93,7 @@ export class LeanServer {
       if (traced?.span) failSpan(traced.span, ce);
       if (stream.destroyed || stream.headersSent) return;
       // The handler's response headers (a request id, say) go out with its error too.
-      const out: http2.OutgoingHttpHeaders = { ":status": codeToHttpStatus(ce.code), "content-type": "application/json" };
-      ctx.setHeaders?.forEach((v, k) => (out[k] = v));
-      stream.respond(out);
+      stream.respond(responseHeaders(ctx, codeToHttpStatus(ce.code), "application/json"));
       stream.end(errorToJsonBytes(ce, {}));
     } finally {
       traced?.span?.end();
@@ -106,29 +103,9 @@ export class LeanServer {
   private async serverStream(stream: http2.ServerHttp2Stream, p: Procedure, info: CallInfo, headers: http2.IncomingHttpHeaders, body: Buffer): Promise<void> {
     const traced = startServerSpan(p, info, this.linkCallerTrace(p.service.typeName));
     const ctx = new LeanContext(p, info, () => headerEntries(headers));
-    let it: AsyncIterator<unknown> | undefined;
-    let error: ConnectError | undefined;
-    try {
-      const request = decodeRequest(p.method.input, unwrapEnvelope(body));
-      const source = within(traced?.ctx, () => p.impl(request, ctx)) as AsyncIterable<unknown>;
-      it = within(traced?.ctx, () => source[Symbol.asyncIterator]());
-      for (;;) {
-        const r = await within(traced?.ctx, () => it!.next());
-        if (r.done) break;
-        if (stream.destroyed) break;
-        const bytes = encodeResponse(p.method.output, r.value);
-        if (!stream.headersSent) this.respond200(stream, ctx);
-        if (!stream.write(envelope(0, bytes))) await drained(stream);
-      }
-    } catch (err) {
-      error = asConnectError(err);
-      if (traced?.span) failSpan(traced.span, error);
-    } finally {
-      traced?.span?.end();
-      if (stream.destroyed && it?.return) void Promise.resolve(it.return()).catch(() => {});
-    }
+    const error = await pump(stream, p, traced, ctx, body, () => stream.respond(responseHeaders(ctx, 200, STREAM)));
     if (stream.destroyed) return;
-    if (!stream.headersSent) this.respond200(stream, ctx);
+    if (!stream.headersSent) stream.respond(responseHeaders(ctx, 200, STREAM));
     stream.end(envelope(endStreamFlag, endStream(ctx, error)));
   }
 
@@ -140,49 +117,14 @@ export class LeanServer {
   private async grpc(stream: http2.ServerHttp2Stream, p: Procedure, info: CallInfo, headers: http2.IncomingHttpHeaders, body: Buffer): Promise<void> {
     const traced = startServerSpan(p, info, this.linkCallerTrace(p.service.typeName));
     const ctx = new LeanContext(p, info, () => headerEntries(headers));
-    let it: AsyncIterator<unknown> | undefined;
-    let error: ConnectError | undefined;
-    const respond = () => {
-      const out: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": GRPC_PROTO };
-      ctx.setHeaders?.forEach((v, k) => (out[k] = v));
-      stream.respond(out, { waitForTrailers: true });
-    };
-    try {
-      const request = decodeRequest(p.method.input, unwrapEnvelope(body));
-      if (p.method.methodKind === "unary") {
-        const output = await within(traced?.ctx, () => p.impl(request, ctx));
-        const bytes = encodeResponse(p.method.output, output);
-        if (!stream.destroyed) {
-          respond();
-          stream.write(envelope(0, bytes));
-        }
-      } else {
-        const source = within(traced?.ctx, () => p.impl(request, ctx)) as AsyncIterable<unknown>;
-        it = within(traced?.ctx, () => source[Symbol.asyncIterator]());
-        for (;;) {
-          const r = await within(traced?.ctx, () => it!.next());
-          if (r.done || stream.destroyed) break;
-          const bytes = encodeResponse(p.method.output, r.value);
-          if (!stream.headersSent) respond();
-          if (!stream.write(envelope(0, bytes))) await drained(stream);
-        }
-      }
-    } catch (err) {
-      error = asConnectError(err);
-      if (traced?.span) failSpan(traced.span, error);
-    } finally {
-      traced?.span?.end();
-      if (stream.destroyed && it?.return) void Promise.resolve(it.return()).catch(() => {});
-    }
+    const error = await pump(stream, p, traced, ctx, body, () => stream.respond(responseHeaders(ctx, 200, GRPC_PROTO), { waitForTrailers: true }));
     if (stream.destroyed) return;
     const status: http2.OutgoingHttpHeaders = { "grpc-status": String(error?.code ?? 0) };
     if (error) status["grpc-message"] = grpcMessage(error.rawMessage);
     ctx.setTrailers?.forEach((v, k) => (status[k] = v));
     if (!stream.headersSent) {
       // Trailers-only: the call failed before its first message.
-      const out: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": GRPC_PROTO };
-      ctx.setHeaders?.forEach((v, k) => (out[k] = v));
-      stream.respond({ ...out, ...status }, { endStream: true });
+      stream.respond({ ...responseHeaders(ctx, 200, GRPC_PROTO), ...status }, { endStream: true });
       return;
     }
     // The compat layer (http2's request/response objects, created for every stream) listens for
@@ -191,14 +133,57 @@ export class LeanServer {
     stream.once("wantTrailers", () => stream.sendTrailers(status));
     stream.end();
   }
+}
 
-  private respond200(stream: http2.ServerHttp2Stream, ctx: LeanContext): void {
-    const out: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": STREAM };
-    ctx.setHeaders?.forEach((v, k) => (out[k] = v));
-    stream.respond(out);
+/** Status, content type and whatever response headers the handler set. */
+function responseHeaders(ctx: LeanContext, status: number, contentType: string): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = { ":status": status, "content-type": contentType };
+  ctx.setHeaders?.forEach((v, k) => (out[k] = v));
+  return out;
+}
+
+/**
+ * Runs an enveloped call's handler and writes each message it answers as an envelope, calling
+ * `respond` before the first. Unary and server-streaming handlers alike; the caller ends the
+ * stream (its protocol decides how). Resolves to the call's error, if it failed.
+ */
+async function pump(
+  stream: http2.ServerHttp2Stream,
+  p: Procedure,
+  traced: ReturnType<typeof startServerSpan>,
+  ctx: LeanContext,
+  body: Buffer,
+  respond: () => void,
+): Promise<ConnectError | undefined> {
+  let it: AsyncIterator<unknown> | undefined;
+  try {
+    const request = decodeRequest(p.method.input, unwrapEnvelope(body));
+    if (p.method.methodKind === "unary") {
+      const bytes = encodeResponse(p.method.output, await within(traced?.ctx, () => p.impl(request, ctx)));
+      if (!stream.destroyed) {
+        respond();
+        stream.write(envelope(0, bytes));
+      }
+      return undefined;
+    }
+    const source = within(traced?.ctx, () => p.impl(request, ctx)) as AsyncIterable<unknown>;
+    it = within(traced?.ctx, () => source[Symbol.asyncIterator]());
+    for (;;) {
+      const r = await within(traced?.ctx, () => it!.next());
+      if (r.done || stream.destroyed) break;
+      const bytes = encodeResponse(p.method.output, r.value);
+      if (!stream.headersSent) respond();
+      if (!stream.write(envelope(0, bytes))) await drained(stream);
+    }
+    return undefined;
+  } catch (err) {
+    const error = asConnectError(err);
+    if (traced?.span) failSpan(traced.span, error);
+    return error;
+  } finally {
+    traced?.span?.end();
+    if (stream.destroyed && it?.return) void Promise.resolve(it.return()).catch(() => {});
   }
-
-
 }
 
 /** gRPC's percent-encoding of grpc-message: every byte outside printable ASCII, and "%" itself. */
