@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchyard/events/v1/events.proto.
  */
 export const file_switchyard_events_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("CiFzd2l0Y2h5YXJkL2V2ZW50cy92MS9ldmVudHMucHJvdG8SFHN3aXRjaHlhcmQuZXZlbnRzLnYxIt8BCgtQcmljZVVwZGF0ZRIQCghwcm92aWRlchgBIAEoCRINCgVtb2RlbBgCIAEoCRIgChhpbnB1dF9taWNyb191c2RfcGVyX210b2sYAyABKAMSIQoZb3V0cHV0X21pY3JvX3VzZF9wZXJfbXRvaxgEIAEoAxInCh9jYWNoZWRfaW5wdXRfbWljcm9fdXNkX3Blcl9tdG9rGAUgASgDEhwKFGVmZmVjdGl2ZV9hdF91bml4X21zGAYgASgDEg4KBnNvdXJjZRgHIAEoCRITCgt0cmFjZXBhcmVudBgIIAEoCSKFAgoMSGVhbHRoVXBkYXRlEhAKCHByb3ZpZGVyGAEgASgJEg0KBW1vZGVsGAIgASgJEhQKDGV3bWFfdHRmdF9tcxgDIAEoARISCgplcnJvcl9yYXRlGAQgASgBEjMKB2NpcmN1aXQYBSABKA4yIi5zd2l0Y2h5YXJkLmV2ZW50cy52MS5DaXJjdWl0U3RhdGUSEQoJaW5fZmxpZ2h0GAYgASgFEhsKE29ic2VydmVkX2F0X3VuaXhfbXMYByABKAMSHAoUY29uc2VjdXRpdmVfZmFpbHVyZXMYCCABKAUSFQoNZXdtYV90b3RhbF9tcxgJIAEoARIQCghyZXBvcnRlchgKIAEoCSp8CgxDaXJjdWl0U3RhdGUSHQoZQ0lSQ1VJVF9TVEFURV9VTlNQRUNJRklFRBAAEhgKFENJUkNVSVRfU1RBVEVfQ0xPU0VEEAESFgoSQ0lSQ1VJVF9TVEFURV9PUEVOEAISGwoXQ0lSQ1VJVF9TVEFURV9IQUxGX09QRU4QA2IGcHJvdG8z");
+  fileDesc("CiFzd2l0Y2h5YXJkL2V2ZW50cy92MS9ldmVudHMucHJvdG8SFHN3aXRjaHlhcmQuZXZlbnRzLnYxIt8BCgtQcmljZVVwZGF0ZRIQCghwcm92aWRlchgBIAEoCRINCgVtb2RlbBgCIAEoCRIgChhpbnB1dF9taWNyb191c2RfcGVyX210b2sYAyABKAMSIQoZb3V0cHV0X21pY3JvX3VzZF9wZXJfbXRvaxgEIAEoAxInCh9jYWNoZWRfaW5wdXRfbWljcm9fdXNkX3Blcl9tdG9rGAUgASgDEhwKFGVmZmVjdGl2ZV9hdF91bml4X21zGAYgASgDEg4KBnNvdXJjZRgHIAEoCRITCgt0cmFjZXBhcmVudBgIIAEoCSKFAgoMSGVhbHRoVXBkYXRlEhAKCHByb3ZpZGVyGAEgASgJEg0KBW1vZGVsGAIgASgJEhQKDGV3bWFfdHRmdF9tcxgDIAEoARISCgplcnJvcl9yYXRlGAQgASgBEjMKB2NpcmN1aXQYBSABKA4yIi5zd2l0Y2h5YXJkLmV2ZW50cy52MS5DaXJjdWl0U3RhdGUSEQoJaW5fZmxpZ2h0GAYgASgFEhsKE29ic2VydmVkX2F0X3VuaXhfbXMYByABKAMSHAoUY29uc2VjdXRpdmVfZmFpbHVyZXMYCCABKAUSFQoNZXdtYV90b3RhbF9tcxgJIAEoARIQCghyZXBvcnRlchgKIAEoCSLuBAoLVXNhZ2VSZWNvcmQSEgoKcmVxdWVzdF9pZBgBIAEoCRIUCgx0aW1lX3VuaXhfbXMYAiABKAMSDgoGdGVuYW50GAMgASgJEg4KBmtleV9pZBgEIAEoCRILCgNhcGkYBSABKAkSFwoPcmVxdWVzdGVkX21vZGVsGAYgASgJEgwKBHRpZXIYByABKAkSDQoFbW9kZWwYCCABKAkSEAoIcHJvdmlkZXIYCSABKAkSDgoGcmVhc29uGAogASgJEhEKCXRhc2tfdHlwZRgLIAEoCRIRCglmYWxsYmFja3MYDCABKAUSDQoFY2FjaGUYDSABKAkSEgoKY2FjaGVfa2luZBgOIAEoCRIUCgxpbnB1dF90b2tlbnMYDyABKAMSFQoNb3V0cHV0X3Rva2VucxgQIAEoAxIbChNjYWNoZWRfaW5wdXRfdG9rZW5zGBEgASgDEhcKD3VzYWdlX2VzdGltYXRlZBgSIAEoCBIWCg5jb3N0X21pY3JvX3VzZBgTIAEoAxIaChJiYXNlbGluZV9taWNyb191c2QYFCABKAMSFwoPc2F2ZWRfbWljcm9fdXNkGBUgASgDEh0KFWNhY2hlX3NhdmVkX21pY3JvX3VzZBgWIAEoAxIWCg5iYXNlbGluZV9tb2RlbBgXIAEoCRIPCgd0dGZ0X21zGBggASgBEhAKCHRvdGFsX21zGBkgASgBEg4KBnN0YXR1cxgaIAEoBRISCgplcnJvcl9jb2RlGBsgASgJEhAKCHRyYWNlX2lkGBwgASgJEhUKDWZpbmlzaF9yZWFzb24YHSABKAkSEAoIc3RyZWFtZWQYHiABKAgqfAoMQ2lyY3VpdFN0YXRlEh0KGUNJUkNVSVRfU1RBVEVfVU5TUEVDSUZJRUQQABIYChRDSVJDVUlUX1NUQVRFX0NMT1NFRBABEhYKEkNJUkNVSVRfU1RBVEVfT1BFThACEhsKF0NJUkNVSVRfU1RBVEVfSEFMRl9PUEVOEANiBnByb3RvMw");
 
 /**
  * A model's price, kept in the JetStream KV bucket under "<provider>.<model>".
@@ -137,6 +137,206 @@ export type HealthUpdate = Message<"switchyard.events.v1.HealthUpdate"> & {
  */
 export const HealthUpdateSchema: GenMessage<HealthUpdate> = /*@__PURE__*/
   messageDesc(file_switchyard_events_v1_events, 1);
+
+/**
+ * One completion as the books see it: published by the gateway to the JetStream stream
+ * SWITCHYARD_USAGE (subject "switchyard.usage.<tenant>", message id = request_id) when the request
+ * ends, whatever its outcome; written once to the ledger (request_id is the key).
+ *
+ * @generated from message switchyard.events.v1.UsageRecord
+ */
+export type UsageRecord = Message<"switchyard.events.v1.UsageRecord"> & {
+  /**
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+
+  /**
+   * When the request arrived.
+   *
+   * @generated from field: int64 time_unix_ms = 2;
+   */
+  timeUnixMs: bigint;
+
+  /**
+   * @generated from field: string tenant = 3;
+   */
+  tenant: string;
+
+  /**
+   * Short id of the API key used (first 12 hex digits of its SHA-256); never the key. Empty without keys.
+   *
+   * @generated from field: string key_id = 4;
+   */
+  keyId: string;
+
+  /**
+   * "openai", "grpc", "anthropic", "responses": the API the request came in on.
+   *
+   * @generated from field: string api = 5;
+   */
+  api: string;
+
+  /**
+   * `model` exactly as the client sent it.
+   *
+   * @generated from field: string requested_model = 6;
+   */
+  requestedModel: string;
+
+  /**
+   * @generated from field: string tier = 7;
+   */
+  tier: string;
+
+  /**
+   * "provider/model" that answered (empty when nothing answered).
+   *
+   * @generated from field: string model = 8;
+   */
+  model: string;
+
+  /**
+   * @generated from field: string provider = 9;
+   */
+  provider: string;
+
+  /**
+   * Why the router chose it.
+   *
+   * @generated from field: string reason = 10;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: string task_type = 11;
+   */
+  taskType: string;
+
+  /**
+   * Routes tried and failed before the one that answered.
+   *
+   * @generated from field: int32 fallbacks = 12;
+   */
+  fallbacks: number;
+
+  /**
+   * "hit", "miss" or "bypass"; and on a hit "exact" or "semantic".
+   *
+   * @generated from field: string cache = 13;
+   */
+  cache: string;
+
+  /**
+   * @generated from field: string cache_kind = 14;
+   */
+  cacheKind: string;
+
+  /**
+   * @generated from field: int64 input_tokens = 15;
+   */
+  inputTokens: bigint;
+
+  /**
+   * @generated from field: int64 output_tokens = 16;
+   */
+  outputTokens: bigint;
+
+  /**
+   * @generated from field: int64 cached_input_tokens = 17;
+   */
+  cachedInputTokens: bigint;
+
+  /**
+   * True when the provider reported no usage and the counts are our estimate.
+   *
+   * @generated from field: bool usage_estimated = 18;
+   */
+  usageEstimated: boolean;
+
+  /**
+   * What this answer cost (0 for a cache hit), integer micro-dollars.
+   *
+   * @generated from field: int64 cost_micro_usd = 19;
+   */
+  costMicroUsd: bigint;
+
+  /**
+   * What the same tokens would have cost on the tenant's baseline model.
+   *
+   * @generated from field: int64 baseline_micro_usd = 20;
+   */
+  baselineMicroUsd: bigint;
+
+  /**
+   * baseline - cost (negative when the answer cost more than the baseline would have).
+   *
+   * @generated from field: int64 saved_micro_usd = 21;
+   */
+  savedMicroUsd: bigint;
+
+  /**
+   * On a cache hit: what the stored answer had cost when it was made.
+   *
+   * @generated from field: int64 cache_saved_micro_usd = 22;
+   */
+  cacheSavedMicroUsd: bigint;
+
+  /**
+   * The baseline model ("provider/model") the saving is measured against.
+   *
+   * @generated from field: string baseline_model = 23;
+   */
+  baselineModel: string;
+
+  /**
+   * Milliseconds from arrival to the first token sent (0 when none was sent), and to the end.
+   *
+   * @generated from field: double ttft_ms = 24;
+   */
+  ttftMs: number;
+
+  /**
+   * @generated from field: double total_ms = 25;
+   */
+  totalMs: number;
+
+  /**
+   * HTTP status the request ended with (200, 429, 499, 502, ...); gRPC calls use the same numbers.
+   *
+   * @generated from field: int32 status = 26;
+   */
+  status: number;
+
+  /**
+   * The error code of the OpenAI envelope when it failed ("rate_limited", "upstream_error", ...).
+   *
+   * @generated from field: string error_code = 27;
+   */
+  errorCode: string;
+
+  /**
+   * @generated from field: string trace_id = 28;
+   */
+  traceId: string;
+
+  /**
+   * @generated from field: string finish_reason = 29;
+   */
+  finishReason: string;
+
+  /**
+   * @generated from field: bool streamed = 30;
+   */
+  streamed: boolean;
+};
+
+/**
+ * Describes the message switchyard.events.v1.UsageRecord.
+ * Use `create(UsageRecordSchema)` to create a new message.
+ */
+export const UsageRecordSchema: GenMessage<UsageRecord> = /*@__PURE__*/
+  messageDesc(file_switchyard_events_v1_events, 2);
 
 /**
  * @generated from enum switchyard.events.v1.CircuitState
