@@ -72,6 +72,7 @@ export class Bus {
   private readonly priceHandlers: PriceHandler[] = [];
   private readonly healthHandlers: HealthHandler[] = [];
   private invalid: InvalidHandler = () => {};
+  private readonly connectHandlers: ((nc: NatsConnection) => void | Promise<void>)[] = [];
   private stopWatch: (() => void) | undefined;
   private closed = false;
 
@@ -91,6 +92,17 @@ export class Bus {
   /** Milliseconds since the state last changed (how long NATS has been away, when it is). */
   sinceStateChangeMs(now = Date.now()): number {
     return now - this.lastChange;
+  }
+
+  /** The NATS connection once made (JetStream publishers and consumers build on it); undefined before. */
+  get connection(): NatsConnection | undefined {
+    return this.closed ? undefined : this.nc;
+  }
+
+  /** Calls `handler` after every connect and reconnect (at once too when connected now). */
+  onConnect(handler: (nc: NatsConnection) => void | Promise<void>): void {
+    this.connectHandlers.push(handler);
+    if (this.nc && this.currentState === "connected") void handler(this.nc);
   }
 
   onInvalid(handler: InvalidHandler): void {
@@ -203,6 +215,13 @@ export class Bus {
     this.options.logger.info("NATS connected", { server: nc.getServer() });
     if (this.healthHandlers.length > 0 && !this.healthSubscribed) this.subscribeHealthSubject(nc);
     if (this.priceHandlers.length > 0) await this.restartWatch();
+    for (const handler of this.connectHandlers) {
+      try {
+        await handler(nc);
+      } catch (err) {
+        this.options.logger.warn("a NATS connect handler failed", { err });
+      }
+    }
   }
 
   private healthSubscribed = false;

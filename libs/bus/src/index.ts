@@ -1,2 +1,3 @@
 export * from "./bus.js";
 export * from "./keys.js";
+export * from "./usage.js";

@@ -203,10 +203,12 @@ const PORT_ENV: Record<keyof Config["ports"], string> = {
   policy: "SWITCHYARD_POLICY_PORT",
   cache: "SWITCHYARD_CACHE_PORT",
   provider: "SWITCHYARD_PROVIDER_PORT",
+  ledger: "SWITCHYARD_LEDGER_PORT",
   classifier_http: "SWITCHYARD_CLASSIFIER_HTTP_PORT",
   policy_http: "SWITCHYARD_POLICY_HTTP_PORT",
   cache_http: "SWITCHYARD_CACHE_HTTP_PORT",
   provider_http: "SWITCHYARD_PROVIDER_HTTP_PORT",
+  ledger_http: "SWITCHYARD_LEDGER_HTTP_PORT",
 };
 
 /** Environment variables override the file: ports, service endpoints, listen host and NATS_URL. */
@@ -221,7 +223,7 @@ export function applyEnvOverrides(config: Config, env: NodeJS.ProcessEnv): Confi
     else ports[key] = n;
   }
   const endpoints = { ...config.endpoints };
-  for (const svc of ["classifier", "policy", "cache", "provider"] as const) {
+  for (const svc of ["classifier", "policy", "cache", "provider", "ledger"] as const) {
     const raw = env[`SWITCHYARD_${svc.toUpperCase()}_URL`];
     if (raw) endpoints[svc] = raw;
   }

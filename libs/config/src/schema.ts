@@ -3,8 +3,8 @@ import { z } from "zod";
 /** The NAME of an environment variable that holds a secret (never the secret itself). */
 const envName = z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "must be the NAME of an environment variable (the secret itself never goes in the config)");
 
-/** The five services of the mesh; one name per service everywhere (folder, port key, OTEL_SERVICE_NAME). */
-export const SERVICE_NAMES = ["gateway", "classifier", "policy", "cache", "provider"] as const;
+/** The six services of the mesh; one name per service everywhere (folder, port key, OTEL_SERVICE_NAME). */
+export const SERVICE_NAMES = ["gateway", "classifier", "policy", "cache", "provider", "ledger"] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
 const port = z.number().int().min(0).max(65535);
@@ -103,6 +103,8 @@ const tier = z
   })
   .strict();
 
+const budgetPeriod = z.enum(["day", "week", "month"]);
+
 const tenant = z
   .object({
     name,
@@ -116,6 +118,18 @@ const tenant = z
     cache_semantic: z.boolean().optional(),
     /** Cosine similarity a last user turn needs to reuse a stored answer; default `cache.semantic.similarity_threshold`. */
     cache_similarity_threshold: z.number().min(0.5).max(1).optional(),
+    /**
+     * "provider/model" whose price the saving is measured against: what these requests would have
+     * cost without routing. Default: the most expensive model of the top tier.
+     */
+    baseline_model: z.string().regex(/^[^/\s]+\/\S+$/, 'a "provider/model" id').optional(),
+    /** Spend allowed per budget_period, in dollars; unset = no budget. */
+    budget_usd: z.number().positive().optional(),
+    budget_period: budgetPeriod.default("month"),
+    /** Requests per minute across every replica; unset = no limit. */
+    requests_per_minute: z.number().int().positive().optional(),
+    /** Tokens (input + output) per minute across every replica; unset = no limit. */
+    tokens_per_minute: z.number().int().positive().optional(),
   })
   .strict();
 
@@ -125,6 +139,7 @@ const serviceEndpoints = z
     policy: z.string().optional(),
     cache: z.string().optional(),
     provider: z.string().optional(),
+    ledger: z.string().optional(),
   })
   .strict();
 
@@ -139,11 +154,13 @@ export const configSchema = z
         policy: port.default(9102),
         cache: port.default(9103),
         provider: port.default(9104),
+        ledger: port.default(9105),
         // HTTP/1.1 side ports of the internal services: Connect protocol, /metrics, /healthz.
         classifier_http: port.default(9111),
         policy_http: port.default(9112),
         cache_http: port.default(9113),
         provider_http: port.default(9114),
+        ledger_http: port.default(9115),
       })
       .strict()
       .prefault({}),
@@ -170,6 +187,11 @@ export const configSchema = z
          * against DNS rebinding. `"*"` accepts any. Ignored once keys are configured.
          */
         allowed_hosts: z.array(hostName).default([]),
+        /**
+         * SHA-256 (hex) of each admin key: what the admin API (usage, keys) and the dashboard
+         * accept once tenants have keys. With tenant keys and no admin key, the admin API is off.
+         */
+        admin_key_sha256: z.array(z.string().regex(/^[0-9a-f]{64}$/, "must be a lowercase hex SHA-256")).default([]),
       })
       .strict()
       .prefault({}),
@@ -265,6 +287,46 @@ export const configSchema = z
           .object({ ca_file: z.string().default(""), cert_file: z.string().default(""), key_file: z.string().default("") })
           .strict()
           .prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * The books: usage records and API keys. Postgres when the variable named by database_url_env
+     * is set; otherwise PGlite (Postgres compiled to WASM) with its data in data_dir.
+     */
+    ledger: z
+      .object({
+        database_url_env: envName.default("DATABASE_URL"),
+        data_dir: z.string().min(1).default(".switchyard/ledger"),
+        /** JetStream stream and subject prefix ("<prefix>.<tenant>") the gateway publishes records to. */
+        stream: name.default("SWITCHYARD_USAGE"),
+        subject_prefix: z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, "a NATS subject without wildcards").default("switchyard.usage"),
+        /** Durable consumer name shared by every ledger replica. */
+        consumer: name.default("ledger"),
+        /** How long the stream keeps records it holds (unwritten ones too), in hours. */
+        stream_max_age_hours: z.number().int().positive().default(7 * 24),
+        /** Records a ledger writes in one transaction. */
+        batch_size: z.number().int().positive().max(10_000).default(500),
+        /** Records a gateway holds while neither JetStream nor the ledger takes them; beyond it the oldest are dropped and counted. */
+        gateway_buffer_records: z.number().int().positive().default(100_000),
+        /** How often a gateway asks the ledger for new and revoked keys. */
+        key_refresh_ms: z.number().int().positive().default(500),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * Budgets and rate limits (tenants[].budget_usd, requests_per_minute, tokens_per_minute and
+     * per key). memory: counters in this gateway only (one replica); redis: shared by every replica.
+     */
+    quotas: z
+      .object({
+        backend: z.enum(["memory", "redis"]).default("memory"),
+        redis_url: z.string().default("redis://127.0.0.1:6379"),
+        key_prefix: z.string().min(1).default("switchyard:quota:"),
+        /** A Redis call slower than this fails over to this replica's own counters. */
+        timeout_ms: z.number().int().positive().default(100),
+        /** Output tokens assumed at admission for a request that sets no max_tokens (its tier's expected_output_tokens when larger). */
+        default_output_tokens: z.number().int().positive().default(512),
       })
       .strict()
       .prefault({}),

@@ -28,6 +28,8 @@ const CALLERS: Record<string, readonly string[]> = {
   "switchyard.policy.v1.PolicyService": ["gateway"],
   "switchyard.cache.v1.CacheService": ["gateway"],
   "switchyard.provider.v1.ProviderService": ["gateway"],
+  // Operators reach the ledger through the gateway's admin API (which checks their admin key).
+  "switchyard.ledger.v1.LedgerService": ["gateway"],
 };
 
 /**

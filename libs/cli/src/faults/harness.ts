@@ -293,7 +293,7 @@ export class MeshUnderTest {
   static async start(setup: MeshSetup, logDir?: string): Promise<MeshUnderTest> {
     const dir = mkdtempSync(join(tmpdir(), "switchyard-faults-"));
     const ports: Record<string, number> = {};
-    for (const n of ["gateway_http", "gateway_grpc", "classifier", "policy", "cache", "provider", "classifier_http", "policy_http", "cache_http", "provider_http"]) ports[n] = await freePort();
+    for (const n of ["gateway_http", "gateway_grpc", "classifier", "policy", "cache", "provider", "ledger", "classifier_http", "policy_http", "cache_http", "provider_http", "ledger_http"]) ports[n] = await freePort();
     const allTiers = ["simple", "standard", "complex"];
     const providers = setup.upstreams.map((url, i) => ({
       name: `up${String.fromCharCode(97 + i)}`,
@@ -333,6 +333,7 @@ export class MeshUnderTest {
       policy: ports.policy_http!,
       cache: ports.cache_http!,
       provider: ports.provider_http!,
+      ledger: ports.ledger_http!,
     });
     try {
       await waitFor("switchyard start: ready", () => {
