@@ -127,9 +127,9 @@ export function isLoopbackHost(host: string): boolean {
   return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
-/** Whether any tenant has an API key, i.e. whether the gateway authenticates its callers. */
+/** Whether the gateway authenticates its callers: some tenant has an API key, or keys are required. */
 export function hasTenantKeys(config: Config): boolean {
-  return config.tenants.some((t) => t.api_key_sha256.length > 0);
+  return config.gateway.require_api_key || config.tenants.some((t) => t.api_key_sha256.length > 0);
 }
 
 /**

@@ -178,6 +178,12 @@ export const configSchema = z
          */
         allow_unauthenticated: z.boolean().default(false),
         /**
+         * Every request needs an API key even when no tenant lists one here: for deployments whose
+         * keys are all created at run time (`switchyard keys create`). Keys created at run time are
+         * accepted whenever they are presented, this setting or not.
+         */
+        require_api_key: z.boolean().default(false),
+        /**
          * Browser origins (`scheme://host[:port]`) allowed to call the REST API with CORS. A request
          * carrying any other `Origin` is refused with 403. None by default.
          */

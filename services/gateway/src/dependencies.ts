@@ -3,7 +3,7 @@ import { health } from "@switchyard/proto";
 import { createServiceClient, ServingStatus, type MeshIdentity, type Readiness } from "@switchyard/rpc";
 
 const NEEDED = ["policy", "provider"] as const;
-const DEGRADABLE = ["classifier", "cache"] as const;
+const DEGRADABLE = ["classifier", "cache", "ledger"] as const;
 type Dependency = (typeof NEEDED)[number] | (typeof DEGRADABLE)[number];
 
 /**

@@ -1,7 +1,7 @@
 import { createContextKey, type ConnectRouter, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
 import { isSpanContextValid, ROOT_CONTEXT, trace, type SpanContext } from "@opentelemetry/api";
 import type { Config } from "@switchyard/config";
-import { gateway as pb } from "@switchyard/proto";
+import { admin, gateway as pb } from "@switchyard/proto";
 import { serverTracing } from "@switchyard/rpc";
 import { extractContext } from "@switchyard/telemetry";
 
@@ -33,7 +33,7 @@ export function registerGatewayService(router: ConnectRouter, handler: ServiceIm
 /** For the RPC server's lean path: link, not adopt, a caller's trace on the public API (unless trusted). */
 export function publicTrace(config: Config): ((service: string) => boolean) | undefined {
   if (config.telemetry.trust_client_traceparent) return undefined;
-  return (service) => service === pb.GatewayService.typeName;
+  return (service) => service === pb.GatewayService.typeName || service === admin.AdminService.typeName;
 }
 
 /**

@@ -23,9 +23,16 @@ export class GatewayError extends Error {
     readonly code: string,
     message: string,
     readonly param: string | null = null,
+    /** When to try again (429): the `retry-after` header, in seconds. */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
     this.name = "GatewayError";
+  }
+
+  /** Headers that go with this error (`retry-after`). */
+  headers(): Record<string, string> {
+    return this.retryAfterSeconds === undefined ? {} : { "retry-after": String(this.retryAfterSeconds) };
   }
 
   /** The OpenAI error envelope. */
@@ -35,7 +42,8 @@ export class GatewayError extends Error {
 
   /** The same error for a Connect/gRPC caller. */
   toConnectError(): ConnectError {
-    return new ConnectError(this.message, codeForStatus(this.status));
+    const h = this.headers();
+    return new ConnectError(this.message, codeForStatus(this.status), Object.keys(h).length > 0 ? h : undefined);
   }
 }
 

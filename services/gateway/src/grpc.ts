@@ -5,6 +5,7 @@ import type { Config } from "@switchyard/config";
 import { gateway as pb } from "@switchyard/proto";
 import type { Logger } from "@switchyard/telemetry";
 import { formatUsd } from "@switchyard/usage/cost";
+import type { Accounting } from "./accounting/account.js";
 import { GatewayError, invalidRequest } from "./errors.js";
 import type { GatewayMetrics } from "./metrics.js";
 import { parseModel } from "./model-name.js";
@@ -24,6 +25,7 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
     private readonly config: Config,
     private readonly orchestrator: Orchestrator,
     private readonly tenants: TenantResolver,
+    private readonly accounting: Accounting,
     private readonly metrics: GatewayMetrics,
     private readonly logger: Logger,
   ) {}
@@ -39,9 +41,14 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
     let caller: Caller = { tenant: "", keyId: "" };
     let errorCode = "";
     let answered = false;
+    const account = this.accounting.open({ requestId: identity.requestId, traceId: identity.traceId, api: "grpc", receivedAt });
     try {
-      caller = this.tenants.identify(ctx.requestHeader.get("authorization") ?? undefined);
-      for await (const event of this.run(ctx, span, this.toRequest(req, caller.tenant, identity.requestId, receivedAt))) {
+      caller = await this.tenants.identify({ authorization: ctx.requestHeader.get("authorization") ?? undefined, xApiKey: ctx.requestHeader.get("x-api-key") ?? undefined });
+      account.identify(caller);
+      const request = this.toRequest(req, caller.tenant, identity.requestId, receivedAt);
+      // Complete() is StreamComplete read to its end: it counts as not streamed.
+      await account.admit(request, ctx.method.name === "StreamComplete");
+      for await (const event of account.track(this.run(ctx, span, request))) {
         if (event.type === "routed") {
           Object.assign(labels, { model: event.route.id, tier: event.route.tier, cache: event.route.cache });
         } else if (event.type === "delta") {
@@ -69,6 +76,7 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
         labels.status = String(error.status);
         errorCode = error.code;
       }
+      account.close(labels.status === "OK" ? 200 : Number(labels.status), errorCode);
       this.metrics.requests.inc(labels);
       // The audit line: who (tenant, key id; never the key), what, and how it ended.
       this.logger.info("request", {
@@ -176,6 +184,8 @@ function completionOf(done: Extract<CompletionEvent, { type: "done" }>, ctx: Han
     finishReason: done.finishReason,
     costMicroUsd: done.costMicroUsd,
     savedMicroUsd: done.savedMicroUsd,
+    baselineMicroUsd: done.baseline?.microUsd ?? 0n,
+    baselineModel: done.baseline?.model ?? "",
     usage: {
       inputTokens: BigInt(done.usage.inputTokens),
       outputTokens: BigInt(done.usage.outputTokens),

@@ -1,4 +1,4 @@
-import { Counter, Histogram, LATENCY_BUCKETS, type Registry } from "@switchyard/telemetry";
+import { Counter, Gauge, Histogram, LATENCY_BUCKETS, type Registry } from "@switchyard/telemetry";
 
 /** What the gateway measures of every completion. */
 export interface GatewayMetrics {
@@ -13,6 +13,14 @@ export interface GatewayMetrics {
   fallbacks: Counter<"model" | "code">;
   dependencyFailures: Counter<"dependency">;
   planReuse: Counter<"outcome">;
+  /** Usage records by how they left: jetstream, ledger (the RPC path), dropped. */
+  usageRecords: Counter<"outcome">;
+  /** Records waiting in this gateway for JetStream or the ledger to take them. */
+  usageBacklog: Gauge<string>;
+  /** Requests refused at admission, by limit. */
+  quotaRefusals: Counter<"limit">;
+  /** Admissions counted in this replica because Redis was away. */
+  quotaFallbacks: Counter<string>;
 }
 
 export function createGatewayMetrics(registry: Registry): GatewayMetrics {
@@ -27,6 +35,10 @@ export function createGatewayMetrics(registry: Registry): GatewayMetrics {
     savedMicroUsd: new Counter({ name: "switchyard_gateway_cache_saved_micro_usd_total", help: "What cache hits saved, micro-dollars.", registers }),
     fallbacks: new Counter({ name: "switchyard_gateway_fallbacks_total", help: "Routes abandoned before the first token, by model and error code.", labelNames: ["model", "code"], registers }),
     planReuse: new Counter({ name: "switchyard_gateway_plan_reuse_total", help: "Routed requests whose plan came from the gateway's plan cache (hit), from a policy call shared with requests alike (shared), or from a policy call of their own (miss).", labelNames: ["outcome"], registers }),
+    usageRecords: new Counter({ name: "switchyard_gateway_usage_records_total", help: "Usage records by outcome: published to JetStream, handed to the ledger over RPC, or dropped (the buffer was full).", labelNames: ["outcome"], registers }),
+    usageBacklog: new Gauge({ name: "switchyard_gateway_usage_records_pending", help: "Usage records held in this gateway until JetStream or the ledger takes them.", registers }),
+    quotaRefusals: new Counter({ name: "switchyard_gateway_quota_refusals_total", help: "Requests refused at admission (429), by limit: budget, requests_per_minute, tokens_per_minute.", labelNames: ["limit"], registers }),
+    quotaFallbacks: new Counter({ name: "switchyard_gateway_quota_fallbacks_total", help: "Admissions counted in this replica alone because the shared counters (Redis) were unreachable.", registers }),
     dependencyFailures: new Counter({ name: "switchyard_gateway_dependency_failures_total", help: "Calls to internal services that failed and were degraded around.", labelNames: ["dependency"], registers }),
   };
 }

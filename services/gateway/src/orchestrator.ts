@@ -2,9 +2,9 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { trace } from "@opentelemetry/api";
 import type { Config } from "@switchyard/config";
-import { cache as cachePb, classifier as classifierPb, common, policy as policyPb, provider as providerPb } from "@switchyard/proto";
+import { cache as cachePb, classifier as classifierPb, common, ledger as ledgerPb, policy as policyPb, provider as providerPb } from "@switchyard/proto";
 import type { Logger } from "@switchyard/telemetry";
-import { costMicroUsd } from "@switchyard/usage/cost";
+import { costMicroUsd, type MicroPrice } from "@switchyard/usage/cost";
 import { fromProviderError, GatewayError, providerErrorOf } from "./errors.js";
 import type { GatewayMetrics } from "./metrics.js";
 import type { ModelChoice } from "./model-name.js";
@@ -12,12 +12,14 @@ import { Batcher } from "./batch.js";
 import { PlanCache } from "./plan-cache.js";
 import type { ConversationTurn, ToolChoiceSpec, ToolSpec } from "./openai/validate.js";
 
-/** The four internal services the gateway calls. */
+/** The internal services the gateway calls. */
 export interface MeshClients {
   classifier: Client<typeof classifierPb.ClassifierService>;
   policy: Client<typeof policyPb.PolicyService>;
   cache: Client<typeof cachePb.CacheService>;
   provider: Client<typeof providerPb.ProviderService>;
+  /** The books (usage records, keys); absent in a mesh without a ledger. */
+  ledger?: Client<typeof ledgerPb.LedgerService>;
 }
 
 /** Sampling parameters as the client set them. */
@@ -64,6 +66,8 @@ export interface RouteTaken {
   /** On a hit: which cache answered. */
   cacheKind?: "exact" | "semantic";
   fallbacks: number;
+  /** The price the route was chosen at (what an interrupted answer is charged at). */
+  price?: MicroPrice;
 }
 
 export interface FinalUsage {
@@ -79,7 +83,17 @@ export type CompletionEvent =
   | { type: "routed"; route: RouteTaken }
   | { type: "delta"; text: string }
   | { type: "tool_call"; index: number; id: string; name: string; arguments: string }
-  | { type: "done"; route: RouteTaken; finishReason: string; usage: FinalUsage; costMicroUsd: bigint; savedMicroUsd: bigint };
+  | {
+      type: "done";
+      route: RouteTaken;
+      finishReason: string;
+      usage: FinalUsage;
+      costMicroUsd: bigint;
+      /** What a cache hit saved: the stored answer's cost. */
+      savedMicroUsd: bigint;
+      /** What the same tokens cost on the tenant's baseline model (set by the request's account). */
+      baseline?: { model: string; microUsd: bigint };
+    };
 
 /** The answer broke after it started streaming: the client must not take it for a whole answer. */
 export class StreamInterrupted extends Error {
@@ -161,6 +175,7 @@ export class Orchestrator {
         reason: classifyNote + plan.reason + (fallbacks > 0 ? `; fell back ${fallbacks} time(s): ${lastError?.message ?? ""}` : ""),
         cache: cacheable ? "miss" : "bypass",
         fallbacks,
+        ...(route.price ? { price: route.price } : {}),
       };
       this.metrics.overhead.observe((performance.now() - req.receivedAt) / 1000);
       const stream = this.clients.provider.streamGenerate(

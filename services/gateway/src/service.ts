@@ -1,7 +1,9 @@
 import { startBus, type Bus } from "@switchyard/bus";
 import { endpointFor } from "@switchyard/config";
-import { cache, classifier, gateway as pb, policy, provider } from "@switchyard/proto";
+import { admin, cache, classifier, gateway as pb, ledger, policy, provider } from "@switchyard/proto";
 import { createServiceClient, loadMeshIdentity, type ServiceClientOptions, type ServiceParts, type ServiceRuntime } from "@switchyard/rpc";
+import { createGatewayBooks } from "./accounting/index.js";
+import { AdminHandler } from "./admin.js";
 import { DependencyHealth } from "./dependencies.js";
 import { gatewayInterceptors, publicTrace, registerGatewayService } from "./edge-rpc.js";
 import { GatewayHandler } from "./grpc.js";
@@ -31,6 +33,7 @@ export async function createGatewayService(runtime: ServiceRuntime, clients?: Me
       policy: createServiceClient(policy.PolicyService, endpointFor(config, "policy"), via("the policy service")),
       cache: createServiceClient(cache.CacheService, endpointFor(config, "cache"), via("the cache service")),
       provider: createServiceClient(provider.ProviderService, endpointFor(config, "provider"), via("the provider service")),
+      ledger: createServiceClient(ledger.LedgerService, endpointFor(config, "ledger"), via("the ledger service")),
     };
     // Open every HTTP/2 connection now: the first request should not pay for handshakes.
     await Promise.allSettled(Object.values(connections).map((c) => c.warm()));
@@ -39,6 +42,7 @@ export async function createGatewayService(runtime: ServiceRuntime, clients?: Me
       policy: connections.policy.client,
       cache: connections.cache.client,
       provider: connections.provider.client,
+      ledger: connections.ledger.client,
     };
     dependencies = new DependencyHealth(config, identity);
     closeConnections = () => {
@@ -53,20 +57,33 @@ export async function createGatewayService(runtime: ServiceRuntime, clients?: Me
   bus?.watchPrices(() => plans.invalidate());
   bus?.subscribeHealth(() => plans.invalidate());
   const orchestrator = new Orchestrator(mesh, config, metrics, logger, plans);
-  const tenants = new TenantResolver(config);
+  const books = createGatewayBooks({ config, logger, metrics, bus, ledger: mesh.ledger });
+  const { accounting } = books;
+  const tenants = new TenantResolver(config, books.keys);
   const edge = new EdgePolicy(config, tenants.authenticates);
-  const handler = new GatewayHandler(config, orchestrator, tenants, metrics, logger);
+  const handler = new GatewayHandler(config, orchestrator, tenants, accounting, metrics, logger);
+  const adminHandler = new AdminHandler(mesh.ledger, tenants, logger);
   // A client's traceparent is linked to, not adopted, on every RPC protocol and port (as on REST).
   const interceptors = gatewayInterceptors(config);
   return {
-    serviceNames: [pb.GatewayService.typeName],
-    routes: (router) => registerGatewayService(router, handler, interceptors),
+    serviceNames: [pb.GatewayService.typeName, admin.AdminService.typeName],
+    routes: (router) => {
+      registerGatewayService(router, handler, interceptors);
+      router.service(admin.AdminService, adminHandler, { interceptors });
+    },
     ...(publicTrace(config) ? { linkCallerTrace: publicTrace(config)! } : {}),
-    httpFallback: openAiApi({ config, orchestrator, policy: mesh.policy, tenants, metrics, logger }),
+    httpFallback: openAiApi({ config, orchestrator, policy: mesh.policy, tenants, accounting, metrics, logger }),
     readiness: () => {
       const r = dependencies?.readiness() ?? { ready: true, checks: { mesh: "in process" } };
       // Broadcasts keep its reused plans fresh; without them plans expire by plan_cache_ms alone.
-      return { ...r, checks: { ...r.checks, nats: bus ? bus.state : "disabled" } };
+      return {
+        ...r,
+        checks: {
+          ...r.checks,
+          nats: bus ? bus.state : "disabled",
+          ...books.checks(),
+        },
+      };
     },
     // RPCs (gRPC, Connect, gRPC-Web, on both ports) pass the same Host and Origin rules as REST.
     admit: (host, origin) => {
@@ -74,6 +91,8 @@ export async function createGatewayService(runtime: ServiceRuntime, clients?: Me
       return refusal ? { status: refusal.status, message: refusal.message } : undefined;
     },
     onStop: async () => {
+      // Records of the last requests still go out (bounded), before the connections close.
+      await books.close(Math.min(config.limits.shutdown_grace_ms, 3_000));
       dependencies?.close();
       closeConnections();
       await ownBus?.close();

@@ -1,45 +1,96 @@
 import { createHash } from "node:crypto";
-import type { Config } from "@switchyard/config";
+import { hasTenantKeys, type Config } from "@switchyard/config";
 import { GatewayError } from "./errors.js";
+import type { KeyStore } from "./accounting/keys.js";
+import type { QuotaLimits } from "./accounting/quotas.js";
 
-/** Who a request acts for, as the audit line records it. */
+/** Who a request acts for, as the audit line and the ledger record it. */
 export interface Caller {
   tenant: string;
   /**
    * A short id of the API key used: the first 12 hex digits of its SHA-256 (so also of the
    * `api_key_sha256` entry that matched). Enough to tell keys apart in logs, useless to call with.
-   * Empty when the gateway has no keys.
+   * Empty when the request carried no key.
    */
   keyId: string;
+  /** The key's own budget and rate limits (keys created at run time); the tenant's are in the config. */
+  keyLimits?: QuotaLimits;
 }
 
-const KEY_ID_HEX = 12;
+export const KEY_ID_HEX = 12;
+
+/** The credentials a request presented: `Authorization: Bearer <key>`, or `x-api-key` (Anthropic's header). */
+export interface Credentials {
+  authorization?: string | undefined;
+  xApiKey?: string | undefined;
+}
 
 /**
- * Finds a request's tenant from its API key (`Authorization: Bearer <key>`), by SHA-256: the
- * configuration holds hashes, never keys. When no tenant has keys, every request belongs to the
- * first tenant (a local machine needs no auth).
+ * Finds a request's tenant from its API key, by SHA-256: the configuration holds hashes, never
+ * keys, and keys created at run time live in the ledger (hashes only) and reach every replica
+ * through the `KeyStore`. When the gateway does not authenticate (no tenant has a key in the
+ * configuration and `gateway.require_api_key` is off), a request without a key belongs to the
+ * first tenant (a local machine needs no auth); one that presents a key is still identified by it,
+ * so its tenant and limits apply.
  */
 export class TenantResolver {
   private readonly byHash = new Map<string, string>();
+  private readonly adminHashes: Set<string>;
 
-  constructor(private readonly config: Config) {
+  constructor(
+    private readonly config: Config,
+    private readonly keys?: KeyStore,
+  ) {
     for (const t of config.tenants) for (const h of t.api_key_sha256) this.byHash.set(h, t.name);
+    this.adminHashes = new Set(config.gateway.admin_key_sha256);
   }
 
-  /** Whether callers must present an API key (some tenant has one). */
+  /** Whether callers must present an API key. */
   get authenticates(): boolean {
-    return this.byHash.size > 0;
+    return hasTenantKeys(this.config);
   }
 
-  /** The tenant and key id of a request. @throws GatewayError 401 for a missing or unknown key. */
-  identify(authorization: string | undefined): Caller {
-    if (this.byHash.size === 0) return { tenant: this.config.tenants[0]!.name, keyId: "" };
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "");
-    if (!match) throw new GatewayError(401, "authentication_error", "missing_api_key", "an API key is required: send Authorization: Bearer <key>");
-    const hash = createHash("sha256").update(match[1]!).digest("hex");
-    const tenant = this.byHash.get(hash);
-    if (!tenant) throw new GatewayError(401, "authentication_error", "invalid_api_key", "the API key is not valid");
-    return { tenant, keyId: hash.slice(0, KEY_ID_HEX) };
+  /** The tenant and key of a request. @throws GatewayError 401 for a missing, unknown or revoked key. */
+  async identify(credentials: Credentials): Promise<Caller> {
+    const key = presentedKey(credentials);
+    if (key === undefined) {
+      if (!this.authenticates) return { tenant: this.config.tenants[0]!.name, keyId: "" };
+      throw new GatewayError(401, "authentication_error", "missing_api_key", "an API key is required: send Authorization: Bearer <key>");
+    }
+    const hash = sha256Hex(key);
+    const keyId = hash.slice(0, KEY_ID_HEX);
+    const configured = this.byHash.get(hash);
+    if (configured) return { tenant: configured, keyId };
+    const grant = await this.keys?.find(hash);
+    if (grant) return { tenant: grant.tenant, keyId, ...(grant.limits ? { keyLimits: grant.limits } : {}) };
+    throw new GatewayError(401, "authentication_error", "invalid_api_key", "the API key is not valid");
   }
+
+  /**
+   * Checks a caller of the admin API (usage, keys, dashboard data). Open when the gateway does not
+   * authenticate (a local machine); otherwise it needs a key listed in `gateway.admin_key_sha256`.
+   * @throws GatewayError 401 / 403
+   */
+  authorizeAdmin(credentials: Credentials): void {
+    if (!this.authenticates) return;
+    const key = presentedKey(credentials);
+    if (key === undefined) throw new GatewayError(401, "authentication_error", "missing_api_key", "the admin API needs an admin key: send Authorization: Bearer <key>");
+    if (this.adminHashes.size === 0) {
+      throw new GatewayError(403, "permission_error", "admin_disabled", "the admin API is off: no admin key is configured (gateway.admin_key_sha256)");
+    }
+    if (!this.adminHashes.has(sha256Hex(key))) throw new GatewayError(403, "permission_error", "not_admin", "this key is not an admin key");
+  }
+}
+
+/** The key a request presented, if any. A malformed Authorization header counts as none. */
+function presentedKey(c: Credentials): string | undefined {
+  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(c.authorization ?? "");
+  if (bearer) return bearer[1]!;
+  const x = c.xApiKey?.trim();
+  return x ? x : undefined;
+}
+
+/** SHA-256 of a key, lowercase hex. */
+export function sha256Hex(key: string): string {
+  return createHash("sha256").update(key).digest("hex");
 }

@@ -4,8 +4,9 @@ import { create } from "@bufbuild/protobuf";
 import { createClient, createRouterTransport } from "@connectrpc/connect";
 import { stringify as toYaml } from "yaml";
 import { parseConfig, type Config } from "@switchyard/config";
-import { cache, classifier, policy, provider } from "@switchyard/proto";
+import { cache, classifier, events, ledger, policy, provider } from "@switchyard/proto";
 import { createLogger, Registry } from "@switchyard/telemetry";
+import { createGatewayBooks, type GatewayBooks } from "../src/accounting/index.js";
 import { createGatewayMetrics } from "../src/metrics.js";
 import { openAiApi } from "../src/openai/http.js";
 import { Orchestrator, type MeshClients } from "../src/orchestrator.js";
@@ -21,6 +22,9 @@ export interface TestApi {
   rawLogs: string[];
   /** Requests that reached the (fake) provider: a refused request must add none. */
   upstreamCalls: provider.StreamGenerateRequest[];
+  /** Usage records the (fake) ledger received. */
+  records: events.UsageRecord[];
+  books: GatewayBooks;
   send(options: SendOptions): Promise<TestResponse>;
   close(): Promise<void>;
 }
@@ -54,8 +58,9 @@ export const JSON_HEADERS = { "content-type": "application/json" };
  * (sim/a), never a cache hit, an answer of "hi there". `upstreamCalls` records what reached the
  * provider.
  */
-export function fakeMesh(): { mesh: MeshClients; upstreamCalls: provider.StreamGenerateRequest[] } {
+export function fakeMesh(): { mesh: MeshClients; upstreamCalls: provider.StreamGenerateRequest[]; records: events.UsageRecord[] } {
   const upstreamCalls: provider.StreamGenerateRequest[] = [];
+  const records: events.UsageRecord[] = [];
   const transport = createRouterTransport(({ service }) => {
     const classification = { tier: "standard", taskType: "chat", predictedQuality: {} };
     service(classifier.ClassifierService, {
@@ -72,6 +77,14 @@ export function fakeMesh(): { mesh: MeshClients; upstreamCalls: provider.StreamG
       store: () => ({ stored: true }),
       storeBatch: () => ({}),
     } as never);
+    service(ledger.LedgerService, {
+      record: (req: ledger.RecordRequest) => {
+        records.push(...req.records);
+        return { written: req.records.length };
+      },
+      listKeys: () => ({ keys: [], version: 0n }),
+      lookupKey: () => ({}),
+    } as never);
     service(provider.ProviderService, {
       streamGenerate: async function* (req) {
         upstreamCalls.push(req);
@@ -82,11 +95,13 @@ export function fakeMesh(): { mesh: MeshClients; upstreamCalls: provider.StreamG
   });
   return {
     upstreamCalls,
+    records,
     mesh: {
       classifier: createClient(classifier.ClassifierService, transport),
       policy: createClient(policy.PolicyService, transport),
       cache: createClient(cache.CacheService, transport),
       provider: createClient(provider.ProviderService, transport),
+      ledger: createClient(ledger.LedgerService, transport),
     },
   };
 }
@@ -97,11 +112,20 @@ export function fakeMesh(): { mesh: MeshClients; upstreamCalls: provider.StreamG
  */
 export async function startTestApi(overrides: Record<string, unknown> = {}): Promise<TestApi> {
   const config = parseConfig(toYaml(overrides));
-  const { mesh, upstreamCalls } = fakeMesh();
+  const { mesh, upstreamCalls, records } = fakeMesh();
   const rawLogs: string[] = [];
   const logger = createLogger({ service: "gateway", level: "info", write: (line) => rawLogs.push(line) });
   const metrics = createGatewayMetrics(new Registry());
-  const api = openAiApi({ config, orchestrator: new Orchestrator(mesh, config, metrics, logger), policy: mesh.policy, tenants: new TenantResolver(config), metrics, logger });
+  const books = createGatewayBooks({ config, logger, metrics, bus: undefined, ledger: mesh.ledger });
+  const api = openAiApi({
+    config,
+    orchestrator: new Orchestrator(mesh, config, metrics, logger),
+    policy: mesh.policy,
+    tenants: new TenantResolver(config, books.keys),
+    accounting: books.accounting,
+    metrics,
+    logger,
+  });
   const server = http.createServer((req, res) => {
     void api(req, res).then((handled) => {
       if (!handled) {
@@ -120,12 +144,16 @@ export async function startTestApi(overrides: Record<string, unknown> = {}): Pro
       return rawLogs.map((l) => JSON.parse(l) as Record<string, unknown>);
     },
     upstreamCalls,
+    records,
+    books,
     send: (options) => send(port, options),
-    close: () =>
-      new Promise<void>((resolve) => {
+    close: async () => {
+      await books.close(1_000);
+      await new Promise<void>((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());
-      }),
+      });
+    },
   };
 }
 

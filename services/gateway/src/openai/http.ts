@@ -5,12 +5,13 @@ import type { Config } from "@switchyard/config";
 import type { policy as policyPb } from "@switchyard/proto";
 import { extractContext, tracer, type Logger } from "@switchyard/telemetry";
 import { formatUsd } from "@switchyard/usage/cost";
+import type { Accounting } from "../accounting/account.js";
 import { GatewayError, invalidRequest } from "../errors.js";
 import type { GatewayMetrics } from "../metrics.js";
 import { AUTO_MODEL } from "../model-name.js";
 import { StreamInterrupted, type CompletionEvent, type FinalUsage, type Orchestrator, type RouteTaken } from "../orchestrator.js";
 import { annotateDone, annotateRoute, newRequestIdentity, type RequestIdentity } from "../request-context.js";
-import type { Caller, TenantResolver } from "../tenants.js";
+import type { Caller, Credentials, TenantResolver } from "../tenants.js";
 import { EdgePolicy, isJsonContentType, unsupportedMediaType } from "./edge.js";
 import { parseChatRequest } from "./validate.js";
 
@@ -19,6 +20,7 @@ export interface OpenAiApiDeps {
   orchestrator: Orchestrator;
   policy: Client<typeof policyPb.PolicyService>;
   tenants: TenantResolver;
+  accounting: Accounting;
   metrics: GatewayMetrics;
   logger: Logger;
 }
@@ -108,12 +110,16 @@ async function chatCompletionsInSpan(deps: OpenAiApiDeps, req: http.IncomingMess
   let labels = { api: "openai", status: "200", model: "", tier: "", cache: "" };
   let caller: Caller = { tenant: "", keyId: "" };
   let errorCode = "";
+  const account = deps.accounting.open({ requestId: identity.requestId, traceId: identity.traceId, api: "openai", receivedAt });
   try {
-    caller = deps.tenants.identify(header(req, "authorization"));
+    caller = await deps.tenants.identify(credentials(req));
+    account.identify(caller);
     if (!isJsonContentType(header(req, "content-type"))) throw unsupportedMediaType(header(req, "content-type"));
     const body = await readJson(req, deps.config.limits.max_body_bytes, deps.config.limits.body_timeout_ms);
     const parsed = parseChatRequest(body, deps.config, header(req, "x-switchyard-cache"));
-    const events = deps.orchestrator.complete({ ...parsed.completion, requestId: identity.requestId, tenant: caller.tenant, receivedAt }, controller.signal);
+    const completion = { ...parsed.completion, requestId: identity.requestId, tenant: caller.tenant, receivedAt };
+    await account.admit(completion, parsed.stream);
+    const events = account.track(deps.orchestrator.complete(completion, controller.signal));
     const outcome = parsed.stream
       ? await streamResponse(res, events, identity, parsed.includeUsage, deps, receivedAt)
       : await jsonResponse(res, events, identity, (model) => deps.metrics.ttft.observe({ api: "openai", model }, (performance.now() - receivedAt) / 1000));
@@ -139,7 +145,7 @@ async function chatCompletionsInSpan(deps: OpenAiApiDeps, req: http.IncomingMess
     if (!res.headersSent) {
       // Nothing sent yet (any error of a non-streamed answer, or a stream that broke before
       // its first byte): a plain error response. After a 408 or 413 the connection is not reused.
-      sendJson(res, error.status, error.toEnvelope(), identity, error.status === 413 || error.status === 408 ? { connection: "close" } : {});
+      sendJson(res, error.status, error.toEnvelope(), identity, { ...error.headers(), ...(error.status === 413 || error.status === 408 ? { connection: "close" } : {}) });
     } else if (err instanceof StreamInterrupted) {
       // Headers are gone: the error travels as an event and [DONE] never comes, so no client
       // can take the half answer for a whole one.
@@ -147,6 +153,7 @@ async function chatCompletionsInSpan(deps: OpenAiApiDeps, req: http.IncomingMess
     } else if (!res.writableEnded) res.end();
   } finally {
     clearTimeout(timeout);
+    account.close(Number(labels.status), errorCode);
     deps.metrics.requests.inc(labels);
     span.setAttribute("http.response.status_code", Number(labels.status));
     span.end();
@@ -304,7 +311,7 @@ async function listModelsInSpan(deps: OpenAiApiDeps, req: http.IncomingMessage, 
   let status = 200;
   let errorCode = "";
   try {
-    caller = deps.tenants.identify(header(req, "authorization"));
+    caller = await deps.tenants.identify(credentials(req));
     const { models } = await deps.policy.listModels({}, { timeoutMs: 2_000 });
     const data = [
       { id: AUTO_MODEL, object: "model", created: 0, owned_by: "switchyard", switchyard: { routed: true, tiers: deps.config.tiers.map((t) => t.name) } },
@@ -399,6 +406,9 @@ function switchyardInfo(done: Extract<CompletionEvent, { type: "done" }>, identi
     fallbacks: done.route.fallbacks,
     cost_usd: formatUsd(done.costMicroUsd),
     saved_usd: formatUsd(done.savedMicroUsd),
+    ...(done.baseline
+      ? { baseline_model: done.baseline.model, baseline_usd: formatUsd(done.baseline.microUsd), saved_vs_baseline_usd: formatUsd(done.baseline.microUsd - done.costMicroUsd) }
+      : {}),
     usage_estimated: done.usage.estimated,
   };
 }
@@ -514,6 +524,11 @@ function methodNotAllowed(res: http.ServerResponse, allowed: string): true {
   res.setHeader("allow", `${allowed}, OPTIONS`);
   sendError(res, new GatewayError(405, "invalid_request_error", "method_not_allowed", `use ${allowed} for this path`));
   return true;
+}
+
+/** The API key a request presents: `Authorization: Bearer`, or `x-api-key` (as Anthropic's SDK sends it). */
+export function credentials(req: http.IncomingMessage): Credentials {
+  return { authorization: header(req, "authorization"), xApiKey: header(req, "x-api-key") };
 }
 
 function header(req: http.IncomingMessage, name: string): string | undefined {

@@ -1,0 +1,476 @@
+import { Redis } from "ioredis";
+import type { Config, TenantConfig } from "@switchyard/config";
+import { ledger as ledgerPb } from "@switchyard/proto";
+import type { Logger } from "@switchyard/telemetry";
+
+export type BudgetPeriod = "day" | "week" | "month";
+
+/** What one tenant or key may do. Unset: no limit of that kind. */
+export interface QuotaLimits {
+  budgetMicroUsd?: bigint;
+  period: BudgetPeriod;
+  requestsPerMinute?: number;
+  tokensPerMinute?: number;
+}
+
+/** A set of limits and the counters they apply to ("tenant:acme", "key:1a2b3c4d5e6f"). */
+export interface QuotaScope {
+  id: string;
+  limits: QuotaLimits;
+}
+
+/** Why a request was refused: which scope, which limit, and when to try again. */
+export interface QuotaRefusal {
+  scope: string;
+  limit: "budget" | "requests_per_minute" | "tokens_per_minute";
+  retryAfterSeconds: number;
+  message: string;
+}
+
+/** What an admitted request holds until it ends: its reservation and its window counts. */
+export interface QuotaTicket {
+  requestId: string;
+  scopes: QuotaScope[];
+  estimatedTokens: number;
+  estimatedMicroUsd: bigint;
+  /** The minute window the tokens were counted in (ms since epoch of its start). */
+  windowStart: number;
+  /** The backend that admitted it (settled there too, even if another serves by then). */
+  backend: QuotaBackend;
+}
+
+export interface AdmissionInput {
+  requestId: string;
+  scopes: QuotaScope[];
+  estimatedTokens: number;
+  estimatedMicroUsd: bigint;
+}
+
+/** Counters behind the limits: this process's own, or Redis shared by every replica. */
+export interface QuotaBackend {
+  readonly name: string;
+  /** Checks every scope and, when all allow, counts the request in all of them at once. */
+  admit(input: AdmissionInput, now: number): Promise<QuotaRefusal | undefined>;
+  /** Ends a request: its reservation goes, its real cost and tokens count. */
+  settle(ticket: QuotaTicket, actualMicroUsd: bigint, actualTokens: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+const MINUTE = 60_000;
+
+/** The limits of a key created at run time, from its ledger entry; undefined when it has none. */
+export function quotaLimitsOf(l: ledgerPb.KeyLimits): QuotaLimits | undefined {
+  const period: BudgetPeriod = l.period === ledgerPb.BudgetPeriod.DAY ? "day" : l.period === ledgerPb.BudgetPeriod.WEEK ? "week" : "month";
+  const limits: QuotaLimits = {
+    period,
+    ...(l.budgetMicroUsd > 0n ? { budgetMicroUsd: l.budgetMicroUsd } : {}),
+    ...(l.requestsPerMinute > 0 ? { requestsPerMinute: l.requestsPerMinute } : {}),
+    ...(l.tokensPerMinute > 0 ? { tokensPerMinute: l.tokensPerMinute } : {}),
+  };
+  return hasLimits(limits) ? limits : undefined;
+}
+
+/** A tenant's limits from the configuration; undefined when it has none. */
+export function tenantLimits(t: TenantConfig): QuotaLimits | undefined {
+  const limits: QuotaLimits = {
+    period: t.budget_period,
+    ...(t.budget_usd === undefined ? {} : { budgetMicroUsd: BigInt(Math.round(t.budget_usd * 1e6)) }),
+    ...(t.requests_per_minute === undefined ? {} : { requestsPerMinute: t.requests_per_minute }),
+    ...(t.tokens_per_minute === undefined ? {} : { tokensPerMinute: t.tokens_per_minute }),
+  };
+  return hasLimits(limits) ? limits : undefined;
+}
+
+function hasLimits(l: QuotaLimits): boolean {
+  return l.budgetMicroUsd !== undefined || l.requestsPerMinute !== undefined || l.tokensPerMinute !== undefined;
+}
+
+/** Start of the budget period holding `now` (UTC: midnight, Monday, the 1st), and of the next. */
+export function periodBounds(period: BudgetPeriod, now: number): { start: number; end: number } {
+  const d = new Date(now);
+  const y = d.getUTCFullYear();
+  const m = d.getUTCMonth();
+  const day = d.getUTCDate();
+  if (period === "day") {
+    const start = Date.UTC(y, m, day);
+    return { start, end: start + 86_400_000 };
+  }
+  if (period === "week") {
+    const sinceMonday = (d.getUTCDay() + 6) % 7;
+    const start = Date.UTC(y, m, day - sinceMonday);
+    return { start, end: start + 7 * 86_400_000 };
+  }
+  return { start: Date.UTC(y, m, 1), end: Date.UTC(y, m + 1, 1) };
+}
+
+/** The refusal for a limit that is full, with the time it frees up. */
+function refusal(scope: QuotaScope, limit: QuotaRefusal["limit"], now: number, detail: string): QuotaRefusal {
+  const retryAt = limit === "budget" ? periodBounds(scope.limits.period, now).end : (Math.floor(now / MINUTE) + 1) * MINUTE;
+  const what = scope.id.startsWith("key:") ? `API key ${scope.id.slice(4)}` : `tenant "${scope.id.slice(7)}"`;
+  const message =
+    limit === "budget"
+      ? `the ${scope.limits.period}ly budget of ${what} is used up (${detail}); it renews at ${new Date(retryAt).toISOString()}`
+      : `${what} is over its ${limit === "requests_per_minute" ? "requests" : "tokens"} per minute limit (${detail})`;
+  return { scope: scope.id, limit, retryAfterSeconds: Math.max(1, Math.ceil((retryAt - now) / 1000)), message };
+}
+
+/** Sliding minute window: the last minute's count weighted by how much of it still overlaps, plus this minute's. */
+function windowed(previous: number, current: number, now: number): number {
+  return previous * (1 - (now % MINUTE) / MINUTE) + current;
+}
+
+function usd(micro: number): string {
+  return `$${(micro / 1e6).toFixed(micro < 10_000 ? 6 : 4)}`;
+}
+
+/**
+ * Counters in this process: right for one replica, and what a replica falls back on while Redis
+ * is away (then each replica enforces the limits alone, so together they may allow up to
+ * replicas x the limit; the readiness check says so).
+ */
+export class MemoryQuotaBackend implements QuotaBackend {
+  readonly name = "memory";
+  private readonly counters = new Map<string, number>();
+  private sweptWindow = -1;
+
+  async admit(input: AdmissionInput, now: number): Promise<QuotaRefusal | undefined> {
+    this.sweep(now);
+    const w = Math.floor(now / MINUTE);
+    for (const scope of input.scopes) {
+      const l = scope.limits;
+      if (l.requestsPerMinute !== undefined) {
+        const used = windowed(this.get(`rpm:${scope.id}:${w - 1}`), this.get(`rpm:${scope.id}:${w}`), now);
+        if (used + 1 > l.requestsPerMinute) return refusal(scope, "requests_per_minute", now, `${Math.round(used)} of ${l.requestsPerMinute} in the last minute`);
+      }
+      if (l.tokensPerMinute !== undefined) {
+        const used = windowed(this.get(`tpm:${scope.id}:${w - 1}`), this.get(`tpm:${scope.id}:${w}`), now);
+        if (used >= l.tokensPerMinute) return refusal(scope, "tokens_per_minute", now, `${Math.round(used)} of ${l.tokensPerMinute} tokens in the last minute`);
+      }
+      if (l.budgetMicroUsd !== undefined) {
+        const { start } = periodBounds(l.period, now);
+        const spent = this.get(`spend:${scope.id}:${start}`);
+        const reserved = this.get(`reserved:${scope.id}`);
+        if (spent + reserved >= Number(l.budgetMicroUsd)) {
+          return refusal(scope, "budget", now, `${usd(spent)} spent and ${usd(reserved)} held by requests in flight, of ${usd(Number(l.budgetMicroUsd))}`);
+        }
+      }
+    }
+    for (const scope of input.scopes) {
+      const l = scope.limits;
+      if (l.requestsPerMinute !== undefined) this.add(`rpm:${scope.id}:${w}`, 1);
+      if (l.tokensPerMinute !== undefined) this.add(`tpm:${scope.id}:${w}`, input.estimatedTokens);
+      if (l.budgetMicroUsd !== undefined) this.add(`reserved:${scope.id}`, Number(input.estimatedMicroUsd));
+    }
+    return undefined;
+  }
+
+  async settle(ticket: QuotaTicket, actualMicroUsd: bigint, actualTokens: number): Promise<void> {
+    const now = Date.now();
+    const w = Math.floor(ticket.windowStart / MINUTE);
+    for (const scope of ticket.scopes) {
+      const l = scope.limits;
+      if (l.tokensPerMinute !== undefined && this.counters.has(`tpm:${scope.id}:${w}`)) this.add(`tpm:${scope.id}:${w}`, actualTokens - ticket.estimatedTokens);
+      if (l.budgetMicroUsd !== undefined) {
+        this.add(`reserved:${scope.id}`, -Number(ticket.estimatedMicroUsd));
+        this.add(`spend:${scope.id}:${periodBounds(l.period, now).start}`, Number(actualMicroUsd));
+      }
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  private get(key: string): number {
+    return this.counters.get(key) ?? 0;
+  }
+
+  private add(key: string, n: number): void {
+    this.counters.set(key, this.get(key) + n);
+  }
+
+  /** Drops minute windows older than the last two (budget counters stay for the life of the process). */
+  private sweep(now: number): void {
+    const w = Math.floor(now / MINUTE);
+    if (this.sweptWindow === w) return;
+    this.sweptWindow = w;
+    for (const key of this.counters.keys()) {
+      if (!key.startsWith("rpm:") && !key.startsWith("tpm:")) continue;
+      if (Number(key.slice(key.lastIndexOf(":") + 1)) < w - 1) this.counters.delete(key);
+    }
+  }
+}
+
+/**
+ * One atomic check-and-count over every scope of a request (a Lua script: no other replica's
+ * request can slip between the check and the count). Per scope, 7 keys: requests this minute and
+ * the last, tokens this minute and the last, spend this period, the reservations of requests in
+ * flight (a sorted set by expiry, so a gateway that dies mid-request frees its holds when they
+ * expire) and their sum. A refusal returns {scope index, limit, used, extra}.
+ */
+const ADMIT = `
+local now = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local member = ARGV[3]
+local tokens = tonumber(ARGV[4])
+local cost = tonumber(ARGV[5])
+local expires = tonumber(ARGV[6])
+local weight = tonumber(ARGV[7])
+local periodTtl = tonumber(ARGV[8])
+for i = 0, n - 1 do
+  local k = i * 7
+  local a = 9 + i * 3
+  local rpm, tpm, budget = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  if rpm > 0 then
+    local used = tonumber(redis.call('GET', KEYS[k + 2]) or '0') * weight + tonumber(redis.call('GET', KEYS[k + 1]) or '0')
+    if used + 1 > rpm then return {i, 'requests_per_minute', tostring(used), '0'} end
+  end
+  if tpm > 0 then
+    local used = tonumber(redis.call('GET', KEYS[k + 4]) or '0') * weight + tonumber(redis.call('GET', KEYS[k + 3]) or '0')
+    if used >= tpm then return {i, 'tokens_per_minute', tostring(used), '0'} end
+  end
+  if budget > 0 then
+    local expired = redis.call('ZRANGEBYSCORE', KEYS[k + 6], '-inf', now)
+    if #expired > 0 then
+      for _, m in ipairs(expired) do
+        redis.call('DECRBY', KEYS[k + 7], tonumber(string.match(m, '|(%d+)$')))
+      end
+      redis.call('ZREMRANGEBYSCORE', KEYS[k + 6], '-inf', now)
+    end
+    local spent = tonumber(redis.call('GET', KEYS[k + 5]) or '0')
+    local held = tonumber(redis.call('GET', KEYS[k + 7]) or '0')
+    if spent + held >= budget then return {i, 'budget', tostring(spent), tostring(held)} end
+  end
+end
+for i = 0, n - 1 do
+  local k = i * 7
+  local a = 9 + i * 3
+  if tonumber(ARGV[a]) > 0 then
+    redis.call('INCR', KEYS[k + 1])
+    redis.call('PEXPIRE', KEYS[k + 1], 180000)
+  end
+  if tonumber(ARGV[a + 1]) > 0 then
+    redis.call('INCRBY', KEYS[k + 3], tokens)
+    redis.call('PEXPIRE', KEYS[k + 3], 180000)
+  end
+  if tonumber(ARGV[a + 2]) > 0 then
+    redis.call('ZADD', KEYS[k + 6], expires, member)
+    redis.call('INCRBY', KEYS[k + 7], cost)
+    redis.call('PEXPIRE', KEYS[k + 6], periodTtl)
+    redis.call('PEXPIRE', KEYS[k + 7], periodTtl)
+  end
+end
+return {-1}
+`;
+
+/** Per scope, 3 keys: tokens of the admission's minute, spend this period, reservations, their sum (4 keys). */
+const SETTLE = `
+local n = tonumber(ARGV[1])
+local member = ARGV[2]
+local tokenDelta = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local periodTtl = tonumber(ARGV[5])
+for i = 0, n - 1 do
+  local k = i * 4
+  local a = 6 + i * 2
+  if tonumber(ARGV[a]) > 0 and redis.call('EXISTS', KEYS[k + 1]) == 1 then
+    redis.call('INCRBY', KEYS[k + 1], tokenDelta)
+  end
+  if tonumber(ARGV[a + 1]) > 0 then
+    if redis.call('ZREM', KEYS[k + 3], member) == 1 then
+      redis.call('DECRBY', KEYS[k + 4], tonumber(string.match(member, '|(%d+)$')))
+    end
+    redis.call('INCRBY', KEYS[k + 2], cost)
+    redis.call('PEXPIRE', KEYS[k + 2], periodTtl)
+  end
+end
+return 1
+`;
+
+/**
+ * Counters in Redis, shared by every gateway replica. Why Redis: the checks sit on every request's
+ * path and must be atomic across replicas; one Lua call is one round trip (about 0.1 ms on a LAN)
+ * and Redis already serves the shared cache. Postgres would put a row lock on every request; NATS KV
+ * has compare-and-set but one round trip per key. Spend counters outlive a Redis restart only if it
+ * persists; the ledger keeps the exact books either way.
+ */
+export class RedisQuotaBackend implements QuotaBackend {
+  readonly name = "redis";
+  private readonly redis: Redis;
+
+  constructor(
+    url: string,
+    private readonly prefix: string,
+    timeoutMs: number,
+    private readonly requestTimeoutMs: number,
+  ) {
+    this.redis = new Redis(url, {
+      lazyConnect: false,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      connectTimeout: Math.max(timeoutMs, 1_000),
+      commandTimeout: timeoutMs,
+      retryStrategy: (times) => Math.min(times * 200, 2_000),
+    });
+    // Errors surface on each call (and fall back); the client must not throw them at the process.
+    this.redis.on("error", () => {});
+    this.redis.defineCommand("quotaAdmit", { lua: ADMIT });
+    this.redis.defineCommand("quotaSettle", { lua: SETTLE });
+  }
+
+  get connected(): boolean {
+    return this.redis.status === "ready";
+  }
+
+  async admit(input: AdmissionInput, now: number): Promise<QuotaRefusal | undefined> {
+    const w = Math.floor(now / MINUTE);
+    const keys: string[] = [];
+    const limitArgs: (string | number)[] = [];
+    let periodTtl = MINUTE;
+    for (const s of input.scopes) {
+      const { start, end } = periodBounds(s.limits.period, now);
+      periodTtl = Math.max(periodTtl, end - now + 86_400_000);
+      const p = `${this.prefix}${s.id}`;
+      keys.push(`${p}:rpm:${w}`, `${p}:rpm:${w - 1}`, `${p}:tpm:${w}`, `${p}:tpm:${w - 1}`, `${p}:spend:${s.limits.period}:${start}`, `${p}:held`, `${p}:held-sum`);
+      limitArgs.push(s.limits.requestsPerMinute ?? 0, s.limits.tokensPerMinute ?? 0, String(s.limits.budgetMicroUsd ?? 0n));
+    }
+    const weight = 1 - (now % MINUTE) / MINUTE;
+    const args = [now, input.scopes.length, member(input.requestId, input.estimatedMicroUsd), input.estimatedTokens, String(input.estimatedMicroUsd), now + this.requestTimeoutMs + 30_000, weight, periodTtl, ...limitArgs];
+    const res = (await (this.redis as unknown as { quotaAdmit(n: number, ...a: (string | number)[]): Promise<unknown[]> }).quotaAdmit(keys.length, ...keys, ...args)) as [number, string?, string?, string?];
+    if (res[0] === -1) return undefined;
+    const scope = input.scopes[res[0]]!;
+    const used = Number(res[2]);
+    const held = Number(res[3]);
+    const l = scope.limits;
+    if (res[1] === "budget") return refusal(scope, "budget", now, `${usd(used)} spent and ${usd(held)} held by requests in flight, of ${usd(Number(l.budgetMicroUsd))}`);
+    if (res[1] === "requests_per_minute") return refusal(scope, "requests_per_minute", now, `${Math.round(used)} of ${l.requestsPerMinute} in the last minute`);
+    return refusal(scope, "tokens_per_minute", now, `${Math.round(used)} of ${l.tokensPerMinute} tokens in the last minute`);
+  }
+
+  async settle(ticket: QuotaTicket, actualMicroUsd: bigint, actualTokens: number): Promise<void> {
+    const now = Date.now();
+    const w = Math.floor(ticket.windowStart / MINUTE);
+    const keys: string[] = [];
+    const flags: number[] = [];
+    let periodTtl = MINUTE;
+    for (const s of ticket.scopes) {
+      const { start, end } = periodBounds(s.limits.period, now);
+      periodTtl = Math.max(periodTtl, end - now + 86_400_000);
+      const p = `${this.prefix}${s.id}`;
+      keys.push(`${p}:tpm:${w}`, `${p}:spend:${s.limits.period}:${start}`, `${p}:held`, `${p}:held-sum`);
+      flags.push(s.limits.tokensPerMinute ? 1 : 0, s.limits.budgetMicroUsd ? 1 : 0);
+    }
+    await (this.redis as unknown as { quotaSettle(n: number, ...a: (string | number)[]): Promise<unknown> }).quotaSettle(
+      keys.length,
+      ...keys,
+      ticket.scopes.length,
+      member(ticket.requestId, ticket.estimatedMicroUsd),
+      actualTokens - ticket.estimatedTokens,
+      String(actualMicroUsd),
+      periodTtl,
+      ...flags,
+    );
+  }
+
+  async close(): Promise<void> {
+    this.redis.disconnect();
+  }
+}
+
+/** A reservation's member in the sorted set: the request id and its amount (so an expired one can be subtracted). */
+function member(requestId: string, micro: bigint): string {
+  return `${requestId}|${micro}`;
+}
+
+export interface QuotaEnforcerOptions {
+  config: Config;
+  logger: Logger;
+  /** Prices the estimate of a request (micro-dollars) from its token estimates. */
+  estimateCost: (tenant: string, inputTokens: number, outputTokens: number) => bigint;
+  /** Counts a fallback to this replica's counters. */
+  onFallback?: () => void;
+}
+
+/**
+ * Budgets and rate limits at admission. Each request counts against its tenant's limits (from the
+ * configuration) and its key's (keys created at run time). The estimate (input characters / 4,
+ * plus max_tokens or the default output) holds part of the budget while the request runs; the real
+ * cost replaces it when the answer ends, so requests admitted together overshoot a budget by at
+ * most what they cost beyond their estimates. Redis errors fall back to this replica's counters
+ * (limits then hold per replica) rather than refusing traffic.
+ */
+export class QuotaEnforcer {
+  private readonly tenants = new Map<string, QuotaLimits>();
+  private readonly local = new MemoryQuotaBackend();
+  private readonly shared: RedisQuotaBackend | undefined;
+  private degraded = "";
+
+  constructor(private readonly options: QuotaEnforcerOptions) {
+    const { config } = options;
+    for (const t of config.tenants) {
+      const l = tenantLimits(t);
+      if (l) this.tenants.set(t.name, l);
+    }
+    if (config.quotas.backend === "redis") {
+      this.shared = new RedisQuotaBackend(config.quotas.redis_url, config.quotas.key_prefix, config.quotas.timeout_ms, config.limits.request_timeout_ms);
+    }
+  }
+
+  /** For readiness: which counters are in use. */
+  get state(): string {
+    if (!this.shared) return "memory (this replica only)";
+    return this.degraded ? `degraded: ${this.degraded}; counting per replica` : "redis";
+  }
+
+  /**
+   * Admits a request or says why not. Resolves to undefined when no limit applies (nothing to settle).
+   */
+  async admit(
+    request: { requestId: string; tenant: string; keyId: string; keyLimits?: QuotaLimits | undefined; inputChars: number; maxOutputTokens?: number | undefined; defaultOutputTokens: number },
+  ): Promise<{ ticket?: QuotaTicket; refusal?: QuotaRefusal }> {
+    const scopes: QuotaScope[] = [];
+    const tenant = this.tenants.get(request.tenant);
+    if (tenant) scopes.push({ id: `tenant:${request.tenant}`, limits: tenant });
+    if (request.keyLimits && request.keyId) scopes.push({ id: `key:${request.keyId}`, limits: request.keyLimits });
+    if (scopes.length === 0) return {};
+    const inputTokens = Math.ceil(request.inputChars / 4);
+    const outputTokens = request.maxOutputTokens ?? request.defaultOutputTokens;
+    const input: AdmissionInput = {
+      requestId: request.requestId,
+      scopes,
+      estimatedTokens: inputTokens + outputTokens,
+      estimatedMicroUsd: this.options.estimateCost(request.tenant, inputTokens, outputTokens),
+    };
+    const now = Date.now();
+    let backend: QuotaBackend = this.shared ?? this.local;
+    let refused: QuotaRefusal | undefined;
+    try {
+      refused = await backend.admit(input, now);
+      if (this.degraded && backend === this.shared) {
+        this.options.logger.info("quota counters in Redis are back");
+        this.degraded = "";
+      }
+    } catch (err) {
+      if (backend !== this.shared) throw err;
+      if (!this.degraded) this.options.logger.warn("quota counters in Redis unavailable; counting in this replica", { error: (err as Error).message });
+      this.degraded = "redis unreachable";
+      this.options.onFallback?.();
+      backend = this.local;
+      refused = await backend.admit(input, now);
+    }
+    if (refused) return { refusal: refused };
+    return { ticket: { ...input, windowStart: now, backend } };
+  }
+
+  /** Ends an admitted request with what it really cost. Never throws (a lost settle only leaves a hold that expires). */
+  async settle(ticket: QuotaTicket | undefined, actualMicroUsd: bigint, actualTokens: number): Promise<void> {
+    if (!ticket) return;
+    try {
+      await ticket.backend.settle(ticket, actualMicroUsd, actualTokens);
+    } catch (err) {
+      this.options.logger.warn("could not settle a request's quota counters", { request_id: ticket.requestId, error: (err as Error).message });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.shared?.close();
+  }
+}
