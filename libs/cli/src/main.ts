@@ -1,20 +1,25 @@
 import { evalCommand, scoreCommand, trainCommand } from "@switchyard/router";
 import { benchCommand } from "./commands/bench.js";
 import { configCommand } from "./commands/config.js";
+import { keysCommand } from "./commands/keys.js";
 import { pricesCommand } from "./commands/prices.js";
 import { startCommand } from "./commands/start.js";
+import { usageCommand } from "./commands/usage.js";
 import { faultsCommand, soakCommand } from "./faults/command.js";
 
 const USAGE = `usage: switchyard <command> [options]
 
 commands:
-  start                                   run the mesh (five services) with the configuration in
+  start                                   run the mesh (six services) with the configuration in
                                           SWITCHYARD_CONFIG or ./switchyard.yaml, else the embedded defaults
   train --data FILE... --out ROUTER.json  fit the router on routing-outcome JSONL files
   score --router ROUTER.json --data FILE  predicted quality of every known model, one JSON line per prompt
   eval  --router ROUTER.json --data FILE  APGR, CPT, quality/cost curve (--svg OUT.svg)
   bench                                   gateway overhead: direct vs through the mesh
   prices publish FILE                     publish a price table (YAML or JSON) to NATS
+  usage [--tenant T] [--since 7d] [--by model|tier|day] [--json]
+                                          what the traffic cost and what routing saved (from the ledger)
+  keys create|list|revoke                 API keys managed at run time (budgets, rate limits)
   config check|print [FILE]               validate a configuration without starting / print it merged and redacted
   faults [--quick]                        kill services, stop NATS and Redis, break upstreams under load; per-fault table
   soak [--minutes 10] [--concurrency N]   steady load: RSS, file descriptors and sockets of every process over time
@@ -28,6 +33,8 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   bench: benchCommand,
   prices: pricesCommand,
   config: configCommand,
+  usage: usageCommand,
+  keys: keysCommand,
   faults: faultsCommand,
   soak: soakCommand,
 };

@@ -30,11 +30,11 @@ export interface MeshOptions {
   childOutput?: "inherit" | "ignore";
   /** Restart a child that exits unexpectedly (default true). */
   restart?: boolean;
-  /** Run all five services in one child process (`switchyard start --single-process`). */
+  /** Run all six services in one child process (`switchyard start --single-process`). */
   singleProcess?: boolean;
 }
 
-/** Five service processes, watched and restarted. */
+/** Six service processes, watched and restarted. */
 export class Mesh {
   private readonly children = new Map<ServiceName, ChildProcess>();
   private readonly restarts = new Map<ServiceName, number>();
@@ -69,7 +69,7 @@ export class Mesh {
       writeMeshCertificates(this.tlsDir, await generateMeshCertificates([...SERVICE_NAMES]));
       this.childEnv = { ...this.options.env, SWITCHYARD_MESH_TLS_DIR: this.tlsDir };
     }
-    const order: ServiceName[] = ["provider", "policy", "cache", "classifier", "gateway"];
+    const order: ServiceName[] = ["provider", "policy", "cache", "classifier", "ledger", "gateway"];
     for (const name of order) this.spawn(name);
   }
 

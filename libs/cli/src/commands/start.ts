@@ -4,7 +4,7 @@ import { planNats } from "../nats.js";
 import { startSingleProcess } from "../single.js";
 
 /**
- * `switchyard start`: validates the configuration, finds or starts NATS, starts the five services
+ * `switchyard start`: validates the configuration, finds or starts NATS, starts the six services
  * as child processes, restarts any that dies, prints the URLs and one "ready" line, and stops
  * everything on Ctrl-C / SIGTERM.
  */
@@ -60,7 +60,7 @@ export async function startCommand(argv: string[]): Promise<number> {
     if (stopNatsNow) process.once("exit", stopNatsNow);
     const { config: effective } = loadConfig();
     await startSingleProcess(effective, source);
-    printReady(effective, natsNote, "all five services SERVING in one process", false);
+    printReady(effective, natsNote, "all six services SERVING in one process", false);
     return new Promise<number>(() => {}); // runs until a signal stops it
   }
 
@@ -85,7 +85,7 @@ export async function startCommand(argv: string[]): Promise<number> {
     await stop("startup failure");
     return 1;
   }
-  printReady(config, natsNote, "all five services SERVING", true);
+  printReady(config, natsNote, "all six services SERVING", true);
   return exit;
 }
 
@@ -97,9 +97,10 @@ function printReady(config: Config, natsNote: string, what: string, separateProc
     `  gRPC / Connect         http://${host}:${config.ports.gateway_grpc}      (switchyard.gateway.v1.GatewayService)`,
     `  health, metrics        http://${host}:${config.ports.gateway_http}/readyz  /metrics`,
     separateProcesses
-      ? `  internal services      classifier :${config.ports.classifier}  policy :${config.ports.policy}  cache :${config.ports.cache}  provider :${config.ports.provider}`
+      ? `  internal services      classifier :${config.ports.classifier}  policy :${config.ports.policy}  cache :${config.ports.cache}  provider :${config.ports.provider}  ledger :${config.ports.ledger}`
       : "  internal services      in this process (Connect in-memory transport)",
     `  NATS                   ${natsNote}`,
+    `  ledger                 ${process.env[config.ledger.database_url_env] ? `Postgres (${config.ledger.database_url_env})` : `PGlite in ${config.ledger.data_dir}`}   (switchyard usage, switchyard keys)`,
     "",
     `switchyard ready: ${what} at http://${host}:${config.ports.gateway_http}`,
     "",
