@@ -417,9 +417,13 @@ export const configSchema = z
       }
     }
     const tenantNames = new Set<string>();
+    const modelIds = new Set(cfg.providers.flatMap((p) => p.models.map((m) => `${p.name}/${m.name}`)));
     cfg.tenants.forEach((t, i) => {
       if (tenantNames.has(t.name)) ctx.addIssue({ code: "custom", path: ["tenants", i, "name"], message: `duplicate tenant "${t.name}"` });
       tenantNames.add(t.name);
+      if (t.baseline_model !== undefined && !modelIds.has(t.baseline_model)) {
+        ctx.addIssue({ code: "custom", path: ["tenants", i, "baseline_model"], message: `unknown model "${t.baseline_model}" (configured: ${[...modelIds].join(", ")})` });
+      }
     });
   });
 

@@ -68,7 +68,7 @@ describe("a partial configuration merges onto the embedded defaults", () => {
   });
 
   it("has the edge defaults: no CORS origins, no unauthenticated exposure, client traceparent linked, OpenAI's limits", () => {
-    expect(defaults.gateway).toEqual({ allow_unauthenticated: false, cors_origins: [], allowed_hosts: [] });
+    expect(defaults.gateway).toEqual({ allow_unauthenticated: false, require_api_key: false, cors_origins: [], allowed_hosts: [], admin_key_sha256: [] });
     expect(defaults.telemetry.trust_client_traceparent).toBe(false);
     expect(defaults.limits).toMatchObject({ max_json_depth: 32, max_user_chars: 256, max_metadata_keys: 16, max_metadata_key_chars: 64, max_metadata_value_chars: 512, max_tools: 128, max_stop_sequences: 4 });
   });

@@ -109,7 +109,7 @@ function refusal(scope: QuotaScope, limit: QuotaRefusal["limit"], now: number, d
   const what = scope.id.startsWith("key:") ? `API key ${scope.id.slice(4)}` : `tenant "${scope.id.slice(7)}"`;
   const message =
     limit === "budget"
-      ? `the ${scope.limits.period}ly budget of ${what} is used up (${detail}); it renews at ${new Date(retryAt).toISOString()}`
+      ? `the ${{ day: "daily", week: "weekly", month: "monthly" }[scope.limits.period]} budget of ${what} is used up (${detail}); it renews at ${new Date(retryAt).toISOString()}`
       : `${what} is over its ${limit === "requests_per_minute" ? "requests" : "tokens"} per minute limit (${detail})`;
   return { scope: scope.id, limit, retryAfterSeconds: Math.max(1, Math.ceil((retryAt - now) / 1000)), message };
 }
@@ -295,6 +295,8 @@ return 1
 export class RedisQuotaBackend implements QuotaBackend {
   readonly name = "redis";
   private readonly redis: Redis;
+  /** Settles once the first connection is up (or has had its chance): calls wait for it, not later ones. */
+  private readonly firstConnect: Promise<void>;
 
   constructor(
     url: string,
@@ -312,6 +314,10 @@ export class RedisQuotaBackend implements QuotaBackend {
     });
     // Errors surface on each call (and fall back); the client must not throw them at the process.
     this.redis.on("error", () => {});
+    this.firstConnect = new Promise<void>((resolve) => {
+      this.redis.once("ready", () => resolve());
+      setTimeout(resolve, Math.max(timeoutMs, 1_000)).unref();
+    });
     this.redis.defineCommand("quotaAdmit", { lua: ADMIT });
     this.redis.defineCommand("quotaSettle", { lua: SETTLE });
   }
@@ -320,7 +326,17 @@ export class RedisQuotaBackend implements QuotaBackend {
     return this.redis.status === "ready";
   }
 
+  /** Throws at once while Redis is away (the caller falls back), instead of queueing behind a reconnect. */
+  private async ready(): Promise<void> {
+    if (this.redis.status === "ready") return;
+    await this.firstConnect;
+    // Read again: the status changed while waiting (TypeScript narrowed it before the await).
+    const status: string = this.redis.status;
+    if (status !== "ready") throw new Error(`redis is ${status}`);
+  }
+
   async admit(input: AdmissionInput, now: number): Promise<QuotaRefusal | undefined> {
+    await this.ready();
     const w = Math.floor(now / MINUTE);
     const keys: string[] = [];
     const limitArgs: (string | number)[] = [];
@@ -346,6 +362,7 @@ export class RedisQuotaBackend implements QuotaBackend {
   }
 
   async settle(ticket: QuotaTicket, actualMicroUsd: bigint, actualTokens: number): Promise<void> {
+    await this.ready();
     const now = Date.now();
     const w = Math.floor(ticket.windowStart / MINUTE);
     const keys: string[] = [];
