@@ -24,7 +24,7 @@ describe("switchyard bench", () => {
       expect(report.rows.map(key).sort()).toEqual(
         [
           "direct openai stream 1", "direct openai stream 4", "direct openai json 1", "direct openai json 4",
-          ...["openai stream", "openai json", "grpc stream"].flatMap((m) => [1, 4].map((c) => `switchyard (5 processes) ${m} ${c}`)),
+          ...["openai stream", "openai json", "grpc stream"].flatMap((m) => [1, 4].map((c) => `switchyard (6 processes) ${m} ${c}`)),
         ].sort(),
       );
       for (const r of report.rows) {

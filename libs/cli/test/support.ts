@@ -6,7 +6,7 @@ import { parseConfig, type Config } from "@switchyard/config";
 import { Mesh } from "../src/mesh.js";
 import { freePort } from "../src/ports.js";
 
-/** A running mesh of five real service processes on free ports. */
+/** A running mesh of six real service processes on free ports. */
 export interface TestMesh {
   config: Config;
   configPath: string;
@@ -36,19 +36,36 @@ const TIERS = [
   { name: "complex", max_difficulty: 1, quality_target: 0.85 },
 ];
 
+/** Ledger settings of one test mesh: data in `dir`, a stream, subjects and consumer no other mesh uses. */
+export function isolatedLedger(dir: string): Record<string, unknown> {
+  const id = Math.random().toString(36).slice(2, 10);
+  return { data_dir: join(dir, "ledger"), stream: `SY_TEST_USAGE_${id}`, subject_prefix: `sytest.${id}.usage`, consumer: `ledger-${id}`, stream_max_age_hours: 1 };
+}
+
 /**
  * Starts the mesh as `switchyard start` does (separate processes, built dist/ code) with a
  * temporary configuration. `extra` is merged over the defaults (providers, nats, limits, ...).
  */
 export async function startTestMesh(extra: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = {}, singleProcess = false): Promise<TestMesh> {
   const dir = mkdtempSync(join(tmpdir(), "switchyard-test-"));
-  const names = ["gateway_http", "gateway_grpc", "classifier", "policy", "cache", "provider", "classifier_http", "policy_http", "cache_http", "provider_http"];
+  const names = ["gateway_http", "gateway_grpc", "classifier", "policy", "cache", "provider", "ledger", "classifier_http", "policy_http", "cache_http", "provider_http", "ledger_http"];
   const ports: Record<string, number> = {};
   for (const n of names) ports[n] = await freePort();
   const configPath = join(dir, "switchyard.yaml");
   writeFileSync(
     configPath,
-    toYaml({ listen_host: "127.0.0.1", ports, tiers: TIERS, providers: [FAST_SIM_PROVIDER], nats: { enabled: false }, telemetry: { log_level: "warn" }, limits: { shutdown_grace_ms: 5000 }, ...extra }),
+    toYaml({
+      listen_host: "127.0.0.1",
+      ports,
+      tiers: TIERS,
+      providers: [FAST_SIM_PROVIDER],
+      nats: { enabled: false },
+      // Its own books: an embedded database in the test's folder, and its own stream on a shared NATS.
+      ledger: isolatedLedger(dir),
+      telemetry: { log_level: "warn" },
+      limits: { shutdown_grace_ms: 5000 },
+      ...extra,
+    }),
   );
   const config = parseConfig(readFileSync(configPath, "utf8"), configPath);
   const mesh = new Mesh({

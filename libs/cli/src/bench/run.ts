@@ -147,9 +147,9 @@ export function writeReport(rows: BenchRow[], o: BenchOptions): string {
 
 async function startMesh(layout: "five" | "single", upstreamUrl: string, dir: string, o: BenchOptions): Promise<Target> {
   const ports: Record<string, number> = {};
-  for (const n of ["gateway_http", "gateway_grpc", "classifier", "policy", "cache", "provider", "classifier_http", "policy_http", "cache_http", "provider_http"]) ports[n] = await freePort();
+  for (const n of ["gateway_http", "gateway_grpc", "classifier", "policy", "cache", "provider", "ledger", "classifier_http", "policy_http", "cache_http", "provider_http", "ledger_http"]) ports[n] = await freePort();
   const configPath = join(dir, `${layout}.yaml`);
-  writeFileSync(configPath, benchConfig(upstreamUrl, ports, o.configOverlay));
+  writeFileSync(configPath, benchConfig(upstreamUrl, ports, join(dir, `${layout}-ledger`), o.configOverlay));
   const config = parseConfig(readFileSync(configPath, "utf8"), configPath);
   const mesh = new Mesh({
     config,
@@ -162,7 +162,7 @@ async function startMesh(layout: "five" | "single", upstreamUrl: string, dir: st
   await mesh.start();
   await mesh.waitReady();
   return {
-    name: layout === "five" ? "switchyard (5 processes)" : "switchyard (1 process)",
+    name: layout === "five" ? "switchyard (6 processes)" : "switchyard (1 process)",
     openaiUrl: `http://127.0.0.1:${config.ports.gateway_http}/v1`,
     grpcAddress: `127.0.0.1:${config.ports.gateway_grpc}`,
     model: "switchyard/auto",
@@ -178,7 +178,7 @@ async function startMesh(layout: "five" | "single", upstreamUrl: string, dir: st
  * else is tuned. NATS is off so that runs do not publish into a shared server (the broadcast is
  * off the request path either way).
  */
-function benchConfig(upstreamUrl: string, ports: Record<string, number>, overlay?: string): string {
+function benchConfig(upstreamUrl: string, ports: Record<string, number>, ledgerDir: string, overlay?: string): string {
   const defaults = parseYaml(readFileSync(defaultConfigPath(), "utf8")) as Record<string, unknown>;
   const extra = overlay ? (parseYaml(readFileSync(overlay, "utf8")) as Record<string, unknown>) : {};
   return toYaml({
@@ -195,6 +195,8 @@ function benchConfig(upstreamUrl: string, ports: Record<string, number>, overlay
       },
     ],
     nats: { ...(defaults.nats as object), enabled: false },
+    // Every request is accounted in the run as in production: records go to the ledger (PGlite here).
+    ledger: { data_dir: ledgerDir },
     ...extra,
   });
 }

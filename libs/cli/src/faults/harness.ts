@@ -292,6 +292,7 @@ export class MeshUnderTest {
 
   static async start(setup: MeshSetup, logDir?: string): Promise<MeshUnderTest> {
     const dir = mkdtempSync(join(tmpdir(), "switchyard-faults-"));
+    const runId = Math.random().toString(36).slice(2, 10);
     const ports: Record<string, number> = {};
     for (const n of ["gateway_http", "gateway_grpc", "classifier", "policy", "cache", "provider", "ledger", "classifier_http", "policy_http", "cache_http", "provider_http", "ledger_http"]) ports[n] = await freePort();
     const allTiers = ["simple", "standard", "complex"];
@@ -310,6 +311,8 @@ export class MeshUnderTest {
       ports,
       providers,
       nats: setup.natsUrl ? { enabled: true, url: setup.natsUrl } : { enabled: false },
+      // The books of this run alone: an embedded database in its folder, its own stream on a shared NATS.
+      ledger: { data_dir: join(dir, "ledger"), stream: `SY_FAULTS_USAGE_${runId}`, subject_prefix: `syfaults.${runId}.usage`, consumer: `ledger-${runId}`, stream_max_age_hours: 1 },
       cache: setup.redisUrl ? { backend: "redis", redis_url: setup.redisUrl } : { backend: "memory" },
       telemetry: { log_level: "warn" },
       limits: { shutdown_grace_ms: 2_000 },
