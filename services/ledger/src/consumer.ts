@@ -272,8 +272,11 @@ export class UsageConsumer {
     this.currentState = "paused: database down";
     if (this.outageSince !== undefined) return;
     this.outageSince = Date.now();
-    const reason = err instanceof DatabaseUnavailableError ? err.reason : err instanceof Error ? err.name : "unknown";
-    this.options.logger.warn("cannot write usage records: the database is unreachable; they stay in JetStream and are retried", { reason });
+    if (err instanceof DatabaseUnavailableError) {
+      this.options.logger.warn("cannot write usage records: the database is unreachable; they stay in JetStream and are retried", { reason: err.reason });
+    } else {
+      this.options.logger.error("writing usage records failed; they stay in JetStream and are retried", { err });
+    }
   }
 
   private databaseRecovered(): void {

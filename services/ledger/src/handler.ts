@@ -19,7 +19,6 @@ const TENANT = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
 const MAX_NAME_CHARS = 128;
 const KEY_ID = /^[0-9a-f]{12}$/;
 const SHA256 = /^[0-9a-f]{64}$/;
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 /** A billion dollars, in micro-dollars: beyond it a budget is a typo. */
 const MAX_BUDGET_MICRO_USD = 1_000_000_000_000_000n;

@@ -7,14 +7,14 @@ import { ledger as pb } from "@switchyard/proto";
 import { createRpcServer, createServiceClient, HealthStatus, type RpcServer, type ServiceClient } from "@switchyard/rpc";
 import { createLogger, Registry } from "@switchyard/telemetry";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { openPostgres, type Database } from "../src/database.js";
+import { DatabaseQueryError, openPostgres, type Database } from "../src/database.js";
 import { LedgerHandler } from "../src/handler.js";
 import { KeyStore } from "../src/key-store.js";
 import { registerLedgerMetrics } from "../src/metrics.js";
 import { migrate, MIGRATIONS_DIR, readMigrations } from "../src/migrate.js";
 import { Recorder } from "../src/recorder.js";
 import { UsageBook } from "../src/usage-book.js";
-import { capturingLogger, pgliteBackend, postgresBackend, usageRecord, type Backend } from "./helpers.js";
+import { capturingLogger, createTestDatabase, pgliteBackend, postgresBackend, usageRecord, type Backend } from "./helpers.js";
 
 const at = (iso: string) => BigInt(Date.parse(iso));
 /** The handler's clock in these tests: midnight UTC at the end of 2025-03-11. */
@@ -455,5 +455,37 @@ describe("an unreachable database", () => {
     expect(db.status()).toMatchObject({ up: false, detail: "ECONNREFUSED" });
     expect(lines.join("\n")).not.toMatch(/127\.0\.0\.1|at .*\.ts:\d+/);
     await db.close();
+  });
+});
+
+describe("migrations on a fresh Postgres", () => {
+  it("two replicas starting together: one applies, the other waits on the lock and applies nothing", async () => {
+    const database = await createTestDatabase();
+    const [a, b] = [await openPostgres(database.url()), await openPostgres(database.url())];
+    try {
+      const outcomes = await Promise.all([migrate(a), migrate(b)]);
+      expect(outcomes.map((o) => o.applied).sort((x, y) => y.length - x.length)).toEqual([[1, 2], []]);
+      expect(outcomes.every((o) => o.current === 2)).toBe(true);
+      expect((await a.query("select version from schema_migrations")).length).toBe(2);
+    } finally {
+      await a.close();
+      await b.close();
+      await database.drop();
+    }
+  });
+
+  it("are all or nothing: a failing migration leaves no table and no version behind", async () => {
+    const database = await createTestDatabase();
+    const db = await openPostgres(database.url());
+    try {
+      const broken = [...readMigrations(), { version: 3, name: "broken", sql: "create table half_done (x int); select no_such_function();" }];
+      await expect(migrate(db, broken)).rejects.toBeInstanceOf(DatabaseQueryError);
+      const tables = (await db.query<{ tablename: string }>("select tablename from pg_tables where schemaname = current_schema()")).map((t) => t.tablename);
+      expect(tables).toEqual([]);
+      expect((await migrate(db)).applied).toEqual([1, 2]);
+    } finally {
+      await db.close();
+      await database.drop();
+    }
   });
 });
