@@ -1,0 +1,314 @@
+import { mkdirSync } from "node:fs";
+import { resolve } from "node:path";
+import { PGlite, types as pgliteTypes } from "@electric-sql/pglite";
+import type pg from "pg";
+
+/** Which engine holds the books: a real Postgres server, or PGlite (Postgres in WASM, in this process). */
+export type DatabaseKind = "postgres" | "pglite";
+
+/** One result row, by column name. int8 columns are bigint; float8 are number. */
+export type Row = Record<string, unknown>;
+
+/** Something SQL can be sent to: the database itself or one transaction of it. */
+export interface Queryable {
+  /** Runs one statement with `$1..$n` parameters (bigint, number, string, boolean or null). */
+  query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<R[]>;
+}
+
+/** Inside a transaction: statements, and whole scripts (a migration file) without parameters. */
+export interface Transaction extends Queryable {
+  exec(script: string): Promise<void>;
+}
+
+/** Whether the database answered its last call, and since when. */
+export interface DatabaseStatus {
+  up: boolean;
+  /** When `up` last changed (ms since the epoch). */
+  sinceMs: number;
+  /** Why it is down (an error code or short message); empty while up. */
+  detail: string;
+}
+
+/**
+ * The ledger's one view of its storage, the same over Postgres and PGlite. Every failure is a
+ * `DatabaseUnavailableError` (the engine cannot be reached: retry later) or a
+ * `DatabaseQueryError` (the engine refused this statement).
+ */
+export interface Database extends Queryable {
+  readonly kind: DatabaseKind;
+  /** Runs `work` in one transaction: committed when it resolves, rolled back when it throws. */
+  transaction<T>(work: (tx: Transaction) => Promise<T>): Promise<T>;
+  status(): DatabaseStatus;
+  close(): Promise<void>;
+}
+
+/** The database cannot be reached (refused, reset, timed out, shutting down). Retrying later may work. */
+export class DatabaseUnavailableError extends Error {
+  override readonly name = "DatabaseUnavailableError";
+  constructor(
+    readonly kind: DatabaseKind,
+    /** A short reason without addresses or credentials: an errno or SQLSTATE code, or a fixed phrase. */
+    readonly reason: string,
+  ) {
+    super(`the ${kind} database is unavailable (${reason})`);
+  }
+}
+
+/** The database refused a statement (constraint, type, syntax): retrying the same statement will not help. */
+export class DatabaseQueryError extends Error {
+  override readonly name = "DatabaseQueryError";
+  constructor(
+    readonly kind: DatabaseKind,
+    /** The SQLSTATE code. */
+    readonly sqlstate: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Called when the database goes down or comes back (once per change, not per failed call). */
+export type StatusListener = (status: DatabaseStatus) => void;
+
+const SQLSTATE = /^[0-9A-Z]{5}$/;
+/** SQLSTATE classes that mean "the server is not there for us right now", not "this statement is wrong". */
+const UNAVAILABLE_SQLSTATE = /^(08|53|57P|58)/;
+
+/**
+ * Sorts an error into unavailable / refused. Errors without a SQLSTATE come from the socket or the
+ * driver (ECONNREFUSED, "Connection terminated", timeouts, a closed PGlite): unavailable.
+ */
+function classify(kind: DatabaseKind, err: unknown): DatabaseUnavailableError | DatabaseQueryError {
+  if (err instanceof DatabaseUnavailableError || err instanceof DatabaseQueryError) return err;
+  const e = err as { code?: unknown; message?: unknown };
+  const code = typeof e.code === "string" ? e.code : "";
+  if (SQLSTATE.test(code) && !UNAVAILABLE_SQLSTATE.test(code)) {
+    return new DatabaseQueryError(kind, code, typeof e.message === "string" ? e.message : "statement refused");
+  }
+  return new DatabaseUnavailableError(kind, code || shortReason(e.message));
+}
+
+/** A reason fit for a log line: the driver's message without anything that looks like an address or URL. */
+function shortReason(message: unknown): string {
+  if (typeof message !== "string" || !message) return "no answer";
+  return message
+    .replace(/[a-z][a-z0-9+.-]*:\/\/\S+/gi, "<url>")
+    .replace(/\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b/g, "<address>")
+    .slice(0, 120);
+}
+
+/** Tracks up/down from the outcome of every call and tells the listener on each change. */
+class StatusTracker {
+  private current: DatabaseStatus = { up: true, sinceMs: Date.now(), detail: "" };
+  constructor(private readonly listener: StatusListener | undefined) {}
+
+  get(): DatabaseStatus {
+    return { ...this.current };
+  }
+
+  ok(): void {
+    if (!this.current.up) this.change({ up: true, sinceMs: Date.now(), detail: "" });
+  }
+
+  failed(err: DatabaseUnavailableError | DatabaseQueryError): void {
+    if (err instanceof DatabaseUnavailableError && this.current.up) this.change({ up: false, sinceMs: Date.now(), detail: err.reason });
+  }
+
+  private change(next: DatabaseStatus): void {
+    this.current = next;
+    this.listener?.({ ...next });
+  }
+}
+
+/** An error thrown by the caller's own code inside a transaction, carried out untouched. */
+class CallerError {
+  constructor(readonly error: unknown) {}
+}
+
+const typed = (err: unknown): err is DatabaseUnavailableError | DatabaseQueryError =>
+  err instanceof DatabaseUnavailableError || err instanceof DatabaseQueryError;
+
+/**
+ * Runs `call`, records its outcome in `tracker` and turns a driver failure into a typed database
+ * error. Errors of the caller's own (boxed in `CallerError`) pass through as they are.
+ */
+async function tracked<T>(kind: DatabaseKind, tracker: StatusTracker, call: () => Promise<T>): Promise<T> {
+  try {
+    const result = await call();
+    tracker.ok();
+    return result;
+  } catch (err) {
+    if (err instanceof CallerError) {
+      tracker.ok();
+      throw err.error;
+    }
+    const failure = classify(kind, err);
+    tracker.failed(failure);
+    throw failure;
+  }
+}
+
+/** Runs the caller's transaction body, boxing its own errors so they are not taken for the database's. */
+async function callerWork<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    throw typed(err) ? err : new CallerError(err);
+  }
+}
+
+/** Types the failures of one driver call (inside a transaction, where the caller sees them first). */
+async function driverCall<T>(kind: DatabaseKind, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    throw classify(kind, err);
+  }
+}
+
+/** Options shared by both engines. */
+export interface OpenOptions {
+  onStatus?: StatusListener;
+}
+
+/** Postgres connection settings beyond the URL. */
+export interface PostgresOptions extends OpenOptions {
+  /** Connections in the pool (default 10). */
+  maxConnections?: number;
+  /** Give up connecting after this long (default 5 s): a dead server fails fast instead of hanging a batch. */
+  connectTimeoutMs?: number;
+  /** A statement running longer than this fails (default 30 s). */
+  statementTimeoutMs?: number;
+}
+
+const int8AsBigint = (value: string): bigint => BigInt(value);
+
+/**
+ * Opens a pool on a Postgres server. It connects lazily: a server that is down now is not an error
+ * here, only on the first call. The driver is loaded here, so a ledger on PGlite never loads it.
+ */
+export async function openPostgres(connectionString: string, options: PostgresOptions = {}): Promise<Database> {
+  const kind = "postgres";
+  const { default: pg } = await import("pg");
+  const tracker = new StatusTracker(options.onStatus);
+  const statementTimeoutMs = options.statementTimeoutMs ?? 30_000;
+  const pool = new pg.Pool({
+    connectionString,
+    max: options.maxConnections ?? 10,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
+    idleTimeoutMillis: 30_000,
+    query_timeout: statementTimeoutMs + 5_000,
+    statement_timeout: statementTimeoutMs,
+    keepAlive: true,
+    application_name: "switchyard-ledger",
+    types: {
+      getTypeParser: ((oid: number, format?: "text" | "binary") =>
+        oid === pg.types.builtins.INT8 ? int8AsBigint : pg.types.getTypeParser(oid, format ?? "text")) as typeof pg.types.getTypeParser,
+    },
+  });
+  // An idle connection that dies (server restart, network cut) is reported here; without a listener
+  // the process would crash. The next call reconnects.
+  pool.on("error", (err) => tracker.failed(classify(kind, err)));
+
+  const run = async <R extends Row>(client: pg.Pool | pg.PoolClient, sql: string, params?: readonly unknown[]): Promise<R[]> =>
+    (await client.query<R>(sql, params as unknown[] | undefined)).rows;
+
+  return {
+    kind,
+    query: (sql, params) => tracked(kind, tracker, () => run(pool, sql, params)),
+    transaction: (work) =>
+      tracked(kind, tracker, async () => {
+        const client = await pool.connect();
+        // A checked-out connection has no error listener of the pool's: one dying between two
+        // statements would otherwise be an uncaught 'error' event.
+        let broken: Error | undefined;
+        const onError = (err: Error) => (broken = err);
+        client.on("error", onError);
+        try {
+          await client.query("BEGIN");
+          const result = await callerWork(() =>
+            work({
+              query: (sql, params) => driverCall(kind, () => run(client, sql, params)),
+              exec: (script) => driverCall(kind, async () => void (await client.query(script))),
+            }),
+          );
+          await client.query("COMMIT");
+          return result;
+        } catch (err) {
+          await client.query("ROLLBACK").catch((rollbackErr: Error) => (broken ??= rollbackErr));
+          throw err;
+        } finally {
+          client.off("error", onError);
+          client.release(broken);
+        }
+      }),
+    status: () => tracker.get(),
+    close: () => pool.end(),
+  };
+}
+
+/**
+ * Opens PGlite with its data in `dataDir` (created if missing), or in memory when `dataDir` is
+ * undefined. Opening takes a few seconds. One process only: two processes must not open one folder.
+ */
+export async function openPglite(dataDir: string | undefined, options: OpenOptions = {}): Promise<Database> {
+  const kind = "pglite";
+  const tracker = new StatusTracker(options.onStatus);
+  if (dataDir !== undefined) mkdirSync(dataDir, { recursive: true });
+  const parsers = { parsers: { [pgliteTypes.INT8]: int8AsBigint } };
+  const db = dataDir === undefined ? await PGlite.create(parsers) : await PGlite.create(dataDir, parsers);
+  let closed = false;
+  const guard = () => {
+    if (closed) throw new DatabaseUnavailableError(kind, "closed");
+  };
+  return {
+    kind,
+    query: (sql, params) =>
+      tracked(kind, tracker, async () => {
+        guard();
+        return (await db.query<never>(sql, params as unknown[] | undefined)).rows;
+      }),
+    transaction: (work) =>
+      tracked(kind, tracker, async () => {
+        guard();
+        return db.transaction((tx) =>
+          callerWork(() =>
+            work({
+              query: (sql, params) => driverCall(kind, async () => (await tx.query<never>(sql, params as unknown[] | undefined)).rows),
+              exec: (script) => driverCall(kind, async () => void (await tx.exec(script))),
+            }),
+          ),
+        );
+      }),
+    status: () => tracker.get(),
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      await db.close();
+    },
+  };
+}
+
+/** Where the ledger keeps its books, as the configuration and environment say. */
+export interface StorageSettings {
+  database_url_env: string;
+  data_dir: string;
+}
+
+/** Which engine `openDatabase` will pick, and where (never the URL itself: it may hold a password). */
+export function storageChoice(settings: StorageSettings, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): { kind: DatabaseKind; where: string } {
+  const url = env[settings.database_url_env];
+  if (url) return { kind: "postgres", where: `the server in ${settings.database_url_env}` };
+  return { kind: "pglite", where: resolve(cwd, settings.data_dir) };
+}
+
+/**
+ * Postgres when the variable named by `database_url_env` is set, otherwise PGlite with its data in
+ * `data_dir` (resolved against the working directory).
+ */
+export async function openDatabase(settings: StorageSettings, options: OpenOptions & { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Database> {
+  const env = options.env ?? process.env;
+  const url = env[settings.database_url_env];
+  if (url) return openPostgres(url, options);
+  return openPglite(resolve(options.cwd ?? process.cwd(), settings.data_dir), options);
+}
