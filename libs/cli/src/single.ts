@@ -3,14 +3,15 @@ import type { Config } from "@switchyard/config";
 import { createCacheService } from "@switchyard/cache";
 import { createClassifierService } from "@switchyard/classifier";
 import { createGatewayService } from "@switchyard/gateway";
+import { createLedgerService } from "@switchyard/ledger";
 import { createPolicyService } from "@switchyard/policy";
-import { cache, classifier, policy, provider } from "@switchyard/proto";
+import { cache, classifier, ledger, policy, provider } from "@switchyard/proto";
 import { createProviderService } from "@switchyard/provider";
 import { createLeanClient, LocalChannel, ProcedureTable, serve, type ServiceParts, type ServiceRuntime } from "@switchyard/rpc";
 import { createLogger, createMetricsRegistry, initTracing } from "@switchyard/telemetry";
 
 /**
- * All five services in this process: the gateway listens on its ports, the four others are
+ * All six services in this process: the gateway listens on its ports, the five others are
  * called in process through the same service interfaces (each hop still a call with its deadline,
  * cancellation and span, but no sockets, no serialisation and no process hops), and they share
  * one NATS bus. For one
@@ -32,6 +33,7 @@ export async function startSingleProcess(config: Config, configSource: string): 
     createPolicyService({ ...runtime, name: "policy", logger: logger.child({ component: "policy" }) }, bus),
     createCacheService({ ...runtime, name: "cache", logger: logger.child({ component: "cache" }) }),
     await createClassifierService({ ...runtime, name: "classifier", logger: logger.child({ component: "classifier" }) }),
+    await createLedgerService({ ...runtime, name: "ledger", logger: logger.child({ component: "ledger" }) }, { bus }),
   ];
   const procedures = ProcedureTable.capture((router) => {
     for (const parts of internal) parts.routes(router);
@@ -42,6 +44,7 @@ export async function startSingleProcess(config: Config, configSource: string): 
     policy: createLeanClient(policy.PolicyService, local),
     cache: createLeanClient(cache.CacheService, local),
     provider: createLeanClient(provider.ProviderService, local),
+    ledger: createLeanClient(ledger.LedgerService, local),
   }, bus);
   return serve({
     runtime,

@@ -3,7 +3,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify as toYaml } from "yaml";
 import { parseConfig, type Config } from "@switchyard/config";
-import { Mesh } from "../src/mesh.js";
+import { spawn } from "node:child_process";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { Mesh, serviceEntry } from "../src/mesh.js";
 import { freePort } from "../src/ports.js";
 
 /** A running mesh of six real service processes on free ports. */
@@ -15,6 +18,8 @@ export interface TestMesh {
   httpUrl: string;
   /** http://127.0.0.1:<gateway_grpc> */
   grpcUrl: string;
+  /** Stops every process and starts them again on the same configuration and data. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -35,6 +40,20 @@ const TIERS = [
   { name: "standard", max_difficulty: 0.7, quality_target: 0.7 },
   { name: "complex", max_difficulty: 1, quality_target: 0.85 },
 ];
+
+/** Removes a test's usage stream from a shared NATS (best effort). */
+async function deleteStream(url: string, stream: string): Promise<void> {
+  try {
+    const nc = await connect({ servers: url, timeout: 2_000 });
+    try {
+      await (await jetstreamManager(nc)).streams.delete(stream);
+    } finally {
+      await nc.close();
+    }
+  } catch {
+    // already gone, or NATS is away: it expires after stream_max_age_hours anyway
+  }
+}
 
 /** Ledger settings of one test mesh: data in `dir`, a stream, subjects and consumer no other mesh uses. */
 export function isolatedLedger(dir: string): Record<string, unknown> {
@@ -61,37 +80,93 @@ export async function startTestMesh(extra: Record<string, unknown> = {}, env: No
       providers: [FAST_SIM_PROVIDER],
       nats: { enabled: false },
       // Its own books: an embedded database in the test's folder, and its own stream on a shared NATS.
-      ledger: isolatedLedger(dir),
       telemetry: { log_level: "warn" },
       limits: { shutdown_grace_ms: 5000 },
       ...extra,
+      ledger: { ...isolatedLedger(dir), ...(extra.ledger as object | undefined) },
     }),
   );
   const config = parseConfig(readFileSync(configPath, "utf8"), configPath);
-  const mesh = new Mesh({
-    config,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, SWITCHYARD_CONFIG: configPath, ...env },
-    log: () => {},
-    childOutput: process.env.SWITCHYARD_TEST_LOGS ? "inherit" : "ignore",
-    restart: false,
-    singleProcess,
-  });
-  await mesh.start();
-  try {
-    await mesh.waitReady(30_000);
-  } catch (err) {
-    await mesh.stop(1_000);
-    throw err;
-  }
-  return {
+  const launch = async () => {
+    const mesh = new Mesh({
+      config,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, SWITCHYARD_CONFIG: configPath, ...env },
+      log: () => {},
+      childOutput: process.env.SWITCHYARD_TEST_LOGS ? "inherit" : "ignore",
+      restart: false,
+      singleProcess,
+    });
+    await mesh.start();
+    try {
+      await mesh.waitReady(30_000);
+    } catch (err) {
+      await mesh.stop(1_000);
+      throw err;
+    }
+    return mesh;
+  };
+  const test: TestMesh = {
     config,
     configPath,
-    mesh,
+    mesh: await launch(),
     httpUrl: `http://127.0.0.1:${ports.gateway_http}`,
     grpcUrl: `http://127.0.0.1:${ports.gateway_grpc}`,
-    stop: async () => {
-      await mesh.stop(5_000);
-      rmSync(dir, { recursive: true, force: true });
+    restart: async () => {
+      await test.mesh.stop(5_000);
+      test.mesh = await launch();
     },
+    stop: async () => {
+      await test.mesh.stop(5_000);
+      rmSync(dir, { recursive: true, force: true });
+      if (config.nats.enabled) await deleteStream(config.nats.url, config.ledger.stream);
+    },
+  };
+  return test;
+}
+
+/** A second gateway process on free ports, in front of the same internal services (a replica). */
+export interface GatewayReplica {
+  httpUrl: string;
+  grpcUrl: string;
+  stop(): Promise<void>;
+}
+
+/** Starts another gateway of a test mesh, as Kubernetes would run a second replica. */
+export async function startGatewayReplica(m: TestMesh): Promise<GatewayReplica> {
+  const http = await freePort();
+  const grpcPort = await freePort();
+  const child = spawn(process.execPath, [serviceEntry("gateway")], {
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      SWITCHYARD_CONFIG: m.configPath,
+      SWITCHYARD_GATEWAY_HTTP_PORT: String(http),
+      SWITCHYARD_GATEWAY_GRPC_PORT: String(grpcPort),
+      OTEL_SERVICE_NAME: "gateway",
+      ...(m.mesh.meshTlsDir ? { SWITCHYARD_MESH_TLS_DIR: m.mesh.meshTlsDir } : {}),
+    },
+    stdio: process.env.SWITCHYARD_TEST_LOGS ? "inherit" : "ignore",
+  });
+  const httpUrl = `http://127.0.0.1:${http}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`the gateway replica exited (${child.exitCode})`);
+    const ready = await fetch(`${httpUrl}/readyz`).then((r) => r.ok, () => false);
+    if (ready) break;
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error("the gateway replica did not become ready");
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    httpUrl,
+    grpcUrl: `http://127.0.0.1:${grpcPort}`,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once("exit", () => resolve());
+        child.kill("SIGTERM");
+      }),
   };
 }

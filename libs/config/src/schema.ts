@@ -329,8 +329,12 @@ export const configSchema = z
         backend: z.enum(["memory", "redis"]).default("memory"),
         redis_url: z.string().default("redis://127.0.0.1:6379"),
         key_prefix: z.string().min(1).default("switchyard:quota:"),
-        /** A Redis call slower than this fails over to this replica's own counters. */
-        timeout_ms: z.number().int().positive().default(100),
+        /**
+         * A Redis call slower than this fails over to this replica's own counters. Generous: on a
+         * busy event loop a healthy Redis can take tens of milliseconds to be heard, and a fail-over
+         * lets each replica spend the whole budget.
+         */
+        timeout_ms: z.number().int().positive().default(1_000),
         /** Output tokens assumed at admission for a request that sets no max_tokens (its tier's expected_output_tokens when larger). */
         default_output_tokens: z.number().int().positive().default(512),
       })

@@ -30,8 +30,9 @@ export interface Credentials {
  * keys, and keys created at run time live in the ledger (hashes only) and reach every replica
  * through the `KeyStore`. When the gateway does not authenticate (no tenant has a key in the
  * configuration and `gateway.require_api_key` is off), a request without a key belongs to the
- * first tenant (a local machine needs no auth); one that presents a key is still identified by it,
- * so its tenant and limits apply.
+ * first tenant (a local machine needs no auth), and so does one whose key is unknown (an SDK's
+ * placeholder); a key created at run time still identifies its tenant and limits, and a revoked
+ * one is refused.
  */
 export class TenantResolver {
   private readonly byHash = new Map<string, string>();
@@ -62,7 +63,10 @@ export class TenantResolver {
     const configured = this.byHash.get(hash);
     if (configured) return { tenant: configured, keyId };
     const grant = await this.keys?.find(hash);
+    if (grant === "revoked") throw new GatewayError(401, "authentication_error", "revoked_api_key", "the API key was revoked");
     if (grant) return { tenant: grant.tenant, keyId, ...(grant.limits ? { keyLimits: grant.limits } : {}) };
+    // Keys are optional here: an SDK's placeholder key is no key at all.
+    if (!this.authenticates) return { tenant: this.config.tenants[0]!.name, keyId: "" };
     throw new GatewayError(401, "authentication_error", "invalid_api_key", "the API key is not valid");
   }
 

@@ -30,7 +30,9 @@ const MAX_NEGATIVE = 10_000;
 export class KeyStore {
   private readonly byHash = new Map<string, KeyGrant>();
   private readonly unknown = new Map<string, number>();
-  private readonly lookups = new Map<string, Promise<KeyGrant | undefined>>();
+  /** Hashes of revoked keys (a revoked key is refused even where keys are optional). */
+  private readonly revoked = new Set<string>();
+  private readonly lookups = new Map<string, Promise<KeyGrant | "revoked" | undefined>>();
   private version = 0n;
   private timer: NodeJS.Timeout | undefined;
   private refreshing = false;
@@ -60,10 +62,11 @@ export class KeyStore {
     return this.synced ? `synced (${this.byHash.size} keys)` : "syncing";
   }
 
-  /** The valid key with this SHA-256, if any. */
-  async find(sha256: string): Promise<KeyGrant | undefined> {
+  /** The valid key with this SHA-256; "revoked" for a key that was revoked; undefined for one never issued (or while the ledger is away). */
+  async find(sha256: string): Promise<KeyGrant | "revoked" | undefined> {
     const known = this.byHash.get(sha256);
     if (known) return known;
+    if (this.revoked.has(sha256)) return "revoked";
     const until = this.unknown.get(sha256);
     if (until !== undefined && until > Date.now()) return undefined;
     let flight = this.lookups.get(sha256);
@@ -97,20 +100,19 @@ export class KeyStore {
   private apply(key: ledgerPb.ApiKey): void {
     if (key.revokedAtUnixMs > 0n) {
       this.byHash.delete(key.sha256);
-      this.unknown.set(key.sha256, Number.MAX_SAFE_INTEGER);
+      this.revoked.add(key.sha256);
       return;
     }
     this.byHash.set(key.sha256, grantOf(key));
     this.unknown.delete(key.sha256);
   }
 
-  private async lookup(sha256: string): Promise<KeyGrant | undefined> {
+  private async lookup(sha256: string): Promise<KeyGrant | "revoked" | undefined> {
     try {
       const res = await this.ledger.lookupKey({ sha256 }, { timeoutMs: 1_000 });
-      if (res.key && res.key.revokedAtUnixMs === 0n) {
-        const grant = grantOf(res.key);
-        this.byHash.set(sha256, grant);
-        return grant;
+      if (res.key) {
+        this.apply(res.key);
+        return this.byHash.get(sha256) ?? "revoked";
       }
     } catch (err) {
       // The ledger is away: an unknown key is refused (never let an unchecked key through).

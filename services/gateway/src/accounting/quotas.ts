@@ -57,6 +57,8 @@ export interface QuotaBackend {
 }
 
 const MINUTE = 60_000;
+/** Settles waiting for Redis, at most (the oldest goes first). */
+const MAX_UNSETTLED = 100_000;
 
 /** The limits of a key created at run time, from its ledger entry; undefined when it has none. */
 export function quotaLimitsOf(l: ledgerPb.KeyLimits): QuotaLimits | undefined {
@@ -419,6 +421,8 @@ export class QuotaEnforcer {
   private readonly local = new MemoryQuotaBackend();
   private readonly shared: RedisQuotaBackend | undefined;
   private degraded = "";
+  private readonly unsettled: { ticket: QuotaTicket; actualMicroUsd: bigint; actualTokens: number; giveUpAt: number }[] = [];
+  private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: QuotaEnforcerOptions) {
     const { config } = options;
@@ -477,17 +481,42 @@ export class QuotaEnforcer {
     return { ticket: { ...input, windowStart: now, backend } };
   }
 
-  /** Ends an admitted request with what it really cost. Never throws (a lost settle only leaves a hold that expires). */
+  /**
+   * Ends an admitted request with what it really cost. Never throws: a settle Redis does not take
+   * is retried every second for up to ten minutes (spend must not go uncounted), and its hold
+   * expires by itself meanwhile.
+   */
   async settle(ticket: QuotaTicket | undefined, actualMicroUsd: bigint, actualTokens: number): Promise<void> {
     if (!ticket) return;
     try {
       await ticket.backend.settle(ticket, actualMicroUsd, actualTokens);
     } catch (err) {
-      this.options.logger.warn("could not settle a request's quota counters", { request_id: ticket.requestId, error: (err as Error).message });
+      if (this.unsettled.length === 0) this.options.logger.warn("could not settle quota counters; retrying", { request_id: ticket.requestId, error: (err as Error).message });
+      if (this.unsettled.length >= MAX_UNSETTLED) this.unsettled.shift();
+      this.unsettled.push({ ticket, actualMicroUsd, actualTokens, giveUpAt: Date.now() + 600_000 });
+      this.retryTimer ??= setInterval(() => void this.retrySettles(), 1_000).unref();
+    }
+  }
+
+  private async retrySettles(): Promise<void> {
+    const due = this.unsettled.splice(0);
+    for (const u of due) {
+      try {
+        await u.ticket.backend.settle(u.ticket, u.actualMicroUsd, u.actualTokens);
+      } catch {
+        if (Date.now() < u.giveUpAt) this.unsettled.push(u);
+        else this.options.logger.error("gave up settling a request's quota counters: its spend is not counted against the budget", { request_id: u.ticket.requestId });
+      }
+    }
+    if (this.unsettled.length === 0 && this.retryTimer) {
+      clearInterval(this.retryTimer);
+      this.retryTimer = undefined;
     }
   }
 
   async close(): Promise<void> {
+    if (this.unsettled.length > 0) await this.retrySettles();
+    clearInterval(this.retryTimer);
     await this.shared?.close();
   }
 }
