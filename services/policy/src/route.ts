@@ -176,7 +176,7 @@ export function decideRoute(query: RouteQuery, config: Config, prices: PriceTabl
     why =
       meets.length > 0
         ? `cheapest of ${meets.length} candidate(s) meeting quality ${target.toFixed(2)}`
-        : `no candidate meets quality ${target.toFixed(2)}; best predicted quality`;
+        : `model with the highest predicted quality (no candidate meets quality ${target.toFixed(2)})`;
   }
   const primary = ordered[0]!;
   primary.verdict = "chosen";
