@@ -4,6 +4,7 @@ import { cache, classifier, gateway as pb, policy, provider } from "@switchyard/
 import { createServiceClient, loadMeshIdentity, type ServiceClientOptions, type ServiceParts, type ServiceRuntime } from "@switchyard/rpc";
 import { DependencyHealth } from "./dependencies.js";
 import { gatewayInterceptors, publicTrace, registerGatewayService } from "./edge-rpc.js";
+import { RouteExplainer } from "./explain.js";
 import { GatewayHandler } from "./grpc.js";
 import { createGatewayMetrics } from "./metrics.js";
 import { EdgePolicy } from "./openai/edge.js";
@@ -55,7 +56,7 @@ export async function createGatewayService(runtime: ServiceRuntime, clients?: Me
   const orchestrator = new Orchestrator(mesh, config, metrics, logger, plans);
   const tenants = new TenantResolver(config);
   const edge = new EdgePolicy(config, tenants.authenticates);
-  const handler = new GatewayHandler(config, orchestrator, tenants, metrics, logger);
+  const handler = new GatewayHandler(config, orchestrator, tenants, metrics, logger, new RouteExplainer(mesh, config, logger));
   // A client's traceparent is linked to, not adopted, on every RPC protocol and port (as on REST).
   const interceptors = gatewayInterceptors(config);
   return {
