@@ -2,6 +2,7 @@ import { evalCommand, scoreCommand, trainCommand } from "@switchyard/router";
 import { benchCommand } from "./commands/bench.js";
 import { configCommand } from "./commands/config.js";
 import { pricesCommand } from "./commands/prices.js";
+import { routeCommand } from "./commands/route.js";
 import { startCommand } from "./commands/start.js";
 import { faultsCommand, soakCommand } from "./faults/command.js";
 
@@ -15,6 +16,9 @@ commands:
   eval  --router ROUTER.json --data FILE  APGR, CPT, quality/cost curve (--svg OUT.svg)
   bench                                   gateway overhead: direct vs through the mesh
   prices publish FILE                     publish a price table (YAML or JSON) to NATS
+  route "PROMPT" [--tenant T] [--model M] [--json] [--url URL]
+                                          explain how the gateway would route a prompt: features, tier,
+                                          every candidate's quality, price and expected cost, the choice
   config check|print [FILE]               validate a configuration without starting / print it merged and redacted
   faults [--quick]                        kill services, stop NATS and Redis, break upstreams under load; per-fault table
   soak [--minutes 10] [--concurrency N]   steady load: RSS, file descriptors and sockets of every process over time
@@ -27,6 +31,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   eval: evalCommand,
   bench: benchCommand,
   prices: pricesCommand,
+  route: routeCommand,
   config: configCommand,
   faults: faultsCommand,
   soak: soakCommand,
