@@ -411,14 +411,15 @@ export type RouteExplainResponse = Message$1<"switchyard.gateway.v1.RouteExplain
   candidates: RouteCandidate[];
 
   /**
-   * "provider/model" that would answer.
+   * "provider/model" that would answer; empty when no model can (a completion would fail with
+   * UNAVAILABLE), and `reason` says why.
    *
    * @generated from field: string model = 13;
    */
   model: string;
 
   /**
-   * Why, as a completion's RouteInfo.reason would say it.
+   * Why, as a completion's RouteInfo.reason would say it ("no route: ..." when model is empty).
    *
    * @generated from field: string reason = 14;
    */
