@@ -3,6 +3,7 @@ import { benchCommand } from "./commands/bench.js";
 import { configCommand } from "./commands/config.js";
 import { keysCommand } from "./commands/keys.js";
 import { pricesCommand } from "./commands/prices.js";
+import { routeCommand } from "./commands/route.js";
 import { startCommand } from "./commands/start.js";
 import { usageCommand } from "./commands/usage.js";
 import { faultsCommand, soakCommand } from "./faults/command.js";
@@ -17,6 +18,9 @@ commands:
   eval  --router ROUTER.json --data FILE  APGR, CPT, quality/cost curve (--svg OUT.svg)
   bench                                   gateway overhead: direct vs through the mesh
   prices publish FILE                     publish a price table (YAML or JSON) to NATS
+  route "PROMPT" [--tenant T] [--model M] [--json] [--url URL]
+                                          explain how the gateway would route a prompt: features, tier,
+                                          every candidate's quality, price and expected cost, the choice
   usage [--tenant T] [--since 7d] [--by model|tier|day] [--json]
                                           what the traffic cost and what routing saved (from the ledger)
   keys create|list|revoke                 API keys managed at run time (budgets, rate limits)
@@ -32,6 +36,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   eval: evalCommand,
   bench: benchCommand,
   prices: pricesCommand,
+  route: routeCommand,
   config: configCommand,
   usage: usageCommand,
   keys: keysCommand,

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { trace } from "@opentelemetry/api";
 import { classifier as pb } from "@switchyard/proto";
-import { normalisePrompt, tierFor, type RouterModel, type Tier } from "@switchyard/router";
+import { extractFeatures, normalisePrompt, tierFor, type RouterModel, type Tier } from "@switchyard/router";
 
 /** Counters the handler reports to; the composition root binds them to metrics. */
 export interface ClassifierCounters {
@@ -42,6 +42,31 @@ export class ClassifierHandler implements ServiceImpl<typeof pb.ClassifierServic
   }
 
   classify(req: pb.ClassifyRequest): pb.ClassifyResponse {
+    const response = this.decide(req);
+    if (!req.includeFeatures) return response;
+    // Only explanations ask: the readable summary of the same extraction the router ran (one more
+    // pass over the text, off the completion path).
+    const f = extractFeatures(req.messages).summary;
+    const features = create(pb.PromptFeaturesSchema, {
+      chars: f.chars,
+      words: f.words,
+      lines: f.lines,
+      paragraphs: f.paragraphs,
+      turns: f.turns,
+      hasSystemPrompt: f.hasSystemPrompt,
+      language: f.language,
+      digits: f.digits,
+      mathOperators: f.mathOperators,
+      multipleChoiceOptions: f.multipleChoiceOptions,
+      codeMarkers: f.codeMarkers,
+      questionWords: f.questionWords,
+      reasoningCues: f.reasoningCues,
+      hardCues: f.hardCues,
+    });
+    return create(pb.ClassifyResponseSchema, { ...response, features });
+  }
+
+  private decide(req: pb.ClassifyRequest): pb.ClassifyResponse {
     if (req.messages.length === 0) throw new ConnectError("messages must not be empty", Code.InvalidArgument);
     const messages = req.messages.map((m) => ({ role: m.role, content: m.content }));
     const key = this.decisionCacheEntries > 0 ? decisionKey(req.tenant, normalisePrompt(messages)) : "";

@@ -41,6 +41,25 @@ describe("classifier", () => {
     expect(again.predictedQuality).toEqual(first.predictedQuality);
   });
 
+  it("reads out the prompt's features only when asked, cached decision or not, and decides the same", async () => {
+    const { client: c } = client();
+    const messages = [
+      { role: "system", content: "You are terse." },
+      { role: "user", content: "Prove that 17 + 25 = 42, step by step." },
+    ];
+    const plain = await c.classify({ messages });
+    expect(plain.features).toBeUndefined();
+    const explained = await c.classify({ messages, includeFeatures: true });
+    expect(explained.decisionCached).toBe(true);
+    expect(explained.tier).toBe(plain.tier);
+    expect(explained.predictedQuality).toEqual(plain.predictedQuality);
+    expect(explained.features).toMatchObject({ turns: 2, hasSystemPrompt: true, language: "en" });
+    expect(explained.features!.digits).toBeGreaterThanOrEqual(6);
+    expect(explained.features!.mathOperators).toBeGreaterThanOrEqual(2);
+    // The cached decision itself was not changed: a later plain request still gets no features.
+    expect((await c.classify({ messages })).features).toBeUndefined();
+  });
+
   it("keeps the decision cache within its size", async () => {
     const { client: c, seen } = client(2);
     for (const q of ["a?", "b?", "c?", "a?"]) await c.classify({ messages: [{ role: "user", content: q }] });

@@ -7,6 +7,7 @@ import type { Logger } from "@switchyard/telemetry";
 import { formatUsd } from "@switchyard/usage/cost";
 import type { Accounting } from "./accounting/account.js";
 import { GatewayError, invalidRequest } from "./errors.js";
+import type { RouteExplainer } from "./explain.js";
 import type { GatewayMetrics } from "./metrics.js";
 import { parseModel } from "./model-name.js";
 import { StreamInterrupted, type CompletionEvent, type CompletionRequest, type Orchestrator, type RouteTaken } from "./orchestrator.js";
@@ -28,6 +29,7 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
     private readonly accounting: Accounting,
     private readonly metrics: GatewayMetrics,
     private readonly logger: Logger,
+    private readonly explainer: RouteExplainer,
   ) {}
 
   async *streamComplete(req: pb.CompleteRequest, ctx: HandlerContext): AsyncGenerator<pb.CompleteResponse> {
@@ -104,6 +106,58 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
       if (message.completion) return create(pb.CompleteResponseSchema, { text, completion: message.completion });
     }
     throw new GatewayError(502, "upstream_error", "incomplete", "the answer ended early").toConnectError();
+  }
+
+  /**
+   * Explains how a CompleteRequest would be routed, without answering it. The caller is
+   * authenticated and its tenant found as for a completion; `tenant` may name another tenant only
+   * while the gateway has no API keys (a local gateway, where no caller can be told apart).
+   */
+  async routeExplain(req: pb.RouteExplainRequest, ctx: HandlerContext): Promise<pb.RouteExplainResponse> {
+    const receivedAt = performance.now();
+    const span = trace.getActiveSpan() ?? trace.wrapSpanContext({ traceId: "0".repeat(32), spanId: "0".repeat(16), traceFlags: 0 });
+    const identity = newRequestIdentity(span);
+    ctx.responseHeader.set("x-switchyard-request-id", identity.requestId);
+    ctx.responseHeader.set("traceparent", identity.traceparent);
+    let caller: Caller = { tenant: "", keyId: "" };
+    let status = "OK";
+    let errorCode = "";
+    let explained: pb.RouteExplainResponse | undefined;
+    try {
+      caller = await this.tenants.identify({ authorization: ctx.requestHeader.get("authorization") ?? undefined, xApiKey: ctx.requestHeader.get("x-api-key") ?? undefined });
+      const tenant = this.tenantFor(req.tenant, caller);
+      explained = await this.explainer.explain(this.toRequest(req.request ?? create(pb.CompleteRequestSchema), tenant, identity.requestId, receivedAt), ctx.signal);
+      return explained;
+    } catch (err) {
+      const error = ctx.signal.aborted ? abortError(ctx.signal.reason) : err instanceof GatewayError ? err : undefined;
+      status = error ? String(error.status) : "500";
+      errorCode = error?.code ?? "internal_error";
+      throw this.toConnect(err);
+    } finally {
+      this.logger.info("request", {
+        request_id: identity.requestId,
+        trace_id: identity.traceId,
+        api: "grpc",
+        protocol: ctx.protocolName,
+        method: ctx.method.name,
+        status,
+        tenant: caller.tenant,
+        key_id: caller.keyId,
+        ...(errorCode ? { error: errorCode } : {}),
+        ...(explained ? { model: explained.model, tier: explained.tier } : {}),
+        duration_ms: Math.round((performance.now() - receivedAt) * 100) / 100,
+      });
+    }
+  }
+
+  /** The tenant an explanation is for: the caller's, or one it names (see routeExplain). */
+  private tenantFor(named: string, caller: Caller): string {
+    if (!named || named === caller.tenant) return caller.tenant;
+    if (this.tenants.authenticates) throw new GatewayError(403, "permission_error", "tenant_not_allowed", `this API key belongs to tenant "${caller.tenant}", not "${named}"`, "tenant");
+    if (!this.config.tenants.some((t) => t.name === named)) {
+      throw new GatewayError(404, "not_found_error", "tenant_not_found", `unknown tenant "${named}" (tenants: ${this.config.tenants.map((t) => t.name).join(", ")})`, "tenant");
+    }
+    return named;
   }
 
   private async *run(ctx: HandlerContext, span: Span, request: CompletionRequest): AsyncGenerator<CompletionEvent> {

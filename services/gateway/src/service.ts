@@ -6,6 +6,7 @@ import { createGatewayBooks } from "./accounting/index.js";
 import { AdminHandler } from "./admin.js";
 import { DependencyHealth } from "./dependencies.js";
 import { gatewayInterceptors, publicTrace, registerGatewayService } from "./edge-rpc.js";
+import { RouteExplainer } from "./explain.js";
 import { GatewayHandler } from "./grpc.js";
 import { createGatewayMetrics } from "./metrics.js";
 import { EdgePolicy } from "./openai/edge.js";
@@ -61,7 +62,7 @@ export async function createGatewayService(runtime: ServiceRuntime, clients?: Me
   const { accounting } = books;
   const tenants = new TenantResolver(config, books.keys);
   const edge = new EdgePolicy(config, tenants.authenticates);
-  const handler = new GatewayHandler(config, orchestrator, tenants, accounting, metrics, logger);
+  const handler = new GatewayHandler(config, orchestrator, tenants, accounting, metrics, logger, new RouteExplainer(mesh, config, logger));
   const adminHandler = new AdminHandler(mesh.ledger, tenants, logger);
   // A client's traceparent is linked to, not adopted, on every RPC protocol and port (as on REST).
   const interceptors = gatewayInterceptors(config);

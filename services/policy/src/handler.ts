@@ -1,11 +1,11 @@
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { trace } from "@opentelemetry/api";
 import type { Config } from "@switchyard/config";
-import { policy as pb } from "@switchyard/proto";
+import { type common, policy as pb } from "@switchyard/proto";
 import type { HealthTable } from "./health.js";
-import type { PriceTable } from "./prices.js";
-import { planRoute, RouteError } from "./route.js";
+import type { ModelPrice, PriceTable } from "./prices.js";
+import { decideRoute, describeCandidate, RouteError, type Plan, type RouteDecision, type RouteQuery, type Verdict } from "./route.js";
 import type { TopTierCap } from "./tier-cap.js";
 
 /** `switchyard.policy.v1.PolicyService`. */
@@ -19,38 +19,8 @@ export class PolicyHandler implements ServiceImpl<typeof pb.PolicyService> {
   ) {}
 
   route(req: pb.RouteRequest): pb.RouteResponse {
-    let plan;
-    let reusable = false;
-    try {
-      const prefs = req.preferences;
-      const admitted = req.pinnedModel ? { tier: req.tier, note: undefined, commit: () => {}, capped: false } : this.topTierCap.admit(req.tenant, req.tier);
-      // A plan for a tenant whose top-tier share is capped depends on its recent traffic: every
-      // request must come here to be counted.
-      reusable = !req.pinnedModel && !admitted.capped;
-      plan = planRoute(
-        {
-          tenant: req.tenant,
-          tier: admitted.tier,
-          predictedQuality: req.predictedQuality,
-          pinnedModel: req.pinnedModel,
-          expectedInputTokens: Number(req.expectedInputTokens),
-          expectedOutputTokens: Number(req.expectedOutputTokens),
-          ...(prefs?.qualityTarget === undefined ? {} : { qualityTarget: prefs.qualityTarget }),
-          ...(prefs?.costWeight === undefined ? {} : { costWeight: prefs.costWeight }),
-          maxOutputMicroUsdPerMtok: prefs?.maxOutputMicroUsdPerMtok ?? 0n,
-        },
-        this.config,
-        this.prices,
-        this.health,
-      );
-      admitted.commit();
-      if (admitted.note) plan = { ...plan, reason: `${plan.reason}; ${admitted.note}` };
-    } catch (err) {
-      if (err instanceof RouteError) {
-        throw new ConnectError(err.message, err.code === "no_candidates" ? Code.FailedPrecondition : Code.NotFound);
-      }
-      throw err;
-    }
+    const { decision, reusable } = this.decide(req, true);
+    const plan = decision.plan!;
     trace.getActiveSpan()?.setAttributes({
       "switchyard.tier": plan.tier,
       "switchyard.route_reason": plan.reason,
@@ -60,26 +30,95 @@ export class PolicyHandler implements ServiceImpl<typeof pb.PolicyService> {
         (r) => `${r.entry.id} quality=${Number.isNaN(r.predictedQuality) ? "n/a" : r.predictedQuality.toFixed(3)} cost_micro_usd=${r.expectedCostMicroUsd} circuit=${r.circuit}`,
       ),
     });
-    return create(pb.RouteResponseSchema, {
-      plan: {
-        tier: plan.tier,
-        reason: plan.reason,
-        tablesStale: this.tablesStale(),
-        reusable: reusable && !this.tablesStale(),
-        qualityInputs: plan.qualityInputs,
-        routes: plan.routes.map((r) => ({
-          provider: r.entry.provider.name,
-          model: r.entry.model.name,
-          price: {
-            inputMicroUsdPerMtok: r.price.inputMicroUsdPerMtok,
-            outputMicroUsdPerMtok: r.price.outputMicroUsdPerMtok,
-            cachedInputMicroUsdPerMtok: r.price.cachedInputMicroUsdPerMtok,
-          },
-          predictedQuality: Number.isNaN(r.predictedQuality) ? 0 : r.predictedQuality,
-          expectedCostMicroUsd: r.expectedCostMicroUsd,
-          circuit: r.circuit,
-        })),
-      },
+    return create(pb.RouteResponseSchema, { plan: this.planMessage(plan, reusable) });
+  }
+
+  /**
+   * What `route` would answer for this request now, with every model weighed: the same decision
+   * (`decideRoute`, after the same top-tier cap), but nothing is counted against the tenant's
+   * share, and a tier no model can serve is explained rather than refused.
+   */
+  explainRoute(req: pb.ExplainRouteRequest): pb.ExplainRouteResponse {
+    const route = req.route ?? create(pb.RouteRequestSchema);
+    const { decision, query, requestedTier } = this.decide(route, false);
+    const plan = decision.plan
+      ? this.planMessage(decision.plan, false)
+      : create(pb.RoutePlanSchema, { tier: decision.tier, reason: decision.noRoute ?? "", tablesStale: this.tablesStale() });
+    return create(pb.ExplainRouteResponseSchema, {
+      plan,
+      requestedTier,
+      qualityTarget: Number.isNaN(decision.qualityTarget) ? 0 : decision.qualityTarget,
+      ...(decision.costWeight === undefined ? {} : { costWeight: decision.costWeight }),
+      expectedOutputTokens: BigInt(decision.expectedOutputTokens),
+      candidates: decision.candidates.map((c) => ({
+        provider: c.entry.provider.name,
+        model: c.entry.model.name,
+        price: priceMessage(c.price),
+        predictedQuality: Number.isNaN(c.predictedQuality) ? 0 : c.predictedQuality,
+        qualitySource: c.qualitySource,
+        expectedCostMicroUsd: c.expectedCostMicroUsd,
+        circuit: c.circuit,
+        ttftMs: c.ttftMs ?? 0,
+        verdict: VERDICT[c.verdict],
+        planPosition: c.planPosition,
+        explanation: describeCandidate(c, decision, query, this.config),
+        ...(c.utility === undefined ? {} : { utility: c.utility }),
+      })),
+    });
+  }
+
+  /**
+   * The decision for a request, after the tenant's top-tier cap. `count`: record the request in
+   * the tenant's share (a request being routed) or only read it (an explanation).
+   */
+  private decide(req: pb.RouteRequest, count: boolean): { decision: RouteDecision; query: RouteQuery; reusable: boolean; requestedTier: string } {
+    try {
+      const prefs = req.preferences;
+      const admitted = req.pinnedModel ? { tier: req.tier, note: undefined, commit: () => {}, capped: false } : this.topTierCap.admit(req.tenant, req.tier);
+      // A plan for a tenant whose top-tier share is capped depends on its recent traffic: every
+      // request must come here to be counted.
+      const reusable = !req.pinnedModel && !admitted.capped;
+      const query: RouteQuery = {
+        tenant: req.tenant,
+        tier: admitted.tier,
+        predictedQuality: req.predictedQuality,
+        pinnedModel: req.pinnedModel,
+        expectedInputTokens: Number(req.expectedInputTokens),
+        expectedOutputTokens: Number(req.expectedOutputTokens),
+        ...(prefs?.qualityTarget === undefined ? {} : { qualityTarget: prefs.qualityTarget }),
+        ...(prefs?.costWeight === undefined ? {} : { costWeight: prefs.costWeight }),
+        maxOutputMicroUsdPerMtok: prefs?.maxOutputMicroUsdPerMtok ?? 0n,
+      };
+      let decision = decideRoute(query, this.config, this.prices, this.health);
+      if (count) {
+        if (!decision.plan) throw new RouteError("no_candidates", decision.noRoute ?? "no route");
+        admitted.commit();
+      }
+      if (admitted.note && decision.plan) decision = { ...decision, plan: { ...decision.plan, reason: `${decision.plan.reason}; ${admitted.note}` } };
+      return { decision, query, reusable, requestedTier: req.tier };
+    } catch (err) {
+      if (err instanceof RouteError) {
+        throw new ConnectError(err.message, err.code === "no_candidates" ? Code.FailedPrecondition : Code.NotFound);
+      }
+      throw err;
+    }
+  }
+
+  private planMessage(plan: Plan, reusable: boolean): pb.RoutePlan {
+    return create(pb.RoutePlanSchema, {
+      tier: plan.tier,
+      reason: plan.reason,
+      tablesStale: this.tablesStale(),
+      reusable: reusable && !this.tablesStale(),
+      qualityInputs: plan.qualityInputs,
+      routes: plan.routes.map((r) => ({
+        provider: r.entry.provider.name,
+        model: r.entry.model.name,
+        price: priceMessage(r.price),
+        predictedQuality: Number.isNaN(r.predictedQuality) ? 0 : r.predictedQuality,
+        expectedCostMicroUsd: r.expectedCostMicroUsd,
+        circuit: r.circuit,
+      })),
     });
   }
 
@@ -93,13 +132,24 @@ export class PolicyHandler implements ServiceImpl<typeof pb.PolicyService> {
           tiers: e.model.tiers,
           circuit: this.health.circuit(e.id),
           priceSource: p.source,
-          price: {
-            inputMicroUsdPerMtok: p.inputMicroUsdPerMtok,
-            outputMicroUsdPerMtok: p.outputMicroUsdPerMtok,
-            cachedInputMicroUsdPerMtok: p.cachedInputMicroUsdPerMtok,
-          },
+          price: priceMessage(p),
         };
       }),
     });
   }
+}
+
+const VERDICT: Record<Verdict, pb.CandidateVerdict> = {
+  chosen: pb.CandidateVerdict.CHOSEN,
+  below_quality_target: pb.CandidateVerdict.BELOW_QUALITY_TARGET,
+  costlier: pb.CandidateVerdict.COSTLIER,
+  lower_score: pb.CandidateVerdict.LOWER_SCORE,
+  circuit_open: pb.CandidateVerdict.CIRCUIT_OPEN,
+  over_price_cap: pb.CandidateVerdict.OVER_PRICE_CAP,
+  too_slow: pb.CandidateVerdict.TOO_SLOW,
+  not_in_tier: pb.CandidateVerdict.NOT_IN_TIER,
+};
+
+function priceMessage(p: ModelPrice): MessageInitShape<typeof common.PriceSchema> {
+  return { inputMicroUsdPerMtok: p.inputMicroUsdPerMtok, outputMicroUsdPerMtok: p.outputMicroUsdPerMtok, cachedInputMicroUsdPerMtok: p.cachedInputMicroUsdPerMtok };
 }

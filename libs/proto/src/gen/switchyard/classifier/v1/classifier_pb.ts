@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchyard/classifier/v1/classifier.proto.
  */
 export const file_switchyard_classifier_v1_classifier: GenFile = /*@__PURE__*/
-  fileDesc("Cilzd2l0Y2h5YXJkL2NsYXNzaWZpZXIvdjEvY2xhc3NpZmllci5wcm90bxIYc3dpdGNoeWFyZC5jbGFzc2lmaWVyLnYxIlYKD0NsYXNzaWZ5UmVxdWVzdBIzCghtZXNzYWdlcxgBIAMoCzIhLnN3aXRjaHlhcmQuY29tbW9uLnYxLkNoYXRNZXNzYWdlEg4KBnRlbmFudBgCIAEoCSKuAgoQQ2xhc3NpZnlSZXNwb25zZRIMCgR0aWVyGAEgASgJEhIKCmRpZmZpY3VsdHkYAiABKAESEQoJdGFza190eXBlGAMgASgJElsKEXByZWRpY3RlZF9xdWFsaXR5GAQgAygLMkAuc3dpdGNoeWFyZC5jbGFzc2lmaWVyLnYxLkNsYXNzaWZ5UmVzcG9uc2UuUHJlZGljdGVkUXVhbGl0eUVudHJ5Eh4KFmVzdGltYXRlZF9pbnB1dF90b2tlbnMYBSABKAMSFwoPZGVjaXNpb25fY2FjaGVkGAYgASgIEhYKDnJvdXRlcl92ZXJzaW9uGAcgASgJGjcKFVByZWRpY3RlZFF1YWxpdHlFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIlMKFENsYXNzaWZ5QmF0Y2hSZXF1ZXN0EjsKCHJlcXVlc3RzGAEgAygLMikuc3dpdGNoeWFyZC5jbGFzc2lmaWVyLnYxLkNsYXNzaWZ5UmVxdWVzdCJXChVDbGFzc2lmeUJhdGNoUmVzcG9uc2USPgoHcmVzdWx0cxgBIAMoCzItLnN3aXRjaHlhcmQuY2xhc3NpZmllci52MS5DbGFzc2lmeUJhdGNoUmVzdWx0ImIKE0NsYXNzaWZ5QmF0Y2hSZXN1bHQSPAoIcmVzcG9uc2UYASABKAsyKi5zd2l0Y2h5YXJkLmNsYXNzaWZpZXIudjEuQ2xhc3NpZnlSZXNwb25zZRINCgVlcnJvchgCIAEoCTLoAQoRQ2xhc3NpZmllclNlcnZpY2USYQoIQ2xhc3NpZnkSKS5zd2l0Y2h5YXJkLmNsYXNzaWZpZXIudjEuQ2xhc3NpZnlSZXF1ZXN0Giouc3dpdGNoeWFyZC5jbGFzc2lmaWVyLnYxLkNsYXNzaWZ5UmVzcG9uc2UScAoNQ2xhc3NpZnlCYXRjaBIuLnN3aXRjaHlhcmQuY2xhc3NpZmllci52MS5DbGFzc2lmeUJhdGNoUmVxdWVzdBovLnN3aXRjaHlhcmQuY2xhc3NpZmllci52MS5DbGFzc2lmeUJhdGNoUmVzcG9uc2ViBnByb3RvMw", [file_switchyard_common_v1_chat]);
+  fileDesc("Cilzd2l0Y2h5YXJkL2NsYXNzaWZpZXIvdjEvY2xhc3NpZmllci5wcm90bxIYc3dpdGNoeWFyZC5jbGFzc2lmaWVyLnYxInAKD0NsYXNzaWZ5UmVxdWVzdBIzCghtZXNzYWdlcxgBIAMoCzIhLnN3aXRjaHlhcmQuY29tbW9uLnYxLkNoYXRNZXNzYWdlEg4KBnRlbmFudBgCIAEoCRIYChBpbmNsdWRlX2ZlYXR1cmVzGAMgASgIIuoCChBDbGFzc2lmeVJlc3BvbnNlEgwKBHRpZXIYASABKAkSEgoKZGlmZmljdWx0eRgCIAEoARIRCgl0YXNrX3R5cGUYAyABKAkSWwoRcHJlZGljdGVkX3F1YWxpdHkYBCADKAsyQC5zd2l0Y2h5YXJkLmNsYXNzaWZpZXIudjEuQ2xhc3NpZnlSZXNwb25zZS5QcmVkaWN0ZWRRdWFsaXR5RW50cnkSHgoWZXN0aW1hdGVkX2lucHV0X3Rva2VucxgFIAEoAxIXCg9kZWNpc2lvbl9jYWNoZWQYBiABKAgSFgoOcm91dGVyX3ZlcnNpb24YByABKAkSOgoIZmVhdHVyZXMYCCABKAsyKC5zd2l0Y2h5YXJkLmNsYXNzaWZpZXIudjEuUHJvbXB0RmVhdHVyZXMaNwoVUHJlZGljdGVkUXVhbGl0eUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEirwIKDlByb21wdEZlYXR1cmVzEg0KBWNoYXJzGAEgASgFEg0KBXdvcmRzGAIgASgFEg0KBWxpbmVzGAMgASgFEhIKCnBhcmFncmFwaHMYBCABKAUSDQoFdHVybnMYBSABKAUSGQoRaGFzX3N5c3RlbV9wcm9tcHQYBiABKAgSEAoIbGFuZ3VhZ2UYByABKAkSDgoGZGlnaXRzGAggASgFEhYKDm1hdGhfb3BlcmF0b3JzGAkgASgFEh8KF211bHRpcGxlX2Nob2ljZV9vcHRpb25zGAogASgFEhQKDGNvZGVfbWFya2VycxgLIAEoBRIWCg5xdWVzdGlvbl93b3JkcxgMIAEoBRIWCg5yZWFzb25pbmdfY3VlcxgNIAEoBRIRCgloYXJkX2N1ZXMYDiABKAUiUwoUQ2xhc3NpZnlCYXRjaFJlcXVlc3QSOwoIcmVxdWVzdHMYASADKAsyKS5zd2l0Y2h5YXJkLmNsYXNzaWZpZXIudjEuQ2xhc3NpZnlSZXF1ZXN0IlcKFUNsYXNzaWZ5QmF0Y2hSZXNwb25zZRI+CgdyZXN1bHRzGAEgAygLMi0uc3dpdGNoeWFyZC5jbGFzc2lmaWVyLnYxLkNsYXNzaWZ5QmF0Y2hSZXN1bHQiYgoTQ2xhc3NpZnlCYXRjaFJlc3VsdBI8CghyZXNwb25zZRgBIAEoCzIqLnN3aXRjaHlhcmQuY2xhc3NpZmllci52MS5DbGFzc2lmeVJlc3BvbnNlEg0KBWVycm9yGAIgASgJMugBChFDbGFzc2lmaWVyU2VydmljZRJhCghDbGFzc2lmeRIpLnN3aXRjaHlhcmQuY2xhc3NpZmllci52MS5DbGFzc2lmeVJlcXVlc3QaKi5zd2l0Y2h5YXJkLmNsYXNzaWZpZXIudjEuQ2xhc3NpZnlSZXNwb25zZRJwCg1DbGFzc2lmeUJhdGNoEi4uc3dpdGNoeWFyZC5jbGFzc2lmaWVyLnYxLkNsYXNzaWZ5QmF0Y2hSZXF1ZXN0Gi8uc3dpdGNoeWFyZC5jbGFzc2lmaWVyLnYxLkNsYXNzaWZ5QmF0Y2hSZXNwb25zZWIGcHJvdG8z", [file_switchyard_common_v1_chat]);
 
 /**
  * @generated from message switchyard.classifier.v1.ClassifyRequest
@@ -30,6 +30,13 @@ export type ClassifyRequest = Message<"switchyard.classifier.v1.ClassifyRequest"
    * @generated from field: string tenant = 2;
    */
   tenant: string;
+
+  /**
+   * Also return the prompt's readable features (for explanations; completions do not ask).
+   *
+   * @generated from field: bool include_features = 3;
+   */
+  includeFeatures: boolean;
 };
 
 /**
@@ -91,6 +98,13 @@ export type ClassifyResponse = Message<"switchyard.classifier.v1.ClassifyRespons
    * @generated from field: string router_version = 7;
    */
   routerVersion: string;
+
+  /**
+   * The prompt's readable features; set only when the request asked (include_features).
+   *
+   * @generated from field: switchyard.classifier.v1.PromptFeatures features = 8;
+   */
+  features?: PromptFeatures | undefined;
 };
 
 /**
@@ -99,6 +113,98 @@ export type ClassifyResponse = Message<"switchyard.classifier.v1.ClassifyRespons
  */
 export const ClassifyResponseSchema: GenMessage<ClassifyResponse> = /*@__PURE__*/
   messageDesc(file_switchyard_classifier_v1_classifier, 1);
+
+/**
+ * What the router reads in a prompt, in readable form (its hashed word features are not shown).
+ *
+ * @generated from message switchyard.classifier.v1.PromptFeatures
+ */
+export type PromptFeatures = Message<"switchyard.classifier.v1.PromptFeatures"> & {
+  /**
+   * @generated from field: int32 chars = 1;
+   */
+  chars: number;
+
+  /**
+   * @generated from field: int32 words = 2;
+   */
+  words: number;
+
+  /**
+   * @generated from field: int32 lines = 3;
+   */
+  lines: number;
+
+  /**
+   * @generated from field: int32 paragraphs = 4;
+   */
+  paragraphs: number;
+
+  /**
+   * Messages in the conversation.
+   *
+   * @generated from field: int32 turns = 5;
+   */
+  turns: number;
+
+  /**
+   * @generated from field: bool has_system_prompt = 6;
+   */
+  hasSystemPrompt: boolean;
+
+  /**
+   * The dominant script: "en", "latin", "cyrillic", "cjk", "arabic", "indic" or "other".
+   *
+   * @generated from field: string language = 7;
+   */
+  language: string;
+
+  /**
+   * @generated from field: int32 digits = 8;
+   */
+  digits: number;
+
+  /**
+   * @generated from field: int32 math_operators = 9;
+   */
+  mathOperators: number;
+
+  /**
+   * @generated from field: int32 multiple_choice_options = 10;
+   */
+  multipleChoiceOptions: number;
+
+  /**
+   * @generated from field: int32 code_markers = 11;
+   */
+  codeMarkers: number;
+
+  /**
+   * @generated from field: int32 question_words = 12;
+   */
+  questionWords: number;
+
+  /**
+   * Words such as "explain", "step by step", "why".
+   *
+   * @generated from field: int32 reasoning_cues = 13;
+   */
+  reasoningCues: number;
+
+  /**
+   * Words that mark demanding work: proofs, derivations, concurrency, optimisation.
+   *
+   * @generated from field: int32 hard_cues = 14;
+   */
+  hardCues: number;
+};
+
+/**
+ * Describes the message switchyard.classifier.v1.PromptFeatures.
+ * Use `create(PromptFeaturesSchema)` to create a new message.
+ */
+export const PromptFeaturesSchema: GenMessage<PromptFeatures> = /*@__PURE__*/
+  messageDesc(file_switchyard_classifier_v1_classifier, 2);
 
 /**
  * @generated from message switchyard.classifier.v1.ClassifyBatchRequest
@@ -115,7 +221,7 @@ export type ClassifyBatchRequest = Message<"switchyard.classifier.v1.ClassifyBat
  * Use `create(ClassifyBatchRequestSchema)` to create a new message.
  */
 export const ClassifyBatchRequestSchema: GenMessage<ClassifyBatchRequest> = /*@__PURE__*/
-  messageDesc(file_switchyard_classifier_v1_classifier, 2);
+  messageDesc(file_switchyard_classifier_v1_classifier, 3);
 
 /**
  * @generated from message switchyard.classifier.v1.ClassifyBatchResponse
@@ -132,7 +238,7 @@ export type ClassifyBatchResponse = Message<"switchyard.classifier.v1.ClassifyBa
  * Use `create(ClassifyBatchResponseSchema)` to create a new message.
  */
 export const ClassifyBatchResponseSchema: GenMessage<ClassifyBatchResponse> = /*@__PURE__*/
-  messageDesc(file_switchyard_classifier_v1_classifier, 3);
+  messageDesc(file_switchyard_classifier_v1_classifier, 4);
 
 /**
  * @generated from message switchyard.classifier.v1.ClassifyBatchResult
@@ -156,7 +262,7 @@ export type ClassifyBatchResult = Message<"switchyard.classifier.v1.ClassifyBatc
  * Use `create(ClassifyBatchResultSchema)` to create a new message.
  */
 export const ClassifyBatchResultSchema: GenMessage<ClassifyBatchResult> = /*@__PURE__*/
-  messageDesc(file_switchyard_classifier_v1_classifier, 4);
+  messageDesc(file_switchyard_classifier_v1_classifier, 5);
 
 /**
  * @generated from service switchyard.classifier.v1.ClassifierService

@@ -12,7 +12,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file switchyard/gateway/v1/gateway.proto.
  */
 export const file_switchyard_gateway_v1_gateway: GenFile = /*@__PURE__*/
-  fileDesc("CiNzd2l0Y2h5YXJkL2dhdGV3YXkvdjEvZ2F0ZXdheS5wcm90bxIVc3dpdGNoeWFyZC5nYXRld2F5LnYxIjYKB01lc3NhZ2USDAoEcm9sZRgBIAEoCRIPCgdjb250ZW50GAIgASgJEgwKBG5hbWUYAyABKAkiqAIKD0NvbXBsZXRlUmVxdWVzdBIwCghtZXNzYWdlcxgBIAMoCzIeLnN3aXRjaHlhcmQuZ2F0ZXdheS52MS5NZXNzYWdlEg0KBW1vZGVsGAIgASgJEhgKC3RlbXBlcmF0dXJlGAMgASgBSACIAQESEgoFdG9wX3AYBCABKAFIAYgBARIXCgptYXhfdG9rZW5zGAUgASgFSAKIAQESDAoEc3RvcBgGIAMoCRIRCgRzZWVkGAcgASgDSAOIAQESOgoHcm91dGluZxgIIAEoCzIpLnN3aXRjaHlhcmQuZ2F0ZXdheS52MS5Sb3V0aW5nUHJlZmVyZW5jZXNCDgoMX3RlbXBlcmF0dXJlQggKBl90b3BfcEINCgtfbWF4X3Rva2Vuc0IHCgVfc2VlZCLGAQoSUm91dGluZ1ByZWZlcmVuY2VzEhsKDnF1YWxpdHlfdGFyZ2V0GAEgASgBSACIAQESGAoLY29zdF93ZWlnaHQYAiABKAFIAYgBARIlCh1tYXhfb3V0cHV0X21pY3JvX3VzZF9wZXJfbXRvaxgDIAEoAxIvCgVjYWNoZRgEIAEoDjIgLnN3aXRjaHlhcmQuZ2F0ZXdheS52MS5DYWNoZU1vZGVCEQoPX3F1YWxpdHlfdGFyZ2V0Qg4KDF9jb3N0X3dlaWdodCJXChBDb21wbGV0ZVJlc3BvbnNlEgwKBHRleHQYASABKAkSNQoKY29tcGxldGlvbhgCIAEoCzIhLnN3aXRjaHlhcmQuZ2F0ZXdheS52MS5Db21wbGV0aW9uIvoBCgpDb21wbGV0aW9uEhIKCnJlcXVlc3RfaWQYASABKAkSLwoFcm91dGUYAiABKAsyIC5zd2l0Y2h5YXJkLmdhdGV3YXkudjEuUm91dGVJbmZvEisKBXVzYWdlGAMgASgLMhwuc3dpdGNoeWFyZC5nYXRld2F5LnYxLlVzYWdlEhYKDmNvc3RfbWljcm9fdXNkGAQgASgDEhcKD3NhdmVkX21pY3JvX3VzZBgFIAEoAxIVCg1maW5pc2hfcmVhc29uGAYgASgJEhoKEmJhc2VsaW5lX21pY3JvX3VzZBgHIAEoAxIWCg5iYXNlbGluZV9tb2RlbBgIIAEoCSJ/CglSb3V0ZUluZm8SDQoFbW9kZWwYASABKAkSEAoIcHJvdmlkZXIYAiABKAkSDAoEdGllchgDIAEoCRIOCgZyZWFzb24YBCABKAkSDQoFY2FjaGUYBSABKAkSEQoJZmFsbGJhY2tzGAYgASgFEhEKCXRhc2tfdHlwZRgHIAEoCSJ+CgVVc2FnZRIUCgxpbnB1dF90b2tlbnMYASABKAMSFQoNb3V0cHV0X3Rva2VucxgCIAEoAxIbChNjYWNoZWRfaW5wdXRfdG9rZW5zGAMgASgDEhgKEHJlYXNvbmluZ190b2tlbnMYBCABKAMSEQoJZXN0aW1hdGVkGAUgASgIKlIKCUNhY2hlTW9kZRIaChZDQUNIRV9NT0RFX1VOU1BFQ0lGSUVEEAASEgoOQ0FDSEVfTU9ERV9VU0UQARIVChFDQUNIRV9NT0RFX0JZUEFTUxACMtIBCg5HYXRld2F5U2VydmljZRJjCg5TdHJlYW1Db21wbGV0ZRImLnN3aXRjaHlhcmQuZ2F0ZXdheS52MS5Db21wbGV0ZVJlcXVlc3QaJy5zd2l0Y2h5YXJkLmdhdGV3YXkudjEuQ29tcGxldGVSZXNwb25zZTABElsKCENvbXBsZXRlEiYuc3dpdGNoeWFyZC5nYXRld2F5LnYxLkNvbXBsZXRlUmVxdWVzdBonLnN3aXRjaHlhcmQuZ2F0ZXdheS52MS5Db21wbGV0ZVJlc3BvbnNlYgZwcm90bzM");
+  fileDesc("CiNzd2l0Y2h5YXJkL2dhdGV3YXkvdjEvZ2F0ZXdheS5wcm90bxIVc3dpdGNoeWFyZC5nYXRld2F5LnYxIjYKB01lc3NhZ2USDAoEcm9sZRgBIAEoCRIPCgdjb250ZW50GAIgASgJEgwKBG5hbWUYAyABKAkiqAIKD0NvbXBsZXRlUmVxdWVzdBIwCghtZXNzYWdlcxgBIAMoCzIeLnN3aXRjaHlhcmQuZ2F0ZXdheS52MS5NZXNzYWdlEg0KBW1vZGVsGAIgASgJEhgKC3RlbXBlcmF0dXJlGAMgASgBSACIAQESEgoFdG9wX3AYBCABKAFIAYgBARIXCgptYXhfdG9rZW5zGAUgASgFSAKIAQESDAoEc3RvcBgGIAMoCRIRCgRzZWVkGAcgASgDSAOIAQESOgoHcm91dGluZxgIIAEoCzIpLnN3aXRjaHlhcmQuZ2F0ZXdheS52MS5Sb3V0aW5nUHJlZmVyZW5jZXNCDgoMX3RlbXBlcmF0dXJlQggKBl90b3BfcEINCgtfbWF4X3Rva2Vuc0IHCgVfc2VlZCLGAQoSUm91dGluZ1ByZWZlcmVuY2VzEhsKDnF1YWxpdHlfdGFyZ2V0GAEgASgBSACIAQESGAoLY29zdF93ZWlnaHQYAiABKAFIAYgBARIlCh1tYXhfb3V0cHV0X21pY3JvX3VzZF9wZXJfbXRvaxgDIAEoAxIvCgVjYWNoZRgEIAEoDjIgLnN3aXRjaHlhcmQuZ2F0ZXdheS52MS5DYWNoZU1vZGVCEQoPX3F1YWxpdHlfdGFyZ2V0Qg4KDF9jb3N0X3dlaWdodCJXChBDb21wbGV0ZVJlc3BvbnNlEgwKBHRleHQYASABKAkSNQoKY29tcGxldGlvbhgCIAEoCzIhLnN3aXRjaHlhcmQuZ2F0ZXdheS52MS5Db21wbGV0aW9uIvoBCgpDb21wbGV0aW9uEhIKCnJlcXVlc3RfaWQYASABKAkSLwoFcm91dGUYAiABKAsyIC5zd2l0Y2h5YXJkLmdhdGV3YXkudjEuUm91dGVJbmZvEisKBXVzYWdlGAMgASgLMhwuc3dpdGNoeWFyZC5nYXRld2F5LnYxLlVzYWdlEhYKDmNvc3RfbWljcm9fdXNkGAQgASgDEhcKD3NhdmVkX21pY3JvX3VzZBgFIAEoAxIVCg1maW5pc2hfcmVhc29uGAYgASgJEhoKEmJhc2VsaW5lX21pY3JvX3VzZBgHIAEoAxIWCg5iYXNlbGluZV9tb2RlbBgIIAEoCSJ/CglSb3V0ZUluZm8SDQoFbW9kZWwYASABKAkSEAoIcHJvdmlkZXIYAiABKAkSDAoEdGllchgDIAEoCRIOCgZyZWFzb24YBCABKAkSDQoFY2FjaGUYBSABKAkSEQoJZmFsbGJhY2tzGAYgASgFEhEKCXRhc2tfdHlwZRgHIAEoCSJ+CgVVc2FnZRIUCgxpbnB1dF90b2tlbnMYASABKAMSFQoNb3V0cHV0X3Rva2VucxgCIAEoAxIbChNjYWNoZWRfaW5wdXRfdG9rZW5zGAMgASgDEhgKEHJlYXNvbmluZ190b2tlbnMYBCABKAMSEQoJZXN0aW1hdGVkGAUgASgIIl4KE1JvdXRlRXhwbGFpblJlcXVlc3QSNwoHcmVxdWVzdBgBIAEoCzImLnN3aXRjaHlhcmQuZ2F0ZXdheS52MS5Db21wbGV0ZVJlcXVlc3QSDgoGdGVuYW50GAIgASgJIswDChRSb3V0ZUV4cGxhaW5SZXNwb25zZRIOCgZ0ZW5hbnQYASABKAkSNwoIZmVhdHVyZXMYAiABKAsyJS5zd2l0Y2h5YXJkLmdhdGV3YXkudjEuUHJvbXB0RmVhdHVyZXMSEgoKZGlmZmljdWx0eRgDIAEoARIRCgl0YXNrX3R5cGUYBCABKAkSFwoPY2xhc3NpZmllZF90aWVyGAUgASgJEgwKBHRpZXIYBiABKAkSEwoLdGllcl9zb3VyY2UYByABKAkSFgoOcXVhbGl0eV90YXJnZXQYCCABKAESGAoLY29zdF93ZWlnaHQYCSABKAFIAIgBARIeChZlc3RpbWF0ZWRfaW5wdXRfdG9rZW5zGAogASgDEh4KFmV4cGVjdGVkX291dHB1dF90b2tlbnMYCyABKAMSOQoKY2FuZGlkYXRlcxgMIAMoCzIlLnN3aXRjaHlhcmQuZ2F0ZXdheS52MS5Sb3V0ZUNhbmRpZGF0ZRINCgVtb2RlbBgNIAEoCRIOCgZyZWFzb24YDiABKAkSFgoOcm91dGVyX3ZlcnNpb24YDyABKAkSFAoMdGFibGVzX3N0YWxlGBAgASgIQg4KDF9jb3N0X3dlaWdodCKvAgoOUHJvbXB0RmVhdHVyZXMSDQoFY2hhcnMYASABKAUSDQoFd29yZHMYAiABKAUSDQoFbGluZXMYAyABKAUSEgoKcGFyYWdyYXBocxgEIAEoBRINCgV0dXJucxgFIAEoBRIZChFoYXNfc3lzdGVtX3Byb21wdBgGIAEoCBIQCghsYW5ndWFnZRgHIAEoCRIOCgZkaWdpdHMYCCABKAUSFgoObWF0aF9vcGVyYXRvcnMYCSABKAUSHwoXbXVsdGlwbGVfY2hvaWNlX29wdGlvbnMYCiABKAUSFAoMY29kZV9tYXJrZXJzGAsgASgFEhYKDnF1ZXN0aW9uX3dvcmRzGAwgASgFEhYKDnJlYXNvbmluZ19jdWVzGA0gASgFEhEKCWhhcmRfY3VlcxgOIAEoBSLiAgoOUm91dGVDYW5kaWRhdGUSDQoFbW9kZWwYASABKAkSIAoYaW5wdXRfbWljcm9fdXNkX3Blcl9tdG9rGAIgASgDEiEKGW91dHB1dF9taWNyb191c2RfcGVyX210b2sYAyABKAMSGQoRcHJlZGljdGVkX3F1YWxpdHkYBCABKAESFgoOcXVhbGl0eV9zb3VyY2UYBSABKAkSHwoXZXhwZWN0ZWRfY29zdF9taWNyb191c2QYBiABKAMSDwoHY2lyY3VpdBgHIAEoCRIPCgd0dGZ0X21zGAggASgBEjgKB3ZlcmRpY3QYCSABKA4yJy5zd2l0Y2h5YXJkLmdhdGV3YXkudjEuQ2FuZGlkYXRlVmVyZGljdBIVCg1wbGFuX3Bvc2l0aW9uGAogASgFEhMKC2V4cGxhbmF0aW9uGAsgASgJEhQKB3V0aWxpdHkYDCABKAFIAIgBAUIKCghfdXRpbGl0eSpSCglDYWNoZU1vZGUSGgoWQ0FDSEVfTU9ERV9VTlNQRUNJRklFRBAAEhIKDkNBQ0hFX01PREVfVVNFEAESFQoRQ0FDSEVfTU9ERV9CWVBBU1MQAirPAgoQQ2FuZGlkYXRlVmVyZGljdBIhCh1DQU5ESURBVEVfVkVSRElDVF9VTlNQRUNJRklFRBAAEhwKGENBTkRJREFURV9WRVJESUNUX0NIT1NFThABEioKJkNBTkRJREFURV9WRVJESUNUX0JFTE9XX1FVQUxJVFlfVEFSR0VUEAISHgoaQ0FORElEQVRFX1ZFUkRJQ1RfQ09TVExJRVIQAxIhCh1DQU5ESURBVEVfVkVSRElDVF9MT1dFUl9TQ09SRRAEEiIKHkNBTkRJREFURV9WRVJESUNUX0NJUkNVSVRfT1BFThAFEiQKIENBTkRJREFURV9WRVJESUNUX09WRVJfUFJJQ0VfQ0FQEAYSHgoaQ0FORElEQVRFX1ZFUkRJQ1RfVE9PX1NMT1cQBxIhCh1DQU5ESURBVEVfVkVSRElDVF9OT1RfSU5fVElFUhAIMrsCCg5HYXRld2F5U2VydmljZRJjCg5TdHJlYW1Db21wbGV0ZRImLnN3aXRjaHlhcmQuZ2F0ZXdheS52MS5Db21wbGV0ZVJlcXVlc3QaJy5zd2l0Y2h5YXJkLmdhdGV3YXkudjEuQ29tcGxldGVSZXNwb25zZTABElsKCENvbXBsZXRlEiYuc3dpdGNoeWFyZC5nYXRld2F5LnYxLkNvbXBsZXRlUmVxdWVzdBonLnN3aXRjaHlhcmQuZ2F0ZXdheS52MS5Db21wbGV0ZVJlc3BvbnNlEmcKDFJvdXRlRXhwbGFpbhIqLnN3aXRjaHlhcmQuZ2F0ZXdheS52MS5Sb3V0ZUV4cGxhaW5SZXF1ZXN0Gisuc3dpdGNoeWFyZC5nYXRld2F5LnYxLlJvdXRlRXhwbGFpblJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * One turn of the conversation.
@@ -310,6 +310,339 @@ export const UsageSchema: GenMessage<Usage> = /*@__PURE__*/
   messageDesc(file_switchyard_gateway_v1_gateway, 6);
 
 /**
+ * @generated from message switchyard.gateway.v1.RouteExplainRequest
+ */
+export type RouteExplainRequest = Message$1<"switchyard.gateway.v1.RouteExplainRequest"> & {
+  /**
+   * The request as it would be sent to Complete; routing reads messages, model, max_tokens and
+   * routing (the other fields are checked, then ignored).
+   *
+   * @generated from field: switchyard.gateway.v1.CompleteRequest request = 1;
+   */
+  request?: CompleteRequest | undefined;
+
+  /**
+   * Explain for this tenant; empty = the caller's (from its API key). While the gateway has API
+   * keys it must be the caller's own tenant; without keys (a local gateway) any configured tenant.
+   *
+   * @generated from field: string tenant = 2;
+   */
+  tenant: string;
+};
+
+/**
+ * Describes the message switchyard.gateway.v1.RouteExplainRequest.
+ * Use `create(RouteExplainRequestSchema)` to create a new message.
+ */
+export const RouteExplainRequestSchema: GenMessage<RouteExplainRequest> = /*@__PURE__*/
+  messageDesc(file_switchyard_gateway_v1_gateway, 7);
+
+/**
+ * @generated from message switchyard.gateway.v1.RouteExplainResponse
+ */
+export type RouteExplainResponse = Message$1<"switchyard.gateway.v1.RouteExplainResponse"> & {
+  /**
+   * The tenant the decision was made for.
+   *
+   * @generated from field: string tenant = 1;
+   */
+  tenant: string;
+
+  /**
+   * What the classifier read in the prompt (unset when the model is pinned or the classifier is down).
+   *
+   * @generated from field: switchyard.gateway.v1.PromptFeatures features = 2;
+   */
+  features?: PromptFeatures | undefined;
+
+  /**
+   * Estimated difficulty in [0, 1].
+   *
+   * @generated from field: double difficulty = 3;
+   */
+  difficulty: number;
+
+  /**
+   * @generated from field: string task_type = 4;
+   */
+  taskType: string;
+
+  /**
+   * The tier the request was classified in (or asked for).
+   *
+   * @generated from field: string classified_tier = 5;
+   */
+  classifiedTier: string;
+
+  /**
+   * The tier routed in: classified_tier unless the tenant's top-tier cap moved it.
+   *
+   * @generated from field: string tier = 6;
+   */
+  tier: string;
+
+  /**
+   * Where the tier came from: "classifier", "model" (switchyard/auto:<tier>), "pinned" or
+   * "classifier unavailable" (the middle tier).
+   *
+   * @generated from field: string tier_source = 7;
+   */
+  tierSource: string;
+
+  /**
+   * The quality target in force; unused when cost_weight is set.
+   *
+   * @generated from field: double quality_target = 8;
+   */
+  qualityTarget: number;
+
+  /**
+   * The quality/cost weight in force; unset = the cheapest model meeting quality_target.
+   *
+   * @generated from field: optional double cost_weight = 9;
+   */
+  costWeight?: number | undefined;
+
+  /**
+   * @generated from field: int64 estimated_input_tokens = 10;
+   */
+  estimatedInputTokens: bigint;
+
+  /**
+   * Output tokens the expected costs assume (max_tokens, else the tier's default).
+   *
+   * @generated from field: int64 expected_output_tokens = 11;
+   */
+  expectedOutputTokens: bigint;
+
+  /**
+   * Every model weighed: the plan's routes first, in the order they would be tried, then the
+   * models left out.
+   *
+   * @generated from field: repeated switchyard.gateway.v1.RouteCandidate candidates = 12;
+   */
+  candidates: RouteCandidate[];
+
+  /**
+   * "provider/model" that would answer; empty when no model can (a completion would fail with
+   * UNAVAILABLE), and `reason` says why.
+   *
+   * @generated from field: string model = 13;
+   */
+  model: string;
+
+  /**
+   * Why, as a completion's RouteInfo.reason would say it ("no route: ..." when model is empty).
+   *
+   * @generated from field: string reason = 14;
+   */
+  reason: string;
+
+  /**
+   * Identifies the router weights that classified the prompt.
+   *
+   * @generated from field: string router_version = 15;
+   */
+  routerVersion: string;
+
+  /**
+   * True when the policy's price or health tables are stale (NATS unreachable for too long).
+   *
+   * @generated from field: bool tables_stale = 16;
+   */
+  tablesStale: boolean;
+};
+
+/**
+ * Describes the message switchyard.gateway.v1.RouteExplainResponse.
+ * Use `create(RouteExplainResponseSchema)` to create a new message.
+ */
+export const RouteExplainResponseSchema: GenMessage<RouteExplainResponse> = /*@__PURE__*/
+  messageDesc(file_switchyard_gateway_v1_gateway, 8);
+
+/**
+ * What the classifier reads in a prompt, in readable form.
+ *
+ * @generated from message switchyard.gateway.v1.PromptFeatures
+ */
+export type PromptFeatures = Message$1<"switchyard.gateway.v1.PromptFeatures"> & {
+  /**
+   * @generated from field: int32 chars = 1;
+   */
+  chars: number;
+
+  /**
+   * @generated from field: int32 words = 2;
+   */
+  words: number;
+
+  /**
+   * @generated from field: int32 lines = 3;
+   */
+  lines: number;
+
+  /**
+   * @generated from field: int32 paragraphs = 4;
+   */
+  paragraphs: number;
+
+  /**
+   * Messages in the conversation.
+   *
+   * @generated from field: int32 turns = 5;
+   */
+  turns: number;
+
+  /**
+   * @generated from field: bool has_system_prompt = 6;
+   */
+  hasSystemPrompt: boolean;
+
+  /**
+   * The dominant script: "en", "latin", "cyrillic", "cjk", "arabic", "indic" or "other".
+   *
+   * @generated from field: string language = 7;
+   */
+  language: string;
+
+  /**
+   * @generated from field: int32 digits = 8;
+   */
+  digits: number;
+
+  /**
+   * @generated from field: int32 math_operators = 9;
+   */
+  mathOperators: number;
+
+  /**
+   * @generated from field: int32 multiple_choice_options = 10;
+   */
+  multipleChoiceOptions: number;
+
+  /**
+   * @generated from field: int32 code_markers = 11;
+   */
+  codeMarkers: number;
+
+  /**
+   * @generated from field: int32 question_words = 12;
+   */
+  questionWords: number;
+
+  /**
+   * @generated from field: int32 reasoning_cues = 13;
+   */
+  reasoningCues: number;
+
+  /**
+   * Words that mark demanding work: proofs, derivations, concurrency, optimisation.
+   *
+   * @generated from field: int32 hard_cues = 14;
+   */
+  hardCues: number;
+};
+
+/**
+ * Describes the message switchyard.gateway.v1.PromptFeatures.
+ * Use `create(PromptFeaturesSchema)` to create a new message.
+ */
+export const PromptFeaturesSchema: GenMessage<PromptFeatures> = /*@__PURE__*/
+  messageDesc(file_switchyard_gateway_v1_gateway, 9);
+
+/**
+ * One model the policy weighed.
+ *
+ * @generated from message switchyard.gateway.v1.RouteCandidate
+ */
+export type RouteCandidate = Message$1<"switchyard.gateway.v1.RouteCandidate"> & {
+  /**
+   * "provider/model".
+   *
+   * @generated from field: string model = 1;
+   */
+  model: string;
+
+  /**
+   * Integer micro-dollars per million tokens.
+   *
+   * @generated from field: int64 input_micro_usd_per_mtok = 2;
+   */
+  inputMicroUsdPerMtok: bigint;
+
+  /**
+   * @generated from field: int64 output_micro_usd_per_mtok = 3;
+   */
+  outputMicroUsdPerMtok: bigint;
+
+  /**
+   * @generated from field: double predicted_quality = 4;
+   */
+  predictedQuality: number;
+
+  /**
+   * "router" (predicted for this prompt), "prior" (the configured quality profile) or "default".
+   *
+   * @generated from field: string quality_source = 5;
+   */
+  qualitySource: string;
+
+  /**
+   * For the estimated input and expected output tokens, integer micro-dollars.
+   *
+   * @generated from field: int64 expected_cost_micro_usd = 6;
+   */
+  expectedCostMicroUsd: bigint;
+
+  /**
+   * "closed", "open" or "half_open".
+   *
+   * @generated from field: string circuit = 7;
+   */
+  circuit: string;
+
+  /**
+   * Observed time to first token, ms; 0 = not observed yet.
+   *
+   * @generated from field: double ttft_ms = 8;
+   */
+  ttftMs: number;
+
+  /**
+   * @generated from field: switchyard.gateway.v1.CandidateVerdict verdict = 9;
+   */
+  verdict: CandidateVerdict;
+
+  /**
+   * 1 = would answer, 2... = fallbacks in the order tried; 0 = left out.
+   *
+   * @generated from field: int32 plan_position = 10;
+   */
+  planPosition: number;
+
+  /**
+   * The verdict in words, with the numbers compared.
+   *
+   * @generated from field: string explanation = 11;
+   */
+  explanation: string;
+
+  /**
+   * With a cost weight: the quality/cost score the candidates were ordered by.
+   *
+   * @generated from field: optional double utility = 12;
+   */
+  utility?: number | undefined;
+};
+
+/**
+ * Describes the message switchyard.gateway.v1.RouteCandidate.
+ * Use `create(RouteCandidateSchema)` to create a new message.
+ */
+export const RouteCandidateSchema: GenMessage<RouteCandidate> = /*@__PURE__*/
+  messageDesc(file_switchyard_gateway_v1_gateway, 10);
+
+/**
  * @generated from enum switchyard.gateway.v1.CacheMode
  */
 export enum CacheMode {
@@ -342,6 +675,80 @@ export const CacheModeSchema: GenEnum<CacheMode> = /*@__PURE__*/
   enumDesc(file_switchyard_gateway_v1_gateway, 0);
 
 /**
+ * Why a candidate was or was not chosen.
+ *
+ * @generated from enum switchyard.gateway.v1.CandidateVerdict
+ */
+export enum CandidateVerdict {
+  /**
+   * @generated from enum value: CANDIDATE_VERDICT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * It would answer.
+   *
+   * @generated from enum value: CANDIDATE_VERDICT_CHOSEN = 1;
+   */
+  CHOSEN = 1,
+
+  /**
+   * A fallback: predicted quality below the target.
+   *
+   * @generated from enum value: CANDIDATE_VERDICT_BELOW_QUALITY_TARGET = 2;
+   */
+  BELOW_QUALITY_TARGET = 2,
+
+  /**
+   * A fallback: meets the target, but the chosen model is cheaper.
+   *
+   * @generated from enum value: CANDIDATE_VERDICT_COSTLIER = 3;
+   */
+  COSTLIER = 3,
+
+  /**
+   * A fallback: a worse quality/cost score at the cost weight in force.
+   *
+   * @generated from enum value: CANDIDATE_VERDICT_LOWER_SCORE = 4;
+   */
+  LOWER_SCORE = 4,
+
+  /**
+   * Left out: circuit open (other candidates are healthy).
+   *
+   * @generated from enum value: CANDIDATE_VERDICT_CIRCUIT_OPEN = 5;
+   */
+  CIRCUIT_OPEN = 5,
+
+  /**
+   * Left out: output price over the request's maximum (routing.max_output_micro_usd_per_mtok).
+   *
+   * @generated from enum value: CANDIDATE_VERDICT_OVER_PRICE_CAP = 6;
+   */
+  OVER_PRICE_CAP = 6,
+
+  /**
+   * Left out: slower to first token than the tier's latency SLO.
+   *
+   * @generated from enum value: CANDIDATE_VERDICT_TOO_SLOW = 7;
+   */
+  TOO_SLOW = 7,
+
+  /**
+   * Left out: does not serve this tier.
+   *
+   * @generated from enum value: CANDIDATE_VERDICT_NOT_IN_TIER = 8;
+   */
+  NOT_IN_TIER = 8,
+}
+
+/**
+ * Describes the enum switchyard.gateway.v1.CandidateVerdict.
+ */
+export const CandidateVerdictSchema: GenEnum<CandidateVerdict> = /*@__PURE__*/
+  enumDesc(file_switchyard_gateway_v1_gateway, 1);
+
+/**
  * @generated from service switchyard.gateway.v1.GatewayService
  */
 export const GatewayService: GenService<{
@@ -364,6 +771,19 @@ export const GatewayService: GenService<{
     methodKind: "unary";
     input: typeof CompleteRequestSchema;
     output: typeof CompleteResponseSchema;
+  },
+  /**
+   * Explains the routing decision for a request without answering it (no provider is called):
+   * the prompt's features, its tier, every candidate model with its predicted quality, price and
+   * expected cost, which one would answer and why. The same classifier and policy decide as for
+   * Complete; the response cache is not consulted.
+   *
+   * @generated from rpc switchyard.gateway.v1.GatewayService.RouteExplain
+   */
+  routeExplain: {
+    methodKind: "unary";
+    input: typeof RouteExplainRequestSchema;
+    output: typeof RouteExplainResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_switchyard_gateway_v1_gateway, 0);

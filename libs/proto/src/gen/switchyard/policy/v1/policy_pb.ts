@@ -5,8 +5,8 @@
 // The policy service: live price and health tables; picks the route for a
 // request, a primary plus ordered fallbacks.
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Price } from "../../common/v1/chat_pb.js";
 import { file_switchyard_common_v1_chat } from "../../common/v1/chat_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchyard/policy/v1/policy.proto.
  */
 export const file_switchyard_policy_v1_policy: GenFile = /*@__PURE__*/
-  fileDesc("CiFzd2l0Y2h5YXJkL3BvbGljeS92MS9wb2xpY3kucHJvdG8SFHN3aXRjaHlhcmQucG9saWN5LnYxIs4CCgxSb3V0ZVJlcXVlc3QSDgoGdGVuYW50GAEgASgJEgwKBHRpZXIYAiABKAkSUwoRcHJlZGljdGVkX3F1YWxpdHkYAyADKAsyOC5zd2l0Y2h5YXJkLnBvbGljeS52MS5Sb3V0ZVJlcXVlc3QuUHJlZGljdGVkUXVhbGl0eUVudHJ5EhQKDHBpbm5lZF9tb2RlbBgEIAEoCRIdChVleHBlY3RlZF9pbnB1dF90b2tlbnMYBSABKAMSHgoWZXhwZWN0ZWRfb3V0cHV0X3Rva2VucxgGIAEoAxI9CgtwcmVmZXJlbmNlcxgHIAEoCzIoLnN3aXRjaHlhcmQucG9saWN5LnYxLlJvdXRpbmdQcmVmZXJlbmNlcxo3ChVQcmVkaWN0ZWRRdWFsaXR5RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASKVAQoSUm91dGluZ1ByZWZlcmVuY2VzEhsKDnF1YWxpdHlfdGFyZ2V0GAEgASgBSACIAQESGAoLY29zdF93ZWlnaHQYAiABKAFIAYgBARIlCh1tYXhfb3V0cHV0X21pY3JvX3VzZF9wZXJfbXRvaxgDIAEoA0IRCg9fcXVhbGl0eV90YXJnZXRCDgoMX2Nvc3Rfd2VpZ2h0Ij4KDVJvdXRlUmVzcG9uc2USLQoEcGxhbhgBIAEoCzIfLnN3aXRjaHlhcmQucG9saWN5LnYxLlJvdXRlUGxhbiKWAQoJUm91dGVQbGFuEisKBnJvdXRlcxgBIAMoCzIbLnN3aXRjaHlhcmQucG9saWN5LnYxLlJvdXRlEgwKBHRpZXIYAiABKAkSDgoGcmVhc29uGAMgASgJEhQKDHRhYmxlc19zdGFsZRgEIAEoCBIQCghyZXVzYWJsZRgFIAEoCBIWCg5xdWFsaXR5X2lucHV0cxgGIAMoCSKhAQoFUm91dGUSEAoIcHJvdmlkZXIYASABKAkSDQoFbW9kZWwYAiABKAkSKgoFcHJpY2UYAyABKAsyGy5zd2l0Y2h5YXJkLmNvbW1vbi52MS5QcmljZRIZChFwcmVkaWN0ZWRfcXVhbGl0eRgEIAEoARIfChdleHBlY3RlZF9jb3N0X21pY3JvX3VzZBgFIAEoAxIPCgdjaXJjdWl0GAYgASgJIhMKEUxpc3RNb2RlbHNSZXF1ZXN0IkkKEkxpc3RNb2RlbHNSZXNwb25zZRIzCgZtb2RlbHMYASADKAsyIy5zd2l0Y2h5YXJkLnBvbGljeS52MS5Sb3V0YWJsZU1vZGVsIpIBCg1Sb3V0YWJsZU1vZGVsEhAKCHByb3ZpZGVyGAEgASgJEg0KBW1vZGVsGAIgASgJEioKBXByaWNlGAMgASgLMhsuc3dpdGNoeWFyZC5jb21tb24udjEuUHJpY2USDQoFdGllcnMYBCADKAkSDwoHY2lyY3VpdBgFIAEoCRIUCgxwcmljZV9zb3VyY2UYBiABKAkywgEKDVBvbGljeVNlcnZpY2USUAoFUm91dGUSIi5zd2l0Y2h5YXJkLnBvbGljeS52MS5Sb3V0ZVJlcXVlc3QaIy5zd2l0Y2h5YXJkLnBvbGljeS52MS5Sb3V0ZVJlc3BvbnNlEl8KCkxpc3RNb2RlbHMSJy5zd2l0Y2h5YXJkLnBvbGljeS52MS5MaXN0TW9kZWxzUmVxdWVzdBooLnN3aXRjaHlhcmQucG9saWN5LnYxLkxpc3RNb2RlbHNSZXNwb25zZWIGcHJvdG8z", [file_switchyard_common_v1_chat]);
+  fileDesc("CiFzd2l0Y2h5YXJkL3BvbGljeS92MS9wb2xpY3kucHJvdG8SFHN3aXRjaHlhcmQucG9saWN5LnYxIs4CCgxSb3V0ZVJlcXVlc3QSDgoGdGVuYW50GAEgASgJEgwKBHRpZXIYAiABKAkSUwoRcHJlZGljdGVkX3F1YWxpdHkYAyADKAsyOC5zd2l0Y2h5YXJkLnBvbGljeS52MS5Sb3V0ZVJlcXVlc3QuUHJlZGljdGVkUXVhbGl0eUVudHJ5EhQKDHBpbm5lZF9tb2RlbBgEIAEoCRIdChVleHBlY3RlZF9pbnB1dF90b2tlbnMYBSABKAMSHgoWZXhwZWN0ZWRfb3V0cHV0X3Rva2VucxgGIAEoAxI9CgtwcmVmZXJlbmNlcxgHIAEoCzIoLnN3aXRjaHlhcmQucG9saWN5LnYxLlJvdXRpbmdQcmVmZXJlbmNlcxo3ChVQcmVkaWN0ZWRRdWFsaXR5RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASKVAQoSUm91dGluZ1ByZWZlcmVuY2VzEhsKDnF1YWxpdHlfdGFyZ2V0GAEgASgBSACIAQESGAoLY29zdF93ZWlnaHQYAiABKAFIAYgBARIlCh1tYXhfb3V0cHV0X21pY3JvX3VzZF9wZXJfbXRvaxgDIAEoA0IRCg9fcXVhbGl0eV90YXJnZXRCDgoMX2Nvc3Rfd2VpZ2h0Ij4KDVJvdXRlUmVzcG9uc2USLQoEcGxhbhgBIAEoCzIfLnN3aXRjaHlhcmQucG9saWN5LnYxLlJvdXRlUGxhbiKWAQoJUm91dGVQbGFuEisKBnJvdXRlcxgBIAMoCzIbLnN3aXRjaHlhcmQucG9saWN5LnYxLlJvdXRlEgwKBHRpZXIYAiABKAkSDgoGcmVhc29uGAMgASgJEhQKDHRhYmxlc19zdGFsZRgEIAEoCBIQCghyZXVzYWJsZRgFIAEoCBIWCg5xdWFsaXR5X2lucHV0cxgGIAMoCSKhAQoFUm91dGUSEAoIcHJvdmlkZXIYASABKAkSDQoFbW9kZWwYAiABKAkSKgoFcHJpY2UYAyABKAsyGy5zd2l0Y2h5YXJkLmNvbW1vbi52MS5QcmljZRIZChFwcmVkaWN0ZWRfcXVhbGl0eRgEIAEoARIfChdleHBlY3RlZF9jb3N0X21pY3JvX3VzZBgFIAEoAxIPCgdjaXJjdWl0GAYgASgJIkgKE0V4cGxhaW5Sb3V0ZVJlcXVlc3QSMQoFcm91dGUYASABKAsyIi5zd2l0Y2h5YXJkLnBvbGljeS52MS5Sb3V0ZVJlcXVlc3Qi9AEKFEV4cGxhaW5Sb3V0ZVJlc3BvbnNlEi0KBHBsYW4YASABKAsyHy5zd2l0Y2h5YXJkLnBvbGljeS52MS5Sb3V0ZVBsYW4SMwoKY2FuZGlkYXRlcxgCIAMoCzIfLnN3aXRjaHlhcmQucG9saWN5LnYxLkNhbmRpZGF0ZRIWCg5yZXF1ZXN0ZWRfdGllchgDIAEoCRIWCg5xdWFsaXR5X3RhcmdldBgEIAEoARIYCgtjb3N0X3dlaWdodBgFIAEoAUgAiAEBEh4KFmV4cGVjdGVkX291dHB1dF90b2tlbnMYBiABKANCDgoMX2Nvc3Rfd2VpZ2h0ItUCCglDYW5kaWRhdGUSEAoIcHJvdmlkZXIYASABKAkSDQoFbW9kZWwYAiABKAkSKgoFcHJpY2UYAyABKAsyGy5zd2l0Y2h5YXJkLmNvbW1vbi52MS5QcmljZRIZChFwcmVkaWN0ZWRfcXVhbGl0eRgEIAEoARIWCg5xdWFsaXR5X3NvdXJjZRgFIAEoCRIfChdleHBlY3RlZF9jb3N0X21pY3JvX3VzZBgGIAEoAxIPCgdjaXJjdWl0GAcgASgJEg8KB3R0ZnRfbXMYCCABKAESNwoHdmVyZGljdBgJIAEoDjImLnN3aXRjaHlhcmQucG9saWN5LnYxLkNhbmRpZGF0ZVZlcmRpY3QSFQoNcGxhbl9wb3NpdGlvbhgKIAEoBRITCgtleHBsYW5hdGlvbhgLIAEoCRIUCgd1dGlsaXR5GAwgASgBSACIAQFCCgoIX3V0aWxpdHkiEwoRTGlzdE1vZGVsc1JlcXVlc3QiSQoSTGlzdE1vZGVsc1Jlc3BvbnNlEjMKBm1vZGVscxgBIAMoCzIjLnN3aXRjaHlhcmQucG9saWN5LnYxLlJvdXRhYmxlTW9kZWwikgEKDVJvdXRhYmxlTW9kZWwSEAoIcHJvdmlkZXIYASABKAkSDQoFbW9kZWwYAiABKAkSKgoFcHJpY2UYAyABKAsyGy5zd2l0Y2h5YXJkLmNvbW1vbi52MS5QcmljZRINCgV0aWVycxgEIAMoCRIPCgdjaXJjdWl0GAUgASgJEhQKDHByaWNlX3NvdXJjZRgGIAEoCSrPAgoQQ2FuZGlkYXRlVmVyZGljdBIhCh1DQU5ESURBVEVfVkVSRElDVF9VTlNQRUNJRklFRBAAEhwKGENBTkRJREFURV9WRVJESUNUX0NIT1NFThABEioKJkNBTkRJREFURV9WRVJESUNUX0JFTE9XX1FVQUxJVFlfVEFSR0VUEAISHgoaQ0FORElEQVRFX1ZFUkRJQ1RfQ09TVExJRVIQAxIhCh1DQU5ESURBVEVfVkVSRElDVF9MT1dFUl9TQ09SRRAEEiIKHkNBTkRJREFURV9WRVJESUNUX0NJUkNVSVRfT1BFThAFEiQKIENBTkRJREFURV9WRVJESUNUX09WRVJfUFJJQ0VfQ0FQEAYSHgoaQ0FORElEQVRFX1ZFUkRJQ1RfVE9PX1NMT1cQBxIhCh1DQU5ESURBVEVfVkVSRElDVF9OT1RfSU5fVElFUhAIMqkCCg1Qb2xpY3lTZXJ2aWNlElAKBVJvdXRlEiIuc3dpdGNoeWFyZC5wb2xpY3kudjEuUm91dGVSZXF1ZXN0GiMuc3dpdGNoeWFyZC5wb2xpY3kudjEuUm91dGVSZXNwb25zZRJlCgxFeHBsYWluUm91dGUSKS5zd2l0Y2h5YXJkLnBvbGljeS52MS5FeHBsYWluUm91dGVSZXF1ZXN0Giouc3dpdGNoeWFyZC5wb2xpY3kudjEuRXhwbGFpblJvdXRlUmVzcG9uc2USXwoKTGlzdE1vZGVscxInLnN3aXRjaHlhcmQucG9saWN5LnYxLkxpc3RNb2RlbHNSZXF1ZXN0Giguc3dpdGNoeWFyZC5wb2xpY3kudjEuTGlzdE1vZGVsc1Jlc3BvbnNlYgZwcm90bzM", [file_switchyard_common_v1_chat]);
 
 /**
  * @generated from message switchyard.policy.v1.RouteRequest
@@ -219,6 +219,164 @@ export const RouteSchema: GenMessage<Route> = /*@__PURE__*/
   messageDesc(file_switchyard_policy_v1_policy, 4);
 
 /**
+ * @generated from message switchyard.policy.v1.ExplainRouteRequest
+ */
+export type ExplainRouteRequest = Message<"switchyard.policy.v1.ExplainRouteRequest"> & {
+  /**
+   * @generated from field: switchyard.policy.v1.RouteRequest route = 1;
+   */
+  route?: RouteRequest | undefined;
+};
+
+/**
+ * Describes the message switchyard.policy.v1.ExplainRouteRequest.
+ * Use `create(ExplainRouteRequestSchema)` to create a new message.
+ */
+export const ExplainRouteRequestSchema: GenMessage<ExplainRouteRequest> = /*@__PURE__*/
+  messageDesc(file_switchyard_policy_v1_policy, 5);
+
+/**
+ * @generated from message switchyard.policy.v1.ExplainRouteResponse
+ */
+export type ExplainRouteResponse = Message<"switchyard.policy.v1.ExplainRouteResponse"> & {
+  /**
+   * What Route would answer.
+   *
+   * @generated from field: switchyard.policy.v1.RoutePlan plan = 1;
+   */
+  plan?: RoutePlan | undefined;
+
+  /**
+   * Every model weighed: those in the plan first, in plan order, then those left out.
+   *
+   * @generated from field: repeated switchyard.policy.v1.Candidate candidates = 2;
+   */
+  candidates: Candidate[];
+
+  /**
+   * The tier asked for, before a tenant's top-tier cap moved it (plan.tier is the tier routed in).
+   *
+   * @generated from field: string requested_tier = 3;
+   */
+  requestedTier: string;
+
+  /**
+   * The quality target in force (request, else tenant, else tier); unused when cost_weight is set.
+   *
+   * @generated from field: double quality_target = 4;
+   */
+  qualityTarget: number;
+
+  /**
+   * The quality/cost weight in force (request, else tenant); unset = the quality target rule.
+   *
+   * @generated from field: optional double cost_weight = 5;
+   */
+  costWeight?: number | undefined;
+
+  /**
+   * Output tokens the expected costs assume (the request's max_tokens, else the tier's default).
+   *
+   * @generated from field: int64 expected_output_tokens = 6;
+   */
+  expectedOutputTokens: bigint;
+};
+
+/**
+ * Describes the message switchyard.policy.v1.ExplainRouteResponse.
+ * Use `create(ExplainRouteResponseSchema)` to create a new message.
+ */
+export const ExplainRouteResponseSchema: GenMessage<ExplainRouteResponse> = /*@__PURE__*/
+  messageDesc(file_switchyard_policy_v1_policy, 6);
+
+/**
+ * One model the policy weighed, with the numbers it decided on.
+ *
+ * @generated from message switchyard.policy.v1.Candidate
+ */
+export type Candidate = Message<"switchyard.policy.v1.Candidate"> & {
+  /**
+   * @generated from field: string provider = 1;
+   */
+  provider: string;
+
+  /**
+   * @generated from field: string model = 2;
+   */
+  model: string;
+
+  /**
+   * @generated from field: switchyard.common.v1.Price price = 3;
+   */
+  price?: Price | undefined;
+
+  /**
+   * @generated from field: double predicted_quality = 4;
+   */
+  predictedQuality: number;
+
+  /**
+   * Where predicted_quality came from: "router" (this request's prediction), "prior" (the
+   * configured quality profile) or "default" (neither: a model in the tier is assumed fit).
+   *
+   * @generated from field: string quality_source = 5;
+   */
+  qualitySource: string;
+
+  /**
+   * @generated from field: int64 expected_cost_micro_usd = 6;
+   */
+  expectedCostMicroUsd: bigint;
+
+  /**
+   * "closed", "open" or "half_open".
+   *
+   * @generated from field: string circuit = 7;
+   */
+  circuit: string;
+
+  /**
+   * Observed time to first token (EWMA over the provider replicas), ms; 0 = not observed yet.
+   *
+   * @generated from field: double ttft_ms = 8;
+   */
+  ttftMs: number;
+
+  /**
+   * @generated from field: switchyard.policy.v1.CandidateVerdict verdict = 9;
+   */
+  verdict: CandidateVerdict;
+
+  /**
+   * 1 = the primary route, 2... = fallbacks in order; 0 = not in the plan.
+   *
+   * @generated from field: int32 plan_position = 10;
+   */
+  planPosition: number;
+
+  /**
+   * The verdict in words, with the numbers it compared.
+   *
+   * @generated from field: string explanation = 11;
+   */
+  explanation: string;
+
+  /**
+   * With a cost weight: the quality/cost score candidates were ordered by (higher is better).
+   *
+   * @generated from field: optional double utility = 12;
+   */
+  utility?: number | undefined;
+};
+
+/**
+ * Describes the message switchyard.policy.v1.Candidate.
+ * Use `create(CandidateSchema)` to create a new message.
+ */
+export const CandidateSchema: GenMessage<Candidate> = /*@__PURE__*/
+  messageDesc(file_switchyard_policy_v1_policy, 7);
+
+/**
  * @generated from message switchyard.policy.v1.ListModelsRequest
  */
 export type ListModelsRequest = Message<"switchyard.policy.v1.ListModelsRequest"> & {
@@ -229,7 +387,7 @@ export type ListModelsRequest = Message<"switchyard.policy.v1.ListModelsRequest"
  * Use `create(ListModelsRequestSchema)` to create a new message.
  */
 export const ListModelsRequestSchema: GenMessage<ListModelsRequest> = /*@__PURE__*/
-  messageDesc(file_switchyard_policy_v1_policy, 5);
+  messageDesc(file_switchyard_policy_v1_policy, 8);
 
 /**
  * @generated from message switchyard.policy.v1.ListModelsResponse
@@ -246,7 +404,7 @@ export type ListModelsResponse = Message<"switchyard.policy.v1.ListModelsRespons
  * Use `create(ListModelsResponseSchema)` to create a new message.
  */
 export const ListModelsResponseSchema: GenMessage<ListModelsResponse> = /*@__PURE__*/
-  messageDesc(file_switchyard_policy_v1_policy, 6);
+  messageDesc(file_switchyard_policy_v1_policy, 9);
 
 /**
  * @generated from message switchyard.policy.v1.RoutableModel
@@ -290,7 +448,81 @@ export type RoutableModel = Message<"switchyard.policy.v1.RoutableModel"> & {
  * Use `create(RoutableModelSchema)` to create a new message.
  */
 export const RoutableModelSchema: GenMessage<RoutableModel> = /*@__PURE__*/
-  messageDesc(file_switchyard_policy_v1_policy, 7);
+  messageDesc(file_switchyard_policy_v1_policy, 10);
+
+/**
+ * Why a candidate was or was not chosen.
+ *
+ * @generated from enum switchyard.policy.v1.CandidateVerdict
+ */
+export enum CandidateVerdict {
+  /**
+   * @generated from enum value: CANDIDATE_VERDICT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The primary route.
+   *
+   * @generated from enum value: CANDIDATE_VERDICT_CHOSEN = 1;
+   */
+  CHOSEN = 1,
+
+  /**
+   * A fallback: its predicted quality is below the target.
+   *
+   * @generated from enum value: CANDIDATE_VERDICT_BELOW_QUALITY_TARGET = 2;
+   */
+  BELOW_QUALITY_TARGET = 2,
+
+  /**
+   * A fallback: it meets the target, but the chosen model is cheaper.
+   *
+   * @generated from enum value: CANDIDATE_VERDICT_COSTLIER = 3;
+   */
+  COSTLIER = 3,
+
+  /**
+   * A fallback: a worse quality/cost score at the cost weight in force.
+   *
+   * @generated from enum value: CANDIDATE_VERDICT_LOWER_SCORE = 4;
+   */
+  LOWER_SCORE = 4,
+
+  /**
+   * Left out: its circuit is open (other candidates are healthy).
+   *
+   * @generated from enum value: CANDIDATE_VERDICT_CIRCUIT_OPEN = 5;
+   */
+  CIRCUIT_OPEN = 5,
+
+  /**
+   * Left out: its output price is over the request's maximum.
+   *
+   * @generated from enum value: CANDIDATE_VERDICT_OVER_PRICE_CAP = 6;
+   */
+  OVER_PRICE_CAP = 6,
+
+  /**
+   * Left out: slower to first token than the tier's latency SLO.
+   *
+   * @generated from enum value: CANDIDATE_VERDICT_TOO_SLOW = 7;
+   */
+  TOO_SLOW = 7,
+
+  /**
+   * Left out: the model does not serve this tier.
+   *
+   * @generated from enum value: CANDIDATE_VERDICT_NOT_IN_TIER = 8;
+   */
+  NOT_IN_TIER = 8,
+}
+
+/**
+ * Describes the enum switchyard.policy.v1.CandidateVerdict.
+ */
+export const CandidateVerdictSchema: GenEnum<CandidateVerdict> = /*@__PURE__*/
+  enumDesc(file_switchyard_policy_v1_policy, 0);
 
 /**
  * @generated from service switchyard.policy.v1.PolicyService
@@ -303,6 +535,18 @@ export const PolicyService: GenService<{
     methodKind: "unary";
     input: typeof RouteRequestSchema;
     output: typeof RouteResponseSchema;
+  },
+  /**
+   * The decision Route would make now, with every model it weighed and why each was or was not
+   * chosen, computed by the same code as Route. Nothing is routed: a tenant's top-tier share is
+   * read, not counted.
+   *
+   * @generated from rpc switchyard.policy.v1.PolicyService.ExplainRoute
+   */
+  explainRoute: {
+    methodKind: "unary";
+    input: typeof ExplainRouteRequestSchema;
+    output: typeof ExplainRouteResponseSchema;
   },
   /**
    * Routable models with their current prices.
