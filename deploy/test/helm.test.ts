@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { isCertManager, validateCertManager } from "./lib/certmanager.js";
 import { CHART, checkTemplateBlocks, checkTemplatePaths, coalesce, helmLint, helmNotes, helmTemplate, loadValues, readTemplates, validateValues } from "./lib/helm.js";
 import { StrictFieldChecker, validateModel, type KubeObject } from "./lib/kube.js";
+import { checkLedgerDatabase } from "./lib/ledger.js";
 import { checkMesh } from "./lib/mesh.js";
 import { checkExposure, checkMeshTls, deployedServices, expectedIngress, hasDefaultDeny, ingressTable, readKey } from "./lib/security.js";
 import { checkDeploymentConfig, ENVOY_PORTS, LEDGER_DATA_DIR, NATS_CLIENTS, SERVICE_NAMES, SERVICE_PORTS, serviceCommand } from "./lib/services.js";
@@ -197,6 +198,10 @@ describe.skipIf(helm.skip)("helm template (the chart rendered by Helm itself)", 
     // The books: only the gateway reaches the ledger's RPCs; the ledger reaches the bundled NATS.
     expect(ingressTable(objects).ledger).toEqual({ 9105: ["pods:gateway"], 9115: [METRICS] });
     if (v.nats.enabled) expect(ingressTable(objects).nats![4222]![0]).toMatch(/^pods:.*\bledger\b/);
+  });
+
+  it.each(ciValues)("%s: the ledger's books are where the values say: PGlite on its claim (one pod, Recreate), or Postgres from a Secret", (name, v) => {
+    expect(checkLedgerDatabase(rendered.get(name)!, v.ledger?.database?.external?.existingSecret ? "postgres" : "pglite")).toEqual([]);
   });
 
   it("default values: mesh TLS from cert-manager (own CA), NATS identities from the mesh certificates", () => {
