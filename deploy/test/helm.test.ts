@@ -278,7 +278,7 @@ describe.skipIf(helm.skip)("helm template (the chart rendered by Helm itself)", 
     expect(objects.find((o) => o.kind === "HorizontalPodAutoscaler" && o.metadata.name === "ledger")).toBeUndefined();
     const pvc = objects.find((o) => o.kind === "PersistentVolumeClaim" && o.metadata.name === "ledger-data")!;
     expect(pvc.spec).toEqual({ accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "5Gi" } } });
-    expect(pvc.metadata.annotations).toEqual({ "helm.sh/resource-policy": "keep" });
+    expect((pvc.metadata as Record<string, unknown>).annotations, "kept when the release is uninstalled").toEqual({ "helm.sh/resource-policy": "keep" });
     const volume = deployment.spec.template.spec.volumes.find((v: any) => v.persistentVolumeClaim);
     expect(volume).toEqual({ name: "ledger-data", persistentVolumeClaim: { claimName: "ledger-data" } });
     const mount = ledger.container.volumeMounts.find((m: any) => m.name === "ledger-data");
