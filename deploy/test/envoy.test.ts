@@ -1,7 +1,8 @@
 import type { FileRegistry } from "@bufbuild/protobuf";
 import { parse } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
-import { buildEnvoyRegistry, checkTopology, decodeStrict, typeUrlsIn, type Upstream } from "./lib/envoy.js";
+import { admin, gateway } from "@switchyard/proto";
+import { buildEnvoyRegistry, checkGrpcRoutes, checkTopology, decodeStrict, typeUrlsIn, type Upstream } from "./lib/envoy.js";
 import { ENVOY_PORTS, INFRA_PORTS, readRepoFile, SERVICE_PORTS } from "./lib/services.js";
 
 const ENVOY_YAML = "deploy/envoy/envoy.yaml";
@@ -15,6 +16,9 @@ const UPSTREAMS: Upstream[] = [
   { address: `127.0.0.1:${ENVOY_PORTS.admin}`, protocol: "http1", what: "Envoy's admin API" },
 ];
 
+/** The gRPC services the gateway serves on its public h2c port: clients reach each one through Envoy. */
+const PUBLIC_GRPC = [gateway.GatewayService, admin.AdminService];
+
 /** YAML as Envoy reads it (aliases resolved), as plain JSON. */
 function load(text: string): Record<string, any> {
   return parse(text, { maxAliasCount: 100 }) as Record<string, any>;
@@ -24,7 +28,7 @@ function load(text: string): Record<string, any> {
 function checkEnvoy(registry: FileRegistry, text: string): string[] {
   const json = load(text);
   const { problems } = decodeStrict(registry, BOOTSTRAP, json);
-  return [...problems, ...checkTopology(json, UPSTREAMS)];
+  return [...problems, ...checkTopology(json, UPSTREAMS), ...checkGrpcRoutes(json, PUBLIC_GRPC, `gateway-headless:${SERVICE_PORTS.gateway.grpc}`)];
 }
 
 /** A copy of the real config with one edit, for the tests that prove the checks catch typos. */
@@ -54,6 +58,14 @@ describe("deploy/envoy/envoy.yaml", () => {
     expect(ports).toEqual({ ingress: ENVOY_PORTS.ingress, admin: ENVOY_PORTS.metrics });
   });
 
+  it("routes every method of GatewayService and AdminService (switchyard usage, switchyard keys) to the gateway's gRPC port", () => {
+    const json = load(readRepoFile(ENVOY_YAML));
+    expect(PUBLIC_GRPC.flatMap((s) => s.methods).length).toBeGreaterThanOrEqual(7);
+    expect(checkGrpcRoutes(json, PUBLIC_GRPC, `gateway-headless:${SERVICE_PORTS.gateway.grpc}`)).toEqual([]);
+    const admin = routes(json).find((r: any) => r.match.prefix === "/switchyard.gateway.v1.AdminService/");
+    expect(admin.route).toMatchObject({ cluster: "gateway-grpc", timeout: "30s" });
+  });
+
   it("is the same file as the Helm chart's copy", () => {
     expect(readRepoFile("deploy/helm/switchyard/files/envoy.yaml")).toBe(readRepoFile(ENVOY_YAML));
   });
@@ -79,6 +91,8 @@ describe("the Envoy checks catch broken copies", () => {
     ["a POST route that retries on reset", (j) => { routes(j).find((r: any) => r.name === "openai-chat-completions").route.retry_policy = { retry_on: "connect-failure,reset" }; }, /retries on reset/],
     ["a missing required field (protoc-gen-validate)", (j) => { delete filters(j).find((f: any) => f.name === "envoy.filters.http.health_check").typed_config.pass_through_mode; }, /pass_through_mode: is required/],
     ["an out-of-range value (protoc-gen-validate)", (j) => { j.admin.address.socket_address.port_value = 99010; }, /port_value: 99010 must be at most 65535/],
+    ["the admin API's route removed", (j) => { const r = routes(j); r.splice(r.findIndex((x: any) => x.name === "grpc-admin-service"), 1); }, /POST \/switchyard\.gateway\.v1\.AdminService\/Usage: no route sends it to the gateway \(Envoy answers 404\)/],
+    ["the admin API routed to the gateway's HTTP/1.1 port", (j) => { routes(j).find((r: any) => r.name === "grpc-admin-service").route.cluster = "gateway-http"; }, /AdminService\/CreateKey: route grpc-admin-service sends it to gateway-headless:8080, not the gateway's gRPC port gateway-headless:8081/],
     ["a health check that no longer probes /readyz", (j) => { j.static_resources.clusters[0].health_checks[0].http_health_check.path = "/ready"; }, /must health-check the gateway's HTTP\/1.1 port with HTTP GET \/readyz/],
   ];
   it.each(cases)("%s", (_, edit, expected) => {

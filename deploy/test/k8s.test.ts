@@ -8,6 +8,7 @@ import { isCertManager, validateCertManager } from "./lib/certmanager.js";
 import { byId, GENERATED } from "./lib/compare.js";
 import { coalesce, helmTemplate, loadValues, CHART } from "./lib/helm.js";
 import { kustomize, StrictFieldChecker, validateModel, type KubeObject } from "./lib/kube.js";
+import { checkLedgerDatabase } from "./lib/ledger.js";
 import { checkMesh } from "./lib/mesh.js";
 import { checkExposure, checkMeshTls, deployedServices, expectedIngress, hasDefaultDeny, ingressTable, readKey } from "./lib/security.js";
 import { checkDeploymentConfig, NATS_CLIENTS, readRepoFile, ROOT, SERVICE_NAMES } from "./lib/services.js";
@@ -18,6 +19,10 @@ const kubectl = tool("kubectl", ["version", "--client"]);
 const helm = tool("helm");
 
 /** kubernetes-models validation plus the unknown-field walk; cert-manager's kinds against its schemas. */
+function hasObject(objects: KubeObject[], kind: string, name: string): boolean {
+  return objects.some((o) => o.kind === kind && o.metadata.name === name);
+}
+
 function validateObjects(objects: KubeObject[], strict: StrictFieldChecker): string[] {
   const problems: string[] = [];
   for (const o of objects) problems.push(...(isCertManager(o) ? validateCertManager(o) : [...validateModel(o), ...strict.check(o)]));
@@ -85,7 +90,31 @@ describe.skipIf(kubectl.skip)("kustomize: k8s/", () => {
     const objects = rendered.get(dir)!;
     const values = loadValues(readFileSync(join(CHART, "values.yaml"), "utf8")) as Record<string, any>;
     expect(hasDefaultDeny(objects)).toBe(true);
-    expect(ingressTable(objects)).toEqual(expectedIngress(JSON.stringify(values.networkPolicy.metricsFrom[0]), { nats: [...NATS_CLIENTS], redis: true, jaeger: true }));
+    expect(ingressTable(objects)).toEqual(expectedIngress(JSON.stringify(values.networkPolicy.metricsFrom[0]), { nats: [...NATS_CLIENTS], redis: "cache+gateway", jaeger: true }));
+  });
+
+  it.each(OVERLAYS)("%s: the ledger is rendered and reached only by the gateway; the gateway finds it and shares its quotas in Redis", (dir) => {
+    const objects = rendered.get(dir)!;
+    for (const kind of ["Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "NetworkPolicy"]) {
+      expect(objects.some((o) => o.kind === kind && o.metadata.name === "ledger"), `${kind}/ledger`).toBe(true);
+    }
+    expect(objects.find((o) => o.kind === "Certificate" && o.metadata.name === "ledger-mesh")?.spec.uris).toEqual(["spiffe://switchyard/ledger"]);
+    expect(ingressTable(objects).ledger![9105]).toEqual(["pods:gateway"]);
+    const gateway = deployedServices(objects).services.find((s) => s.name === "gateway")!;
+    expect(gateway.env.SWITCHYARD_LEDGER_URL).toBe("http://ledger:9105");
+    expect(gateway.config.quotas).toMatchObject({ backend: "redis", redis_url: "redis://redis:6379" });
+  });
+
+  it("base and dev keep the books in PGlite on the claim ledger-data (one pod, Recreate); prod on Postgres from the Secret switchyard-ledger-db", () => {
+    expect(checkLedgerDatabase(rendered.get("k8s/base")!, "pglite")).toEqual([]);
+    expect(checkLedgerDatabase(rendered.get("k8s/overlays/dev")!, "pglite")).toEqual([]);
+    const prod = rendered.get("k8s/overlays/prod")!;
+    expect(checkLedgerDatabase(prod, "postgres")).toEqual([]);
+    const ledger = deployedServices(prod).services.find((s) => s.name === "ledger")!;
+    expect(ledger.container.env).toContainEqual({ name: "DATABASE_URL", valueFrom: { secretKeyRef: { name: "switchyard-ledger-db", key: "url" } } });
+    expect(ledger.workload.spec.replicas).toBe(3);
+    expect(prod.filter((o) => o.kind === "PersistentVolumeClaim")).toEqual([]);
+    expect(prod.find((o) => o.kind === "PersistentVolumeClaim" && o.metadata.name === "ledger-data")).toBeUndefined();
   });
 
   it("prod keeps the base's placeholder key (every request refused until replaced); dev is open on purpose", () => {
@@ -101,6 +130,7 @@ describe.skipIf(kubectl.skip)("kustomize: k8s/", () => {
     const { services } = deployedServices(base);
     const tenants = services[0]!.config.tenants.map((t) => ({ name: t.name, api_key_sha256: t.api_key_sha256 }));
     const chart = await helmTemplate({ config: { tenants } });
+    expect(hasObject(chart, "PersistentVolumeClaim", "ledger-data"), "the chart's defaults keep the books on PGlite, as the base does").toBe(true);
     const a = byId(base), b = byId(chart);
     expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
     for (const [id, object] of a) {
@@ -138,7 +168,11 @@ describe.skipIf(kubectl.skip)("kustomize: k8s/", () => {
       const deployment = base.find((o) => o.kind === "Deployment" && o.metadata.name === name)!;
       const pod = deployment.spec.template.spec;
       const container = pod.containers[0];
-      expect(deployment.spec.replicas, `${name} replicas`).toBe(c.autoscaling.enabled ? undefined : c.replicas);
+      // Without an external database the ledger runs PGlite: one pod, whatever replicas says.
+      const pglite = name === "ledger" && !values.ledger.database.external.existingSecret;
+      expect(deployment.spec.replicas, `${name} replicas`).toBe(c.autoscaling.enabled ? undefined : pglite ? 1 : c.replicas);
+      expect(deployment.spec.strategy, `${name} strategy`).toEqual(pglite ? { type: "Recreate" } : Object.keys(c.strategy).length ? c.strategy : undefined);
+      expect(container.startupProbe, `${name} startupProbe`).toEqual(Object.keys(c.startupProbe).length ? c.startupProbe : undefined);
       expect(container).toMatchObject({
         name,
         image: `${image.repository}:${image.tag}`,
@@ -224,6 +258,28 @@ describe.skipIf(kubectl.skip)("kustomize: k8s/", () => {
         "overlays/prod",
       );
       expect(checkMesh(objects)).toContain("Deployment/envoy container envoy: readOnlyRootFilesystem must be true");
+    });
+
+    it("prod without the external-postgres component: the books fall back to PGlite", async ({ expect }) => {
+      const objects = await renderEdited("overlays/prod/kustomization.yaml", (t) => t.replace("components:\n  - ../../components/external-postgres\n", ""), "overlays/prod");
+      expect(checkLedgerDatabase(objects, "postgres")).toContain("ledger: no DATABASE_URL in its environment (config ledger.database_url_env): it would fall back to PGlite");
+    });
+
+    it("a PGlite ledger scaled to two pods, or rolled", async ({ expect }) => {
+      const objects = await renderEdited("base/ledger.yaml", (t) => t.replace("  replicas: 1\n  strategy:\n    type: Recreate\n", "  replicas: 2\n"), "base");
+      const problems = checkLedgerDatabase(objects, "pglite");
+      expect(problems).toContain("ledger: PGlite has a single writer: replicas must be 1 (found 2)");
+      expect(problems).toContain("ledger: PGlite has a single writer: the strategy must be Recreate (a rolling update runs two pods on one folder)");
+    });
+
+    it("a database URL written into the external-postgres component", async ({ expect }) => {
+      const objects = await renderEdited("components/external-postgres/ledger.yaml", (t) => t.replace(/valueFrom:\n\s+secretKeyRef:\n\s+name: switchyard-ledger-db\n\s+key: url/, 'value: "postgres://ledger:hunter2@db:5432/switchyard"'), "overlays/prod");
+      expect(checkLedgerDatabase(objects, "postgres")).toContain("ledger: DATABASE_URL must come from a Secret key (valueFrom.secretKeyRef), never a literal value");
+    });
+
+    it("a ledger NetworkPolicy that lets any pod reach the books", async ({ expect }) => {
+      const objects = await renderEdited("base/ledger.yaml", (t) => t.replace(/(kind: NetworkPolicy[\s\S]*?ports:\n\s+- port: grpc\n\s+protocol: TCP\n)\s+from:\n\s+- podSelector:\n\s+matchLabels:\n\s+app.kubernetes.io\/name: gateway\n/, "$1"));
+      expect(ingressTable(objects).ledger![9105]).toEqual(["*"]);
     });
 
     it("an overlay that does not build", async ({ expect }) => {

@@ -57,7 +57,7 @@ describe.skipIf(helm.skip || openssl.skip)("mesh certificates as the chart asks 
 
   it("the gateway reaches each internal service by its URL's host and is answered as the gateway", async () => {
     const gateway = deployedServices(objects).services.find((s) => s.name === "gateway")!;
-    for (const name of ["classifier", "policy", "cache", "provider"]) {
+    for (const name of ["classifier", "policy", "cache", "provider", "ledger"]) {
       const host = new URL(gateway.env[`SWITCHYARD_${name.toUpperCase()}_URL`]!).hostname;
       const { peer, error } = await call("gateway", name, host);
       expect(error, name).toBeUndefined();
@@ -72,6 +72,15 @@ describe.skipIf(helm.skip || openssl.skip)("mesh certificates as the chart asks 
     expect(peer).toBe("provider");
     expect(meshMayCall(peer, "switchyard.cache.v1.CacheService")).toBe(false);
     expect(meshMayCall(peer, "grpc.health.v1.Health")).toBe(true);
+  });
+
+  it("the ledger answers only the gateway: no other service reaches the books", async () => {
+    for (const caller of ["classifier", "policy", "cache", "provider"]) {
+      const { peer, error } = await call(caller, "ledger", "ledger");
+      expect(error, caller).toBeUndefined();
+      expect(peer, caller).toBe(caller);
+      expect(meshMayCall(peer, "switchyard.ledger.v1.LedgerService"), caller).toBe(false);
+    }
   });
 
   it("a server certificate for another name is refused by the client", async () => {

@@ -1,11 +1,12 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
-import { Bus, natsAuth } from "@switchyard/bus";
+import { Bus, ensureUsageStream, natsAuth, usageSubject } from "@switchyard/bus";
 import { events } from "@switchyard/proto";
 import { createLogger } from "@switchyard/telemetry";
 import { CHART, helmTemplate, loadValues } from "./lib/helm.js";
@@ -18,15 +19,19 @@ import { tool } from "./lib/tools.js";
 /**
  * The bundled NATS's authorization, run for real: the chart's rendered nats.conf in a local
  * nats-server, and clients doing exactly what the services' bus does (libs/bus: KV create + watch
- * of the price bucket, health subscribe and publish) under each identity. Each service can do its
+ * of the price bucket, health subscribe and publish; the usage stream: the gateway's acknowledged
+ * publishes, the ledger's durable pull consumer) under each identity. Each service can do its
  * job, and nothing else: only the operator's "prices" identity writes prices, only the provider
- * publishes health, and an unknown certificate or password does not connect.
+ * publishes health, only the gateway publishes usage records and only the ledger consumes them,
+ * and an unknown certificate or password does not connect.
  */
 const helm = tool("helm");
 const natsServer = tool("nats-server", ["--version"]);
 const openssl = tool("openssl", ["version"]);
 const BUCKET = "switchyard-prices";
 const HEALTH = "switchyard.health";
+/** The usage stream as the services' defaults name it (libs/config: ledger.*). */
+const USAGE = { stream: "SWITCHYARD_USAGE", subject_prefix: "switchyard.usage", stream_max_age_hours: 168, consumer: "ledger" };
 const ciDefault = loadValues(readFileSync(join(CHART, "ci", "default-values.yaml"), "utf8"));
 const ciServiceMesh = loadValues(readFileSync(join(CHART, "ci", "service-mesh-values.yaml"), "utf8"));
 
@@ -68,6 +73,36 @@ async function watchLikeTheBus(c: Client): Promise<{ prices: string[]; health: s
   return seen;
 }
 
+/** What the gateway's UsagePublisher does: make sure of the stream, then an acknowledged publish with the request id as message id. */
+async function publishLikeTheGateway(nc: NatsConnection, tenant: string, requestId: string): Promise<void> {
+  await ensureUsageStream(nc, USAGE);
+  await jetstream(nc, { timeout: 3_000 }).publish(usageSubject(USAGE, tenant), new TextEncoder().encode(requestId), { msgID: requestId });
+}
+
+/**
+ * What the ledger's UsageConsumer does: make sure of the stream, create (or look up and update)
+ * its durable pull consumer, fetch a batch and ack each record. Returns the records fetched.
+ */
+async function consumeLikeTheLedger(nc: NatsConnection, expect: number): Promise<string[]> {
+  await ensureUsageStream(nc, USAGE);
+  const jsm = await jetstreamManager(nc, { timeout: 3_000 });
+  const config = { ack_wait: 30_000_000_000, max_ack_pending: 2_000 };
+  try {
+    await jsm.consumers.info(USAGE.stream, USAGE.consumer);
+    await jsm.consumers.update(USAGE.stream, USAGE.consumer, config);
+  } catch {
+    await jsm.consumers.add(USAGE.stream, { durable_name: USAGE.consumer, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, filter_subject: `${USAGE.subject_prefix}.>`, ...config });
+  }
+  const consumer = await jetstream(nc, { timeout: 3_000 }).consumers.get(USAGE.stream, USAGE.consumer);
+  const records: string[] = [];
+  const batch = await consumer.fetch({ max_messages: expect, expires: 1_000 });
+  for await (const m of batch) {
+    records.push(`${m.subject}=${m.string()}`);
+    m.ack();
+  }
+  return records;
+}
+
 async function until(check: () => boolean, what: string, ms = 5_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!check()) {
@@ -87,10 +122,11 @@ async function busesWork(server: NatsServer, objects: KubeObject[], local: (name
   const start = (name: string) => {
     const config = services.find((s) => s.name === name)?.config.nats ?? services[0]!.config.nats;
     const { nats, env } = local(name, config);
-    return Bus.start({ url: `nats://127.0.0.1:${server.port}`, name, priceBucket: config.price_bucket, healthSubject: config.health_subject, logger, auth: natsAuth(nats, env) });
+    // The ledger never reads prices (services/ledger: startBus(..., { prices: false })).
+    return Bus.start({ url: `nats://127.0.0.1:${server.port}`, name, priceBucket: config.price_bucket, healthSubject: config.health_subject, logger, auth: natsAuth(nats, env), prices: name !== "ledger" });
   };
-  const buses = ["policy", "gateway", "provider", "prices"].map(start);
-  const [policy, gateway, provider, prices] = buses as [Bus, Bus, Bus, Bus];
+  const buses = ["policy", "gateway", "provider", "prices", "ledger"].map(start);
+  const [policy, gateway, provider, prices, ledger] = buses as [Bus, Bus, Bus, Bus, Bus];
   try {
     const seen = { policy: [] as string[], gateway: [] as string[] };
     for (const [name, bus] of [["policy", policy], ["gateway", gateway]] as const) {
@@ -101,6 +137,9 @@ async function busesWork(server: NatsServer, objects: KubeObject[], local: (name
     await prices.putPrices([create(events.PriceUpdateSchema, { provider: "sim", model: "sim-small", inputMicroUsdPerMtok: 1n, outputMicroUsdPerMtok: 7n, source: "deploy-test" })]);
     await until(() => provider.publishHealth(create(events.HealthUpdateSchema, { provider: "sim", model: "sim-small" })) && seen.policy.length >= 2 && seen.gateway.length >= 2, "prices and health to reach policy and gateway");
     for (const name of ["policy", "gateway"] as const) expect(seen[name], name).toEqual(expect.arrayContaining(["sim/sim-small=7", "health sim/sim-small"]));
+    // The books: the gateway's bus connection publishes a usage record, the ledger's consumes it.
+    await publishLikeTheGateway(gateway.connection!, "default", "req-bus-1");
+    expect(await consumeLikeTheLedger(ledger.connection!, 1)).toEqual(["switchyard.usage.default=req-bus-1"]);
   } finally {
     for (const b of buses) await b.close();
   }
@@ -158,6 +197,34 @@ function permissionSuite(setup: () => Promise<{ server: NatsServer; as: (name: s
     const prices = await open("prices");
     const entry = await (await new Kvm(prices.nc).create(BUCKET, { history: 5 })).get("sim.sim-small");
     expect(entry?.string()).toBe("1");
+  });
+
+  it("the gateway's usage records reach the ledger's durable consumer, whichever of them creates the stream first", async () => {
+    const ledger = await open(services.includes("ledger") ? "ledger" : "switchyard");
+    expect(await consumeLikeTheLedger(ledger.nc, 1)).toEqual([]); // first to start: creates the stream and the consumer
+    const gateway = await open(services.includes("gateway") ? "gateway" : "switchyard");
+    await publishLikeTheGateway(gateway.nc, "default", "req-1");
+    await publishLikeTheGateway(gateway.nc, "default", "req-1"); // a retried publish: stored once
+    await publishLikeTheGateway(gateway.nc, "acme", "req-2");
+    expect(await consumeLikeTheLedger(ledger.nc, 3)).toEqual(["switchyard.usage.default=req-1", "switchyard.usage.acme=req-2"]);
+    expect(gateway.errors, "gateway was refused nothing it needs").toEqual([]);
+    expect(ledger.errors, "ledger was refused nothing it needs").toEqual([]);
+  });
+
+  it("only the gateway publishes usage records, and only the ledger reads them", async () => {
+    for (const name of services.filter((n) => n !== "gateway" && n !== "switchyard")) {
+      const c = await open(name);
+      c.nc.publish(`${USAGE.subject_prefix}.default`, `forged by ${name}`);
+      await c.nc.flush();
+      await until(() => c.errors.some((e) => /Permissions Violation for Publish/.test(e)), `${name}'s usage record to be refused`);
+      if (name === "ledger") continue;
+      const read = jetstreamManager(c.nc, { timeout: 1_000 }).then((jsm) => jsm.consumers.info(USAGE.stream, USAGE.consumer)).then(() => "read", (e: Error) => e.message);
+      expect(await read, `${name} reading the ledger's consumer`).not.toBe("read");
+    }
+    const prices = await open("prices");
+    expect(await jetstreamManager(prices.nc, { timeout: 1_000 }).then((jsm) => jsm.streams.info(USAGE.stream)).then(() => "read", (e: Error) => e.message), "the prices identity").not.toBe("read");
+    const ledger = await open(services.includes("ledger") ? "ledger" : "switchyard");
+    expect(await consumeLikeTheLedger(ledger.nc, 1), "no forged record reached the books").toEqual([]);
   });
 
   it("only the provider publishes health", async () => {

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { ENVOY_PORTS, INFRA_PORTS, ROOT, SERVICE_NAMES, SERVICE_PORTS, serviceCommand } from "./services.js";
+import { ENVOY_PORTS, INFRA_PORTS, LEDGER_DATA_DIR, ROOT, SERVICE_NAMES, SERVICE_PORTS, serviceCommand } from "./services.js";
 
 type Json = Record<string, any>;
 
@@ -95,7 +95,9 @@ function stages(text: string): Map<string, string[]> {
  * The Dockerfile's promises: Node 24 LTS on Debian slim (what .ci/run tests on); a build stage that runs `npm ci` and
  * `tsc -b`; a runtime stage with production dependencies only (`npm ci --omit=dev`), running as a
  * numeric non-root user, copying nothing but the built output and those dependencies; the files the
- * services read at run time exist in the repository.
+ * services read at run time exist in the repository; the ledger's SQL migrations ship next to its
+ * dist/ (it reads ../migrations/ from there); the folder PGlite's volume mounts on belongs to the
+ * runtime user; every service port is exposed.
  */
 export function checkDockerfile(text: string): string[] {
   const problems: string[] = [];
@@ -114,6 +116,17 @@ export function checkDockerfile(text: string): string[] {
   }
   for (const file of build.match(/libs\/[\w./-]+\.(json|yaml)/g) ?? []) {
     if (!existsSync(join(ROOT, file))) problems.push(`the image needs ${file}, which does not exist`);
+  }
+  const migrations = /for (\w+) in services\/\*\/migrations; do if \[ -d "\$\1" \]; then cp -r --parents "\$\1" \/dist\/; fi; done/.test(build);
+  if (!migrations) problems.push("the build stage must copy services/*/migrations into /dist (the ledger applies services/ledger/migrations/*.sql from beside its dist/)");
+  if (!/ls \/dist\/services\/ledger\/migrations\/\*\.sql/.test(build)) problems.push("the build stage must fail when services/ledger/migrations/*.sql is missing from /dist");
+  const dataDir = LEDGER_DATA_DIR.slice(0, LEDGER_DATA_DIR.lastIndexOf("/"));
+  if (!runtime.some((l) => new RegExp(`^RUN install -d -o ${user?.split(":")[0] ?? "1000"} -g \\d+ .*${dataDir.replace(/\//g, "\\/")}$`).test(l))) {
+    problems.push(`the runtime stage must create ${dataDir} owned by the runtime user (PGlite's volume mounts there; a fresh Docker volume takes its owner)`);
+  }
+  const exposed = new Set((runtime.find((l) => /^EXPOSE\s/i.test(l)) ?? "").split(/\s+/).slice(1).map(Number));
+  for (const name of SERVICE_NAMES) {
+    for (const port of [SERVICE_PORTS[name].grpc, SERVICE_PORTS[name].http]) if (!exposed.has(port)) problems.push(`EXPOSE lacks ${port} (${name})`);
   }
   const cmd = /^CMD\s+(\[.*\])$/m.exec(text)?.[1];
   const main = cmd ? (JSON.parse(cmd) as string[])[1] : undefined;

@@ -341,3 +341,43 @@ function checkRouteTimeouts(route: Json, where: string): string[] {
   }
   return problems;
 }
+
+/** Whether a route's match takes a request with this path and method (path, prefix, safe_regex; `:method` header). */
+function routeMatches(route: Json, path: string, method: string): boolean {
+  const m = route.match ?? {};
+  const pathOk =
+    m.path !== undefined ? m.path === path : m.prefix !== undefined ? path.startsWith(m.prefix) : m.safe_regex ? new RegExp(`^(?:${m.safe_regex.regex})$`).test(path) : false;
+  if (!pathOk) return false;
+  return (m.headers ?? []).every((h: Json) => h.name !== ":method" || (h.string_match?.exact ?? h.exact_match) === method);
+}
+
+/**
+ * Where Envoy sends each method of the gateway's public gRPC services: the first route of the
+ * ingress listener whose match takes `POST /<service>/<method>` must lead to a cluster whose
+ * endpoints are `address` (the gateway's h2c port). A service with no route is answered 404 by
+ * Envoy, so `switchyard usage` through Envoy would fail while the gateway itself serves it.
+ */
+export function checkGrpcRoutes(bootstrap: Json, services: { typeName: string; methods: { name: string }[] }[], address: string): string[] {
+  const problems: string[] = [];
+  const clusters = new Map<string, Json>((bootstrap.static_resources?.clusters ?? []).map((c: Json) => [c.name, c]));
+  const ingress = (bootstrap.static_resources?.listeners ?? []).find((l: Json) => l.name === "ingress");
+  const hcm = ingress?.filter_chains?.[0]?.filters?.find((f: Json) => f.typed_config?.["@type"]?.endsWith(".HttpConnectionManager"))?.typed_config;
+  const routes: Json[] = (hcm?.route_config?.virtual_hosts ?? []).flatMap((vh: Json) => vh.routes ?? []);
+  for (const service of services) {
+    for (const method of service.methods) {
+      const path = `/${service.typeName}/${method.name}`;
+      const route = routes.find((r) => routeMatches(r, path, "POST"));
+      if (!route?.route) {
+        problems.push(`POST ${path}: no route sends it to the gateway (${route ? `route ${route.name} answers it itself` : "Envoy answers 404"})`);
+        continue;
+      }
+      const endpoints = (clusters.get(route.route.cluster)?.load_assignment?.endpoints ?? []).flatMap((g: Json) =>
+        (g.lb_endpoints ?? []).map((lb: Json) => `${lb.endpoint?.address?.socket_address?.address}:${lb.endpoint?.address?.socket_address?.port_value}`),
+      );
+      if (endpoints.length === 0 || endpoints.some((e: string) => e !== address)) {
+        problems.push(`POST ${path}: route ${route.name} sends it to ${endpoints.join(", ") || "nowhere"}, not the gateway's gRPC port ${address}`);
+      }
+    }
+  }
+  return problems;
+}

@@ -168,3 +168,26 @@ export async function helmLint(values: Values): Promise<string[]> {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * The NOTES Helm prints after `helm install` with `values` (a client-only dry run: no cluster).
+ * @throws with Helm's message when the chart does not render.
+ */
+export async function helmNotes(values: Values): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), "switchyard-helm-"));
+  try {
+    const file = join(dir, "values.yaml");
+    writeFileSync(file, JSON.stringify(values));
+    const { stdout } = await promisify(execFile)("helm", ["install", RELEASE.name, CHART, "--dry-run=client", "--namespace", RELEASE.namespace, "--values", file], {
+      encoding: "utf8",
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    const at = stdout.indexOf("\nNOTES:\n");
+    if (at < 0) throw new Error("helm install --dry-run printed no NOTES");
+    return stdout.slice(at + "\nNOTES:\n".length);
+  } catch (err) {
+    throw new Error(`helm install --dry-run failed: ${String((err as { stderr?: string }).stderr ?? err).trim()}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -236,21 +236,22 @@ export function selects(selector: Json, labels: Record<string, string>): boolean
 }
 
 /**
- * The table a deployment must produce: every internal service admits only the gateway on its h2c
- * port and `metrics` on its side port; the gateway only Envoy (and `metrics` on 8080); Envoy
- * anyone; NATS only the services that use it; Redis only the cache; Jaeger only the mesh.
+ * The table a deployment must produce: every internal service (the ledger included) admits only
+ * the gateway on its h2c port and `metrics` on its side port; the gateway only Envoy (and
+ * `metrics` on 8080); Envoy anyone; NATS only the services that use it; Redis only the cache, and
+ * the gateway when its quotas are there (`redis: "cache+gateway"`); Jaeger only the mesh.
  */
-export function expectedIngress(metrics: string, options: { nats?: string[]; redis?: boolean; jaeger?: boolean } = {}): IngressTable {
+export function expectedIngress(metrics: string, options: { nats?: string[]; redis?: boolean | "cache+gateway"; jaeger?: boolean } = {}): IngressTable {
   const table: IngressTable = {
     gateway: { 8080: ["pods:envoy", metrics].sort(), 8081: ["pods:envoy"] },
     envoy: { 10000: ["*"], 9902: [metrics] },
   };
-  const ports: Record<string, [number, number]> = { classifier: [9101, 9111], policy: [9102, 9112], cache: [9103, 9113], provider: [9104, 9114] };
+  const ports: Record<string, [number, number]> = { classifier: [9101, 9111], policy: [9102, 9112], cache: [9103, 9113], provider: [9104, 9114], ledger: [9105, 9115] };
   for (const [name, [grpc, http]] of Object.entries(ports)) table[name] = { [grpc]: ["pods:gateway"], [http]: [metrics] };
   if (options.nats) table.nats = { 4222: [`pods:${[...options.nats].sort().join(",")}`], 8222: [metrics] };
-  if (options.redis) table.redis = { 6379: ["pods:cache"] };
+  if (options.redis) table.redis = { 6379: options.redis === "cache+gateway" ? ["pods:cache", "pods:gateway"] : ["pods:cache"] };
   if (options.jaeger) {
-    const tracers = `pods:${["cache", "classifier", "envoy", "gateway", "policy", "provider"].join(",")}`;
+    const tracers = `pods:${["cache", "classifier", "envoy", "gateway", "ledger", "policy", "provider"].join(",")}`;
     table.jaeger = { 4317: [tracers], 4318: [tracers], 16686: [], 14269: [] };
   }
   return table;

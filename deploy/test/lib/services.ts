@@ -29,6 +29,7 @@ export const SERVICE_PORTS: Record<ServiceName, ServicePorts> = {
   policy: { grpc: defaults.ports.policy, http: defaults.ports.policy_http },
   cache: { grpc: defaults.ports.cache, http: defaults.ports.cache_http },
   provider: { grpc: defaults.ports.provider, http: defaults.ports.provider_http },
+  ledger: { grpc: defaults.ports.ledger, http: defaults.ports.ledger_http },
 };
 
 export { SERVICE_NAMES, type ServiceName };
@@ -51,8 +52,15 @@ export const INFRA_PORTS = {
 /** Envoy's listeners and admin port, as set in deploy/envoy/envoy.yaml (checked there). */
 export const ENVOY_PORTS = { ingress: 10000, metrics: 9902, admin: 9901 } as const;
 
-/** Keys a deployment's switchyard.yaml may set differently from the embedded defaults: where things run, who may call (tenants and their keys, the gateway's edge), mesh TLS and NATS credentials. */
-const DEPLOYMENT_KEYS = [["listen_host"], ["endpoints"], ["nats", "url"], ["nats", "tls"], ["nats", "user"], ["nats", "password_env"], ["nats", "creds_file"], ["cache", "backend"], ["cache", "redis_url"], ["tenants"], ["gateway"], ["mesh"]];
+/**
+ * Keys a deployment's switchyard.yaml may set differently from the embedded defaults: where things
+ * run (listen address, URLs, the cache's and the quotas' Redis, the ledger's PGlite folder on its
+ * volume), who may call (tenants and their keys, the gateway's edge), mesh TLS and NATS credentials.
+ */
+const DEPLOYMENT_KEYS = [
+  ["listen_host"], ["endpoints"], ["nats", "url"], ["nats", "tls"], ["nats", "user"], ["nats", "password_env"], ["nats", "creds_file"],
+  ["cache", "backend"], ["cache", "redis_url"], ["quotas", "backend"], ["quotas", "redis_url"], ["ledger", "data_dir"], ["tenants"], ["gateway"], ["mesh"],
+];
 
 /**
  * Checks a deployment's switchyard.yaml with the services' own validator, then that it says what
@@ -88,6 +96,10 @@ export function checkDeploymentConfig(text: string, source: string): string[] {
 
 /**
  * The services that connect to NATS (their main.ts starts the bus): the gateway and the policy
- * watch prices and hear health, the provider publishes health. NATS admits only these.
+ * watch prices and hear health, the provider publishes health, the gateway publishes usage
+ * records and the ledger consumes them. NATS admits only these.
  */
-export const NATS_CLIENTS: readonly ServiceName[] = ["gateway", "policy", "provider"];
+export const NATS_CLIENTS: readonly ServiceName[] = ["gateway", "policy", "provider", "ledger"];
+
+/** Where the ledger keeps PGlite's folder in a pod or container: a volume mounted at its parent (the root filesystem is read-only). */
+export const LEDGER_DATA_DIR = "/var/lib/switchyard/ledger";

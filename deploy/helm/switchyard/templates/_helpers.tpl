@@ -44,9 +44,38 @@ True ("true") when traces have somewhere to go: bundled Jaeger or an external co
 {{- end }}
 
 {{/*
+"true" when the gateway may run more than one replica (its autoscaler's maximum, else its
+replicas): then each replica's own quota counters would let a tenant spend N times its budget.
+*/}}
+{{- define "switchyard.gatewayReplicated" -}}
+{{- $g := include "switchyard.component" (dict "name" "gateway" "root" .) | fromYaml -}}
+{{- if $g.autoscaling.enabled -}}
+{{- if gt (int $g.autoscaling.maxReplicas) 1 -}}true{{- end -}}
+{{- else if gt (int $g.replicas) 1 -}}true{{- end -}}
+{{- end }}
+
+{{/*
+Where the ledger keeps its books: "postgres" when ledger.database.external.existingSecret names
+the Secret holding the database URL, else "pglite" (a folder on the PersistentVolumeClaim).
+*/}}
+{{- define "switchyard.ledgerDatabase" -}}
+{{- if .Values.ledger.database.external.existingSecret -}}postgres{{- else -}}pglite{{- end -}}
+{{- end }}
+
+{{/* The PersistentVolumeClaim holding PGlite's folder: the operator's own, else the chart's ledger-data. */}}
+{{- define "switchyard.ledgerClaim" -}}
+{{- .Values.ledger.database.pglite.existingClaim | default "ledger-data" -}}
+{{- end }}
+
+{{/* PGlite's folder in the ledger's pod: below the volume's mount point (its root may hold lost+found). */}}
+{{- define "switchyard.ledgerDataDir" -}}/var/lib/switchyard/ledger{{- end }}
+
+{{/*
 The switchyard.yaml the services load: `config`, with what the chart decides set over it: the
-cache in Redis when there is one; mesh.tls from mesh.tls.mode (certificates mounted at
-/etc/switchyard/tls); NATS credentials and TLS; gateway.allow_unauthenticated and allowed_hosts.
+cache in Redis when there is one; the gateway's quotas in Redis when it may run several replicas
+(unless config.quotas says otherwise); the ledger's PGlite folder on its volume; mesh.tls from
+mesh.tls.mode (certificates mounted at /etc/switchyard/tls); NATS credentials and TLS;
+gateway.allow_unauthenticated, allowed_hosts, require_api_key and admin_key_sha256.
 */}}
 {{- define "switchyard.config" -}}
 {{- $config := deepCopy .Values.config -}}
@@ -56,6 +85,21 @@ cache in Redis when there is one; mesh.tls from mesh.tls.mode (certificates moun
 {{- $_ := set $cache "backend" "redis" -}}
 {{- $_ := set $cache "redis_url" $redisUrl -}}
 {{- $_ := set $config "cache" $cache -}}
+{{- end -}}
+{{- $quotas := get $config "quotas" | default dict -}}
+{{- if and (not (get $quotas "backend")) $redisUrl (include "switchyard.gatewayReplicated" .) -}}
+{{- $_ := set $quotas "backend" "redis" -}}
+{{- end -}}
+{{- if and (eq (get $quotas "backend" | default "") "redis") (not (get $quotas "redis_url")) -}}
+{{- $_ := set $quotas "redis_url" (required "config.quotas.backend is redis but there is no Redis: set redis.enabled=true, redis.externalUrl or config.quotas.redis_url" $redisUrl) -}}
+{{- end -}}
+{{- if $quotas -}}
+{{- $_ := set $config "quotas" $quotas -}}
+{{- end -}}
+{{- if eq (include "switchyard.ledgerDatabase" .) "pglite" -}}
+{{- $ledger := get $config "ledger" | default dict -}}
+{{- $_ := set $ledger "data_dir" (include "switchyard.ledgerDataDir" .) -}}
+{{- $_ := set $config "ledger" $ledger -}}
 {{- end -}}
 {{- $files := dict "ca_file" "/etc/switchyard/tls/ca.crt" "cert_file" "/etc/switchyard/tls/tls.crt" "key_file" "/etc/switchyard/tls/tls.key" -}}
 {{- if include "switchyard.meshTls" . -}}
@@ -86,10 +130,25 @@ cache in Redis when there is one; mesh.tls from mesh.tls.mode (certificates moun
 {{- with .Values.gateway.allowedHosts -}}
 {{- $_ := set $gateway "allowed_hosts" (concat (get $gateway "allowed_hosts" | default list) .) -}}
 {{- end -}}
+{{- if .Values.gateway.requireApiKey -}}
+{{- $_ := set $gateway "require_api_key" true -}}
+{{- end -}}
+{{- with .Values.gateway.adminKeySha256 -}}
+{{- $_ := set $gateway "admin_key_sha256" (concat (get $gateway "admin_key_sha256" | default list) . | uniq) -}}
+{{- end -}}
 {{- if $gateway -}}
 {{- $_ := set $config "gateway" $gateway -}}
 {{- end -}}
 {{- toYaml $config -}}
+{{- end }}
+
+{{/*
+"true" when the gateway keeps its quota counters in the bundled Redis (the config as rendered):
+Redis then admits the gateway too.
+*/}}
+{{- define "switchyard.quotasInBundledRedis" -}}
+{{- $config := include "switchyard.config" . | fromYaml -}}
+{{- if and .Values.redis.enabled (eq (dig "quotas" "backend" "" $config) "redis") (eq (dig "quotas" "redis_url" "" $config) (include "switchyard.redisUrl" .)) -}}true{{- end -}}
 {{- end }}
 
 {{/*
@@ -127,6 +186,20 @@ follow them).
 {{- end }}
 
 {{/*
+The usage records' JetStream stream, subject prefix and the ledger's durable consumer, as the
+services' config says (libs/config: ledger.stream, subject_prefix, consumer).
+*/}}
+{{- define "switchyard.usageStream" -}}
+{{- dig "ledger" "stream" "SWITCHYARD_USAGE" .Values.config -}}
+{{- end }}
+{{- define "switchyard.usageSubjectPrefix" -}}
+{{- dig "ledger" "subject_prefix" "switchyard.usage" .Values.config -}}
+{{- end }}
+{{- define "switchyard.usageConsumer" -}}
+{{- dig "ledger" "consumer" "ledger" .Values.config -}}
+{{- end }}
+
+{{/*
 Fails the render when the gateway would be open: no tenant has an API key and
 gateway.allowUnauthenticated is not true. (The gateway itself refuses to start then.)
 */}}
@@ -135,8 +208,9 @@ gateway.allowUnauthenticated is not true. (The gateway itself refuses to start t
 {{- range (.Values.config.tenants | default list) -}}
 {{- $keys = add $keys (len (.api_key_sha256 | default list)) -}}
 {{- end -}}
-{{- if and (eq (int $keys) 0) (not .Values.gateway.allowUnauthenticated) -}}
-{{- fail "no tenant has an API key: set config.tenants[].api_key_sha256 (the SHA-256 of each key: printf %s \"$KEY\" | sha256sum), or set gateway.allowUnauthenticated=true to run the gateway open on purpose (anyone who reaches Envoy can then spend on your providers)" -}}
+{{- $required := or .Values.gateway.requireApiKey (dig "gateway" "require_api_key" false .Values.config) -}}
+{{- if and (eq (int $keys) 0) (not $required) (not .Values.gateway.allowUnauthenticated) -}}
+{{- fail "no tenant has an API key: set config.tenants[].api_key_sha256 (the SHA-256 of each key: printf %s \"$KEY\" | sha256sum) or gateway.requireApiKey=true (keys created at run time with switchyard keys create), or set gateway.allowUnauthenticated=true to run the gateway open on purpose (anyone who reaches Envoy can then spend on your providers)" -}}
 {{- end -}}
 {{- end }}
 
@@ -156,6 +230,23 @@ keys winning (YAML; read with fromYaml). Call with (dict "name" <name> "root" $)
 {{- $_ := set $c $key $value -}}
 {{- end -}}
 {{- end -}}
+{{- /* The ledger's database (ledger.database): the URL from its Secret as the variable the config
+     names (ledger.database_url_env); or PGlite, whose single writer means one pod, never two at
+     once (Recreate), with its folder on the claim. */ -}}
+{{- if eq .name "ledger" -}}
+{{- $db := .root.Values.ledger.database -}}
+{{- if eq (include "switchyard.ledgerDatabase" .root) "postgres" -}}
+{{- $var := dig "ledger" "database_url_env" "DATABASE_URL" .root.Values.config -}}
+{{- $url := dict "name" $var "valueFrom" (dict "secretKeyRef" (dict "name" $db.external.existingSecret "key" $db.external.key)) -}}
+{{- $_ := set $c "env" (append ($c.env | default list) $url) -}}
+{{- else -}}
+{{- $_ := set $c "replicas" 1 -}}
+{{- $_ := set $c.autoscaling "enabled" false -}}
+{{- $_ := set $c "strategy" (dict "type" "Recreate") -}}
+{{- $_ := set $c "volumes" (append ($c.volumes | default list) (dict "name" "ledger-data" "persistentVolumeClaim" (dict "claimName" (include "switchyard.ledgerClaim" .root)))) -}}
+{{- $_ := set $c "volumeMounts" (append ($c.volumeMounts | default list) (dict "name" "ledger-data" "mountPath" (dir (include "switchyard.ledgerDataDir" .root)))) -}}
+{{- end -}}
+{{- end -}}
 {{- toYaml $c -}}
 {{- end }}
 
@@ -168,6 +259,10 @@ Every permission is an allow-list; what is not listed is denied.
   - gateway, policy: hear health; read the price bucket (a KV watch is an ordered push consumer:
     JetStream API requests for the bucket's stream, flow-control replies, deliveries to _INBOX).
     STREAM.CREATE only for that stream: the first to start creates the bucket (same settings).
+  - gateway: also publish usage records (<prefix>.<tenant>, acknowledged by JetStream on _INBOX)
+    and create or update their stream (libs/bus ensureUsageStream: whoever starts first).
+  - ledger: the usage stream's JetStream API for its durable pull consumer only (create, info,
+    fetch the next batch, ack); the stream too. Nothing about prices or health.
   - prices (the operator's `switchyard prices publish`): read and write the price bucket.
 */}}
 {{- define "switchyard.natsConf" -}}
@@ -179,19 +274,29 @@ Every permission is an allow-list; what is not listed is denied.
 {{- $publishHealth := dict "publish" (dict "allow" (list (printf "%s.>" $health))) "subscribe" (dict "deny" (list ">")) -}}
 {{- $writePub := concat $readPub (list (printf "$KV.%s.>" $bucket) (printf "$JS.API.DIRECT.GET.%s.>" $stream)) -}}
 {{- $prices := dict "publish" (dict "allow" $writePub) "subscribe" (dict "allow" (list "_INBOX.>")) -}}
+{{- $usage := include "switchyard.usageStream" . -}}
+{{- $usagePrefix := include "switchyard.usageSubjectPrefix" . -}}
+{{- $consumer := include "switchyard.usageConsumer" . -}}
+{{- $usageStreamApi := list (printf "$JS.API.STREAM.INFO.%s" $usage) (printf "$JS.API.STREAM.CREATE.%s" $usage) (printf "$JS.API.STREAM.UPDATE.%s" $usage) -}}
+{{- $publishUsage := append $usageStreamApi (printf "%s.>" $usagePrefix) -}}
+{{- $consumerApi := list (printf "$JS.API.CONSUMER.INFO.%s.%s" $usage $consumer) (printf "$JS.API.CONSUMER.CREATE.%s.%s" $usage $consumer) (printf "$JS.API.CONSUMER.CREATE.%s.%s.>" $usage $consumer) (printf "$JS.API.CONSUMER.DURABLE.CREATE.%s.%s" $usage $consumer) (printf "$JS.API.CONSUMER.MSG.NEXT.%s.%s" $usage $consumer) (printf "$JS.ACK.%s.%s.>" $usage $consumer) -}}
+{{- $consumeUsage := concat (list "$JS.API.INFO") $usageStreamApi $consumerApi -}}
+{{- $gateway := dict "publish" (dict "allow" (concat $readPub $publishUsage)) "subscribe" (get $watch "subscribe") -}}
+{{- $ledger := dict "publish" (dict "allow" $consumeUsage) "subscribe" (dict "allow" (list "_INBOX.>")) -}}
+{{- $byName := dict "provider" $publishHealth "gateway" $gateway "policy" $watch "ledger" $ledger -}}
 {{- $users := list -}}
 {{- if eq (include "switchyard.natsAuth" .) "certificates" -}}
 {{- range $name, $_ := .Values.components -}}
 {{- $c := include "switchyard.component" (dict "name" $name "root" $) | fromYaml -}}
 {{- if and $c.enabled $c.switchyard $c.nats -}}
-{{- $perms := ternary $publishHealth $watch (eq $name "provider") -}}
+{{- $perms := get $byName $name | default $watch -}}
 {{- $users = append $users (dict "user" (printf "spiffe://switchyard/%s" $name) "permissions" $perms) -}}
 {{- end -}}
 {{- end -}}
 {{- $users = append $users (dict "user" "spiffe://switchyard/prices" "permissions" $prices) -}}
 {{- else -}}
 {{- /* One password for every service: the union of what they need (never writing prices). */ -}}
-{{- $services := dict "publish" (dict "allow" (append $readPub (printf "%s.>" $health))) "subscribe" (get $watch "subscribe") -}}
+{{- $services := dict "publish" (dict "allow" (concat $readPub (list (printf "%s.>" $health)) $publishUsage $consumerApi)) "subscribe" (get $watch "subscribe") -}}
 {{- $users = list (dict "user" "switchyard" "password" "$SWITCHYARD_PASSWORD" "permissions" $services) (dict "user" "prices" "password" "$PRICES_PASSWORD" "permissions" $prices) -}}
 {{- end -}}
 # Generated by the Switchyard chart (templates/_helpers.tpl, "switchyard.natsConf").
