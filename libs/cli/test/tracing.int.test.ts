@@ -54,7 +54,7 @@ const attr = (s: OtlpSpan, key: string) => {
 };
 
 describe("one request, one trace, every hop", () => {
-  it("links gateway, cache, classifier, policy and provider under the request's span", async () => {
+  it("links gateway, cache, classifier, policy, provider and ledger under the request's span", async () => {
     const res = await fetch(`${m.httpUrl}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
@@ -64,7 +64,7 @@ describe("one request, one trace, every hop", () => {
     await res.text();
     const traceId = res.headers.get("traceparent")!.split("-")[1]!;
 
-    const wanted = ["gateway", "cache", "classifier", "policy", "provider"];
+    const wanted = ["gateway", "cache", "classifier", "policy", "provider", "ledger"];
     let mine: ReceivedSpan[] = [];
     for (let i = 0; i < 100; i++) {
       mine = receiver.spans.filter((s) => s.traceId === traceId);
@@ -90,6 +90,12 @@ describe("one request, one trace, every hop", () => {
       expect(client, `${service} span's parent`).toMatchObject({ service: "gateway", kind: 3, name: server!.name });
       expect(client!.parentSpanId).toBe(root.spanId);
     }
+    // The usage record's write in the ledger (NATS is off here, so over the Record RPC, after the
+    // answer): the ledger's server span under a gateway client span under the request's "usage record" span.
+    const ledgerServer = mine.find((s) => s.service === "ledger" && s.kind === 2)!;
+    const ledgerClient = byId.get(ledgerServer.parentSpanId!);
+    expect(ledgerClient).toMatchObject({ service: "gateway", kind: 3, name: ledgerServer.name });
+    expect(byId.get(ledgerClient!.parentSpanId!)).toMatchObject({ service: "gateway", name: "usage record", parentSpanId: root.spanId });
     // The upstream call: an OpenTelemetry GenAI client span under the provider's server span.
     const providerServer = mine.find((s) => s.service === "provider" && s.kind === 2)!;
     const upstream = mine.find((s) => s.service === "provider" && s.name.startsWith("chat "))!;
@@ -103,5 +109,44 @@ describe("one request, one trace, every hop", () => {
     expect(["simple", "standard", "complex"]).toContain(attr(classifierSpan, "switchyard.tier"));
     // No prompt text on any span by default.
     expect(JSON.stringify(mine)).not.toContain("Trace this request.");
+  });
+});
+
+describe("a usage record through JetStream", () => {
+  let receiver2: Awaited<ReturnType<typeof startReceiver>>;
+  let jm: TestMesh;
+  beforeAll(async () => {
+    receiver2 = await startReceiver();
+    jm = await startTestMesh(
+      { nats: { enabled: true, url: "nats://127.0.0.1:4222", price_bucket: `sy-trace-${Math.random().toString(36).slice(2, 10)}` } },
+      { OTEL_EXPORTER_OTLP_ENDPOINT: receiver2.url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json" },
+    );
+  }, 60_000);
+  afterAll(async () => {
+    await jm?.stop();
+    receiver2?.close();
+  });
+
+  it("is published in the request's trace and written by the ledger in it", async () => {
+    const res = await fetch(`${jm.httpUrl}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ messages: [{ role: "user", content: "Account for this." }] }),
+    });
+    expect(res.status).toBe(200);
+    const traceId = res.headers.get("traceparent")!.split("-")[1]!;
+    let mine: ReceivedSpan[] = [];
+    for (let i = 0; i < 100; i++) {
+      mine = receiver2.spans.filter((s) => s.traceId === traceId);
+      if (mine.some((s) => s.service === "ledger" && s.kind === 5) && mine.some((s) => s.kind === 4)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const root = mine.find((s) => s.service === "gateway" && s.name === "POST /v1/chat/completions")!;
+    const publish = mine.find((s) => s.service === "gateway" && s.kind === 4)!;
+    expect(publish).toMatchObject({ parentSpanId: root.spanId });
+    expect(attr(publish, "switchyard.request_id")).toBe(res.headers.get("x-switchyard-request-id"));
+    const write = mine.find((s) => s.service === "ledger" && s.kind === 5)!;
+    expect(write).toMatchObject({ parentSpanId: publish.spanId });
+    expect(attr(write, "switchyard.request_id")).toBe(res.headers.get("x-switchyard-request-id"));
   });
 });

@@ -13,7 +13,8 @@ import {
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ensureUsageStream, type UsageStreamSettings } from "@switchyard/bus";
 import { events } from "@switchyard/proto";
-import type { Logger } from "@switchyard/telemetry";
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
+import { extractContext, tracer, type Logger } from "@switchyard/telemetry";
 import { DatabaseUnavailableError } from "./database.js";
 import type { LedgerMetrics } from "./metrics.js";
 import type { Recorder } from "./recorder.js";
@@ -243,11 +244,14 @@ export class UsageConsumer {
       await this.flushAcks();
       return true;
     }
+    // A record of a sampled request carries its publish span's traceparent: its write joins that trace.
+    const spans = carriers.map((m, i) => writeSpan(m, records[i]!, this.options.settings.stream));
     let outcome;
     try {
       outcome = await recorder.record("jetstream", records);
     } catch (err) {
       for (const m of carriers) m.nak(this.backoffMs);
+      for (const span of spans) span?.setStatus({ code: SpanStatusCode.ERROR, message: "the database is unavailable; redelivered later" }).end();
       this.databaseDown(err);
       return false;
     }
@@ -255,8 +259,10 @@ export class UsageConsumer {
       const rejection = outcome.rejections.get(i);
       if (rejection) {
         logger.warn("terminated an invalid usage record", { subject: m.subject, seq: m.seq, reason: rejection.reason, problem: rejection.message });
+        spans[i]?.setStatus({ code: SpanStatusCode.ERROR, message: `rejected: ${rejection.reason}` });
         m.term();
       } else m.ack();
+      spans[i]?.end();
     });
     await this.flushAcks();
     if (this.outageSince !== undefined) this.databaseRecovered();
@@ -332,4 +338,20 @@ function jetStreamReason(err: unknown): string {
   if (/no responders/i.test(message) || e.name === "NoRespondersError") return "JetStream is not enabled on the server";
   if (/closed/i.test(message)) return "connection closed";
   return message.slice(0, 120) || "unknown";
+}
+
+/** The CONSUMER span of one record's write, child of its publish span; undefined for an unsampled record. */
+function writeSpan(m: JsMsg, record: events.UsageRecord, stream: string): Span | undefined {
+  const traceparent = m.headers?.get("traceparent") ?? "";
+  if (!traceparent) return undefined;
+  const parent = extractContext((k) => (k === "traceparent" ? traceparent : undefined), ROOT_CONTEXT);
+  if (!trace.getSpanContext(parent)) return undefined;
+  return tracer().startSpan(
+    `${stream} process`,
+    {
+      kind: SpanKind.CONSUMER,
+      attributes: { "messaging.system": "nats", "messaging.destination.name": m.subject, "messaging.operation.type": "process", "switchyard.request_id": record.requestId },
+    },
+    parent,
+  );
 }

@@ -2,7 +2,7 @@ import { toBinary } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
-import { ROOT_CONTEXT, SpanKind, trace, type SpanContext } from "@opentelemetry/api";
+import { context, ROOT_CONTEXT, SpanKind, trace, type SpanContext } from "@opentelemetry/api";
 import { ensureUsageStream, usageSubject, type Bus, type UsageStreamSettings } from "@switchyard/bus";
 import { events, ledger as ledgerPb } from "@switchyard/proto";
 import { tracer, type Logger } from "@switchyard/telemetry";
@@ -197,7 +197,23 @@ export class UsagePublisher {
       return false;
     }
     try {
-      const res = await ledger.record({ records: batch.map((p) => p.record) }, { timeoutMs: 5_000 });
+      // A sampled request's record goes in a call of its own, in its trace (so the trace shows the ledger too).
+      const sampled = batch.filter((p) => p.parent);
+      const rest = batch.filter((p) => !p.parent);
+      const calls = [
+        ...sampled.map((p) => {
+          const span = tracer().startSpan("usage record", { attributes: { "switchyard.request_id": p.record.requestId, "switchyard.usage_path": "ledger rpc" } }, trace.setSpanContext(ROOT_CONTEXT, p.parent!));
+          return context.with(trace.setSpan(ROOT_CONTEXT, span), () => ledger.record({ records: [p.record] }, { timeoutMs: 5_000 })).finally(() => span.end());
+        }),
+        ...(rest.length > 0 ? [ledger.record({ records: rest.map((p) => p.record) }, { timeoutMs: 5_000 })] : []),
+      ];
+      const results = await Promise.all(calls);
+      const res = results.reduce((sum, r) => ({ written: sum.written + r.written, duplicates: sum.duplicates + r.duplicates, rejected: sum.rejected + r.rejected, rejections: [...sum.rejections, ...r.rejections] }), {
+        written: 0,
+        duplicates: 0,
+        rejected: 0,
+        rejections: [] as string[],
+      });
       this.options.metrics.usageRecords.inc({ outcome: "ledger" }, res.written + res.duplicates);
       if (res.rejected > 0) {
         this.options.metrics.usageRecords.inc({ outcome: "rejected" }, res.rejected);
