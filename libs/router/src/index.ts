@@ -3,12 +3,12 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-export { extractFeatures, normalisePrompt, FEATURE_DIM, HASH_BITS, TASK_TYPES, LANGUAGES, DENSE_FEATURE_NAMES } from "./features.js";
-export type { ChatMessage, FeatureSet, FeatureSummary, Language, PromptFeatures, SparseVector, TaskType } from "./features.js";
-export { RouterModel, loadRouter, tierFor, quantileOf, priorDifficulty, learnedWeight } from "./model.js";
+export { extractFeatures, normalisePrompt, FEATURE_DIM, HASH_BITS, TASK_TYPES, LANGUAGES, DENSE_FEATURE_NAMES, CHAT_FEATURE_NAMES, LATEST_FEATURE_VERSION } from "./features.js";
+export type { ChatMessage, FeatureSet, FeatureSummary, FeatureVersion, Language, PromptFeatures, SparseVector, TaskType } from "./features.js";
+export { RouterModel, loadRouter, tierFor, quantileOf, priorDifficulty, learnedWeight, interpolate } from "./model.js";
 export { buildKnn, KnnIndex, DEFAULT_KNN_SETTINGS } from "./knn.js";
 export type { KnnJSON, KnnSettings, KnnEstimate, RowFeatures } from "./knn.js";
-export type { RouterJSON, RouterPrediction, Tier, HeadJSON, PairHeadJSON, PairPrediction } from "./model.js";
+export type { RouterJSON, RouterPrediction, Tier, HeadJSON, PairHeadJSON, PairPrediction, FallbackJSON, CalibrationJSON } from "./model.js";
 export { trainRouter, featurizeRows, DEFAULT_TRAIN_SETTINGS } from "./train.js";
 export type { TrainOptions, TrainSettings } from "./train.js";
 export { parseRows, readRows, readPrices, scoreOf, modelsOf, applyAliases, parseAliases, RouterInputError } from "./data.js";

@@ -28,6 +28,10 @@ export interface RowPredictions {
   models: string[];
   /** predicted[row][model index] */
   predicted: Float64Array[];
+  /** Stage-1 scores (heads and neighbours, before the difficulty fallback and calibration), where known. */
+  raw?: Float64Array[];
+  /** The neighbours' evidence behind each row's stage-1 scores, where known. */
+  evidence?: number[];
   /** Difficulty of each row (any monotone scale). */
   difficulty: number[];
   rates: CostRates;
