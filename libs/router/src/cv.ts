@@ -71,6 +71,7 @@ export function crossValidate(inputRows: readonly RoutingRow[], k: number, optio
   const predicted: Float64Array[] = new Array(rows.length);
   const raw: Float64Array[] = new Array(rows.length);
   const evidence: number[] = new Array(rows.length).fill(0);
+  const taskTypes: (string | undefined)[] = new Array(rows.length);
   const difficulty: number[] = new Array(rows.length).fill(0);
   const expectedCost: Float64Array[] = new Array(rows.length);
   const pairScores: NonNullable<RowPredictions["pairScores"]> = {};
@@ -93,8 +94,9 @@ export function crossValidate(inputRows: readonly RoutingRow[], k: number, optio
       const parts = router.scoreParts(vectors[i] as SparseVector);
       raw[i] = Float64Array.from(parts.raw);
       evidence[i] = parts.evidence;
-      predicted[i] = router.finishScores(parts.raw, parts.difficulty, parts.evidence);
+      predicted[i] = router.finishScores(parts.raw, parts.difficulty, parts.evidence, undefined, parts.taskType);
       difficulty[i] = parts.difficulty;
+      taskTypes[i] = parts.taskType;
       expectedCost[i] = expectedCosts(router, rows[i] as RoutingRow);
       for (const [key, out] of Object.entries(pairScores)) {
         const [strong, weak] = key.split("\u0000") as [string, string];
@@ -106,7 +108,7 @@ export function crossValidate(inputRows: readonly RoutingRow[], k: number, optio
       }
     }
   }
-  return { models, predicted, raw, evidence, difficulty, rates: fitCostRates(rows, models, options.prices), expectedCost, folds, ...(Object.keys(pairScores).length > 0 ? { pairScores } : {}) };
+  return { models, predicted, raw, evidence, taskTypes, difficulty, rates: fitCostRates(rows, models, options.prices), expectedCost, folds, ...(Object.keys(pairScores).length > 0 ? { pairScores } : {}) };
 }
 
 function expectedCosts(router: RouterModel, row: RoutingRow): Float64Array {
@@ -122,6 +124,7 @@ export function predictRows(router: RouterModel, rows: readonly RoutingRow[]): R
   const predicted: Float64Array[] = [];
   const raw: Float64Array[] = [];
   const evidence: number[] = [];
+  const taskTypes: (string | undefined)[] = [];
   const difficulty: number[] = [];
   const pairs = router.pairs;
   const pairScores: NonNullable<RowPredictions["pairScores"]> = {};
@@ -132,7 +135,8 @@ export function predictRows(router: RouterModel, rows: readonly RoutingRow[]): R
     const parts = router.scoreParts(vector, undefined, terms);
     raw.push(Float64Array.from(parts.raw));
     evidence.push(parts.evidence);
-    predicted.push(router.finishScores(parts.raw, parts.difficulty, parts.evidence));
+    predicted.push(router.finishScores(parts.raw, parts.difficulty, parts.evidence, undefined, parts.taskType));
+    taskTypes.push(parts.taskType);
     difficulty.push(parts.difficulty);
     for (const [strong, weak] of pairs) {
       const p = router.scorePairVector(vector, strong, weak);
@@ -143,5 +147,5 @@ export function predictRows(router: RouterModel, rows: readonly RoutingRow[]): R
       }
     }
   });
-  return { models: [...router.models], predicted, raw, evidence, difficulty, rates: router.costs, ...(pairs.length > 0 ? { pairScores } : {}) };
+  return { models: [...router.models], predicted, raw, evidence, taskTypes, difficulty, rates: router.costs, ...(pairs.length > 0 ? { pairScores } : {}) };
 }

@@ -651,6 +651,16 @@ function collectFocusTerms(tokens: number, out: number[]): void {
   }
 }
 
+/** The task type a feature vector was extracted with (its one-hot dense feature), or undefined (length-only vectors). */
+export function taskTypeOfVector(vector: SparseVector): TaskType | undefined {
+  const { indices, values } = vector;
+  for (let k = 0; k < indices.length; k++) {
+    const i = (indices[k] as number) - TASK_BASE;
+    if (i >= 0 && i < TASK_TYPES.length && (values[k] as number) > 0) return TASK_TYPES[i];
+  }
+  return undefined;
+}
+
 /** The length features (log chars, words, lines and the length bucket) as a sparse vector. */
 function lengthOnly(dense: Float32Array): SparseVector {
   const indices: number[] = [];

@@ -15,11 +15,13 @@ export { parseRows, readRows, readPrices, scoreOf, modelsOf, applyAliases, parse
 export type { RoutingRow, Outcome, PriceTable, ModelPrice } from "./data.js";
 export { rowCost, fitCostRates, estimateTokens, DEFAULT_OUTPUT_TOKENS } from "./cost.js";
 export type { CostRate, CostRates } from "./cost.js";
-export { pairCurve, pairMetrics, multiMetrics, singleModelPoints, convexHull, chooseModel, lambdaGrid, qualityAtCost, costAtQuality } from "./evaluate.js";
-export type { PairItem, PairPoint, PairMetrics, MultiItem, MultiMetrics, ModelPoint, RouterPoint, CostQualityPoint } from "./evaluate.js";
+export { reliability, pairCurve, pairMetrics, multiMetrics, singleModelPoints, convexHull, chooseModel, lambdaGrid, qualityAtCost, costAtQuality } from "./evaluate.js";
+export type { PairItem, PairPoint, PairMetrics, MultiItem, MultiMetrics, ModelPoint, RouterPoint, CostQualityPoint, Reliability, ReliabilityBin } from "./evaluate.js";
 export { crossValidate, assignFolds, predictRows, groupKey } from "./cv.js";
+export { fitStage2, applyStage2, crossFitStage2, fitIsotonic, fitLogistic1, fallbackShare, stage2Score, sourceBalance } from "./stage2.js";
+export type { Stage1Row, Stage2, Stage2Options, FallbackGate } from "./stage2.js";
 export type { FoldScheme } from "./cv.js";
-export { pairReport, multiReport, defaultPair, modelAverages, pairKey, PAIR_RANKINGS, PAIR_HEAD_RANKINGS } from "./report.js";
+export { pairReport, multiReport, calibrationReport, defaultPair, modelAverages, pairKey, PAIR_RANKINGS, PAIR_HEAD_RANKINGS } from "./report.js";
 export type { PairRanking, RowPredictions } from "./report.js";
 export { renderChart, qualityCostSvg, pairSvg } from "./svg.js";
 export type { Chart, Series } from "./svg.js";

@@ -16,7 +16,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { createHash } from "node:crypto";
-import { extractFeatures, HASH_BITS, type ChatMessage, type FeatureSet, type FeatureSummary, type FeatureVersion, type SparseVector, type TaskType } from "./features.js";
+import { extractFeatures, taskTypeOfVector, HASH_BITS, type ChatMessage, type FeatureSet, type FeatureSummary, type FeatureVersion, type SparseVector, type TaskType } from "./features.js";
 import { FEATURE_DIM } from "./features.js";
 import { KnnIndex, type KnnJSON, type RowFeatures } from "./knn.js";
 import { fromBase64 } from "./hash.js";
@@ -74,6 +74,11 @@ export interface FallbackJSON {
   definition?: string;
   weight: number;
   evidence: number;
+  /**
+   * Evidence the training data holds for each kind of request (task type): its training rows / 1000,
+   * added to W. Absent: W alone.
+   */
+  kindEvidence?: Record<string, number>;
   /** By model; a model without an entry keeps its heads' score. */
   response: Record<string, { intercept: number; slope: number }>;
 }
@@ -104,6 +109,8 @@ export interface RouterJSON {
     definition: string;
     /** Raw difficulty (1 - mean predicted score) at quantiles 0, 1/(n-1), ..., 1 of the training prompts. */
     knots: number[];
+    /** The models whose predicted scores the mean is over (absent: every model). */
+    models?: string[];
   };
   tiers: Tier[];
   training: Record<string, unknown>;
@@ -254,10 +261,14 @@ export class RouterModel {
   private readonly fallbackSlopes: Float64Array | undefined;
   private readonly fallbackWeight: number;
   private readonly fallbackEvidence: number;
+  private readonly kindEvidence: Readonly<Record<string, number>>;
+  private lastTaskType: TaskType | undefined;
   private readonly calibration: ({ x: Float64Array; y: Float64Array } | undefined)[];
   private lastDifficulty = 0.5;
   private lastEvidence = 0;
   private readonly knots: number[];
+  /** Indices of the models the difficulty averages over (every model when the file names none). */
+  private readonly difficultyModels: Int32Array;
   private readonly scratch: Float64Array;
   private readonly knn: KnnIndex | undefined;
   private readonly knnWeight: number;
@@ -276,6 +287,11 @@ export class RouterModel {
     this.costs = json.costs ?? {};
     this.featureSet = json.featureSet;
     this.knots = [...json.difficulty.knots];
+    const named = json.difficulty.models;
+    if (named) {
+      for (const model of named) if (!json.models.includes(model)) throw new RouterInputError(`router difficulty names an unknown model "${model}"`);
+    }
+    this.difficultyModels = Int32Array.from(named ? named.map((model) => json.models.indexOf(model)) : json.models.map((_, j) => j));
     const m = this.models.length;
     this.featureVersion = json.featureVersion === 2 ? 2 : 1;
     this.biases = new Float64Array(m);
@@ -332,6 +348,7 @@ export class RouterModel {
     }
     this.fallbackWeight = fallback?.weight ?? 0;
     this.fallbackEvidence = fallback?.evidence ?? 0;
+    this.kindEvidence = { ...(fallback?.kindEvidence ?? {}) };
     this.calibration = this.models.map((model) => {
       const c = json.calibration?.[model];
       if (!c) return undefined;
@@ -365,16 +382,16 @@ export class RouterModel {
    */
   scoreVector(vector: SparseVector, out: Float64Array = new Float64Array(this.models.length), terms: ArrayLike<number> | null | undefined = (vector as RowFeatures).terms): Float64Array {
     this.rawScores(vector, out, terms);
-    return this.finishScores(out, this.lastDifficulty, this.lastEvidence, out);
+    return this.finishScores(out, this.lastDifficulty, this.lastEvidence, out, this.lastTaskType);
   }
 
   /**
    * Stage 1 only: the heads averaged with the neighbour estimate (see {@link scoreVector}), written
    * into `out`; also returns the learned difficulty of those scores and the neighbours' evidence.
    */
-  scoreParts(vector: SparseVector, out: Float64Array = new Float64Array(this.models.length), terms: ArrayLike<number> | null | undefined = (vector as RowFeatures).terms): { raw: Float64Array; difficulty: number; evidence: number } {
+  scoreParts(vector: SparseVector, out: Float64Array = new Float64Array(this.models.length), terms: ArrayLike<number> | null | undefined = (vector as RowFeatures).terms): { raw: Float64Array; difficulty: number; evidence: number; taskType: TaskType | undefined } {
     this.rawScores(vector, out, terms);
-    return { raw: out, difficulty: this.lastDifficulty, evidence: this.lastEvidence };
+    return { raw: out, difficulty: this.lastDifficulty, evidence: this.lastEvidence, taskType: this.lastTaskType };
   }
 
   private rawScores(vector: SparseVector, out: Float64Array, terms: ArrayLike<number> | null | undefined): void {
@@ -400,18 +417,20 @@ export class RouterModel {
       this.blendScores(out, estimate.scores, estimate.weight);
     }
     this.lastDifficulty = this.difficultyOf(out);
+    this.lastTaskType = taskTypeOfVector(vector);
   }
 
   /**
    * Stage 2, from stage-1 scores (model order): the difficulty fallback, weighted by how little
-   * neighbour evidence backs the heads, then each model's calibration map. Without either in the
-   * router file, returns the stage-1 scores. Writes into `out` (which may be `raw`).
+   * evidence backs the heads (the neighbours' weight, plus the training rows of the request's kind),
+   * then each model's calibration map. Without either in the router file, returns the stage-1
+   * scores. Writes into `out` (which may be `raw`).
    */
-  finishScores(raw: ArrayLike<number>, difficulty: number, evidence: number, out: Float64Array = new Float64Array(this.models.length)): Float64Array {
+  finishScores(raw: ArrayLike<number>, difficulty: number, evidence: number, out: Float64Array = new Float64Array(this.models.length), taskType?: string): Float64Array {
     const m = this.models.length;
     const intercepts = this.fallbackIntercepts;
     const slopes = this.fallbackSlopes;
-    const denominator = this.fallbackEvidence + evidence;
+    const denominator = this.fallbackEvidence + evidence + (taskType === undefined ? 0 : (this.kindEvidence[taskType] ?? 0));
     const share = intercepts && this.fallbackWeight > 0 ? (denominator > 0 ? (this.fallbackWeight * this.fallbackEvidence) / denominator : this.fallbackWeight) : 0;
     for (let j = 0; j < m; j++) {
       let p = raw[j] as number;
@@ -445,11 +464,13 @@ export class RouterModel {
    * quantile of 1 - mean predicted score among the training prompts.
    */
   difficultyOf(scores: ArrayLike<number>): number {
-    if (scores.length === 0) return 0.5;
+    const models = this.difficultyModels;
+    if (scores.length === 0 || models.length === 0) return 0.5;
     let sum = 0;
-    for (let j = 0; j < scores.length; j++) sum += scores[j] as number;
-    return quantileOf(1 - sum / scores.length, this.knots);
+    for (let k = 0; k < models.length; k++) sum += scores[models[k] as number] as number;
+    return quantileOf(1 - sum / models.length, this.knots);
   }
+
 
   /** The (strong, weak) pairs with a pair head, in file order. */
   get pairs(): [string, string][] {

@@ -60,6 +60,18 @@ export interface TrainOptions {
    * predicting "they differ" (see {@link RouterModel.predictPair}). Default none.
    */
   pairs?: readonly (readonly [string, string])[];
+  /**
+   * Multipliers of the training weight of rows by their `source` field (default 1 for every source),
+   * applied on top of the family balance: how much one source's outcomes may move heads that other
+   * sources share. Used for the heads only, not the neighbour index.
+   */
+  sourceWeights?: Record<string, number>;
+  /**
+   * The learned difficulty averages the predicted scores of the models with at least this many
+   * training rows (default 0: every model). Heads fitted on a few hundred rows add noise to a
+   * difficulty that the well-trained heads estimate.
+   */
+  difficultyMinRows?: number;
   /** Feature version (default {@link LATEST_FEATURE_VERSION}; 1 reproduces routers trained before it). */
   featureVersion?: FeatureVersion;
   /**
@@ -308,7 +320,10 @@ export function trainRouter(inputRows: readonly RoutingRow[], options: TrainOpti
   const knnOption = options.knn ?? true;
   const knnSettings: KnnSettings | undefined =
     knnOption === false || settings.featureSet !== "full" ? undefined : { ...DEFAULT_KNN_SETTINGS, ...(knnOption === true ? {} : knnOption) };
-  const trained = trainHeads(features, labels, settings, sourceWeights(rows, options.balanceSources ?? true));
+  const balance = sourceWeights(rows, options.balanceSources ?? true);
+  const multipliers = options.sourceWeights;
+  const rowWeights = multipliers ? balance.map((w, r) => w * (multipliers[rows[r]?.source ?? ""] ?? 1)) : balance;
+  const trained = trainHeads(features, labels, settings, rowWeights);
   const withKnn = knnSettings ? leaveOneOutKnn(rows, features, models, knnSettings, featureVersion) : undefined;
   const knnWeight = options.knnWeight ?? 0.5;
   const heads: Record<string, HeadJSON> = {};
@@ -362,6 +377,7 @@ export function trainRouter(inputRows: readonly RoutingRow[], options: TrainOpti
       ...(withKnn ? { knnWeight } : {}),
       ...(aliases ? { aliases } : {}),
       ...(featureVersion !== 1 ? { featureVersion } : {}),
+      ...(multipliers ? { sourceWeights: multipliers } : {}),
     },
     ...(withKnn ? { knn: withKnn.knn, knnWeight } : {}),
     ...(aliases ? { aliases } : {}),
@@ -370,13 +386,16 @@ export function trainRouter(inputRows: readonly RoutingRow[], options: TrainOpti
   };
   // The knots describe stage 1 (heads and neighbours): the router is built without stage 2 here.
   const router = RouterModel.fromJSON(json);
+  const difficultyModels = (options.difficultyMinRows ?? 0) > 0 ? models.filter((_, j) => (trained[j] as HeadJSON).rows >= (options.difficultyMinRows as number)) : undefined;
+  if (difficultyModels && difficultyModels.length > 0 && difficultyModels.length < models.length) json.difficulty.models = difficultyModels;
+  const difficultyIndex = (json.difficulty.models ?? models).map((m) => models.indexOf(m));
   const raws = features.map((vector, r) => {
     // Leave-one-out neighbour estimates: a row must not find itself.
     const heads = router.scoreParts(vector, undefined, null).raw;
     const scores = withKnn ? router.blendScores(heads, withKnn.estimates[r]!.scores, withKnn.estimates[r]!.weight) : heads;
     let sum = 0;
-    for (const s of scores) sum += s;
-    return 1 - sum / scores.length;
+    for (const j of difficultyIndex) sum += scores[j] as number;
+    return 1 - sum / difficultyIndex.length;
   });
   raws.sort((a, b) => a - b);
   json.difficulty.knots = Array.from({ length: KNOTS }, (_, i) => {
