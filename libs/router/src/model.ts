@@ -3,8 +3,11 @@
  * space with a nearest-neighbour estimate (knn.ts) in proportion to how much neighbour evidence there is.
  *
  * `predicted[m]` is the probability that model m answers the request correctly (its expected score).
+ * Routers trained with a stage 2 (stage2.ts, in the file as `fallback` and `calibration`) then lean
+ * on a difficulty fallback where the heads have little evidence, and map each model's score through
+ * its calibration, so that a predicted 0.8 means about 0.8.
  * `difficulty` blends two things:
- * - learned: raw = 1 - mean over models of predicted[m], mapped through the empirical distribution of
+ * - learned: raw = 1 - mean over models (the file's `difficulty.models`, else all) of the stage-1 score, mapped through the empirical distribution of
  *   raw over the training prompts (quantile knots, from leave-one-out neighbour estimates), so 0.3
  *   means "harder than about 30% of the training prompts";
  * - a hand-set prior (`priorDifficulty`: length, task type, reasoning and hard cues), because the
