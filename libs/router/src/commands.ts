@@ -8,7 +8,7 @@ import { applyAliases, parseAliases, readPrices, readRows, RouterInputError, typ
 import { loadRouter, tierFor } from "./model.js";
 import { trainRouter, type TrainOptions } from "./train.js";
 import { crossValidate, predictRows, type FoldScheme } from "./cv.js";
-import { defaultPair, modelAverages, multiReport, pairKey, pairReport, PAIR_HEAD_RANKINGS, PAIR_RANKINGS, type RowPredictions } from "./report.js";
+import { calibrationReport, defaultPair, modelAverages, multiReport, pairKey, pairReport, PAIR_HEAD_RANKINGS, PAIR_RANKINGS, type RowPredictions } from "./report.js";
 import { pairSvg, qualityCostSvg } from "./svg.js";
 import type { PairMetrics } from "./evaluate.js";
 
@@ -252,6 +252,14 @@ export async function evalCommand(argv: string[]): Promise<number> {
     for (const a of modelAverages(rows, models, prices, predictions.rates)) {
       print(`${a.model.padEnd(40)}  ${a.quality.toFixed(4)}  ${usd(a.cost).padStart(11)}  ${a.n}\n`);
     }
+
+    const calibration = calibrationReport(rows, predictions, models);
+    print(`\ncalibration: predicted vs observed score over ${calibration.overall.n} (row, model) predictions\n   predicted bin      n   mean predicted   mean observed\n`);
+    for (const bin of calibration.overall.bins) {
+      if (bin.n === 0) continue;
+      print(`   ${bin.lo.toFixed(1)}-${bin.hi.toFixed(1)}   ${String(bin.n).padStart(7)}   ${bin.predicted.toFixed(4).padStart(14)}   ${bin.observed.toFixed(4).padStart(13)}\n`);
+    }
+    print(`expected calibration error (ECE) ${calibration.overall.ece.toFixed(4)}; by model: ${calibration.perModel.filter((m) => m.n > 0).map((m) => `${m.model} ${m.ece.toFixed(3)}`).join(", ")}\n`);
 
     const fallback = defaultPair(rows, models, prices, predictions.rates);
     const strong = one(flags, "strong") ?? fallback?.strong;

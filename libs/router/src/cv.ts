@@ -1,5 +1,5 @@
 /** k-fold cross-validation: deterministic folds, out-of-fold predictions for every row. */
-import { extractFeatures, type SparseVector } from "./features.js";
+import { extractFeatures, LATEST_FEATURE_VERSION, type SparseVector } from "./features.js";
 import { hashString, seededRandom, shuffleInPlace } from "./hash.js";
 import { applyAliases, groupKey, modelsOf, type RoutingRow } from "./data.js";
 
@@ -64,10 +64,14 @@ export function crossValidate(inputRows: readonly RoutingRow[], k: number, optio
   const extraRows = applyAliases(options.extraRows ?? [], options.aliases);
   const models = options.models ? [...new Set(options.models.map((m) => options.aliases?.[m] ?? m))] : modelsOf([...rows, ...extraRows]);
   const featureSet = options.featureSet ?? "full";
-  const vectors: SparseVector[] = featurizeRows(rows, featureSet);
-  const extraVectors = options.extraVectors ?? featurizeRows(extraRows, featureSet);
+  const featureVersion = options.featureVersion ?? LATEST_FEATURE_VERSION;
+  const vectors: SparseVector[] = featurizeRows(rows, featureSet, featureVersion);
+  const extraVectors = options.extraVectors ?? featurizeRows(extraRows, featureSet, featureVersion);
   const folds = assignFolds(rows, k, options.foldSeed ?? 2024, options.scheme ?? "plain");
   const predicted: Float64Array[] = new Array(rows.length);
+  const raw: Float64Array[] = new Array(rows.length);
+  const evidence: number[] = new Array(rows.length).fill(0);
+  const taskTypes: (string | undefined)[] = new Array(rows.length);
   const difficulty: number[] = new Array(rows.length).fill(0);
   const expectedCost: Float64Array[] = new Array(rows.length);
   const pairScores: NonNullable<RowPredictions["pairScores"]> = {};
@@ -82,14 +86,17 @@ export function crossValidate(inputRows: readonly RoutingRow[], k: number, optio
     const router = RouterModel.fromJSON(
       trainRouter(
         [...trainIdx.map((i) => rows[i] as RoutingRow), ...extraRows],
-        { ...options, models, featureSet },
+        { ...options, models, featureSet, featureVersion },
         [...trainIdx.map((i) => vectors[i] as SparseVector), ...extraVectors],
       ),
     );
     for (const i of testIdx) {
-      const scores = router.scoreVector(vectors[i] as SparseVector);
-      predicted[i] = scores;
-      difficulty[i] = router.difficultyOf(scores);
+      const parts = router.scoreParts(vectors[i] as SparseVector);
+      raw[i] = Float64Array.from(parts.raw);
+      evidence[i] = parts.evidence;
+      predicted[i] = router.finishScores(parts.raw, parts.difficulty, parts.evidence, undefined, parts.taskType);
+      difficulty[i] = parts.difficulty;
+      taskTypes[i] = parts.taskType;
       expectedCost[i] = expectedCosts(router, rows[i] as RoutingRow);
       for (const [key, out] of Object.entries(pairScores)) {
         const [strong, weak] = key.split("\u0000") as [string, string];
@@ -101,7 +108,7 @@ export function crossValidate(inputRows: readonly RoutingRow[], k: number, optio
       }
     }
   }
-  return { models, predicted, difficulty, rates: fitCostRates(rows, models, options.prices), expectedCost, folds, ...(Object.keys(pairScores).length > 0 ? { pairScores } : {}) };
+  return { models, predicted, raw, evidence, taskTypes, difficulty, rates: fitCostRates(rows, models, options.prices), expectedCost, folds, ...(Object.keys(pairScores).length > 0 ? { pairScores } : {}) };
 }
 
 function expectedCosts(router: RouterModel, row: RoutingRow): Float64Array {
@@ -115,16 +122,22 @@ function expectedCosts(router: RouterModel, row: RoutingRow): Float64Array {
 /** Predictions of a fixed router for rows (features extracted per row, as at inference). */
 export function predictRows(router: RouterModel, rows: readonly RoutingRow[]): RowPredictions {
   const predicted: Float64Array[] = [];
+  const raw: Float64Array[] = [];
+  const evidence: number[] = [];
+  const taskTypes: (string | undefined)[] = [];
   const difficulty: number[] = [];
   const pairs = router.pairs;
   const pairScores: NonNullable<RowPredictions["pairScores"]> = {};
   for (const [strong, weak] of pairs) pairScores[pairKey(strong, weak)] = { win: new Float64Array(rows.length), differ: new Float64Array(rows.length) };
   rows.forEach((row, i) => {
     const terms: number[] = [];
-    const vector = extractFeatures(row.messages, router.featureSet, terms).vector;
-    const scores = router.scoreVector(vector, undefined, terms);
-    predicted.push(scores);
-    difficulty.push(router.difficultyOf(scores));
+    const vector = extractFeatures(row.messages, router.featureSet, terms, router.featureVersion).vector;
+    const parts = router.scoreParts(vector, undefined, terms);
+    raw.push(Float64Array.from(parts.raw));
+    evidence.push(parts.evidence);
+    predicted.push(router.finishScores(parts.raw, parts.difficulty, parts.evidence, undefined, parts.taskType));
+    taskTypes.push(parts.taskType);
+    difficulty.push(parts.difficulty);
     for (const [strong, weak] of pairs) {
       const p = router.scorePairVector(vector, strong, weak);
       const out = pairScores[pairKey(strong, weak)];
@@ -134,5 +147,5 @@ export function predictRows(router: RouterModel, rows: readonly RoutingRow[]): R
       }
     }
   });
-  return { models: [...router.models], predicted, difficulty, rates: router.costs, ...(pairs.length > 0 ? { pairScores } : {}) };
+  return { models: [...router.models], predicted, raw, evidence, taskTypes, difficulty, rates: router.costs, ...(pairs.length > 0 ? { pairScores } : {}) };
 }

@@ -325,3 +325,43 @@ export function multiMetrics(items: readonly MultiItem[], models: readonly strin
     matchBestMixedCost: costAtQuality(routerHull, best.quality),
   };
 }
+
+/** One bin of a reliability table: predictions in [lo, hi), their mean and the mean observed score. */
+export interface ReliabilityBin {
+  lo: number;
+  hi: number;
+  n: number;
+  predicted: number;
+  observed: number;
+}
+
+/** A reliability table and its expected calibration error. */
+export interface Reliability {
+  n: number;
+  bins: ReliabilityBin[];
+  /** Expected calibration error: Σ (n_b / n) · |mean predicted_b − mean observed_b|. */
+  ece: number;
+}
+
+/**
+ * Reliability of predicted scores against observed ones, over `bins` equal-width bins of the
+ * prediction (the last bin includes 1). Empty bins are listed with n = 0.
+ */
+export function reliability(predicted: ArrayLike<number>, observed: ArrayLike<number>, bins = 10): Reliability {
+  const n = predicted.length;
+  const sums = Array.from({ length: bins }, () => ({ n: 0, p: 0, y: 0 }));
+  for (let i = 0; i < n; i++) {
+    const p = predicted[i] as number;
+    const b = Math.min(bins - 1, Math.max(0, Math.floor(p * bins)));
+    const s = sums[b] as { n: number; p: number; y: number };
+    s.n++;
+    s.p += p;
+    s.y += observed[i] as number;
+  }
+  let ece = 0;
+  const table = sums.map((s, b) => {
+    if (s.n > 0) ece += (s.n / n) * Math.abs(s.p / s.n - s.y / s.n);
+    return { lo: b / bins, hi: (b + 1) / bins, n: s.n, predicted: s.n > 0 ? s.p / s.n : Number.NaN, observed: s.n > 0 ? s.y / s.n : Number.NaN };
+  });
+  return { n, bins: table, ece: n > 0 ? ece : 0 };
+}

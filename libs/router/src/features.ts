@@ -32,6 +32,18 @@ export const LANGUAGES: readonly Language[] = ["en", "latin", "cyrillic", "cjk",
 /** Which features a router uses: everything, or only the prompt's length (a baseline). */
 export type FeatureSet = "full" | "length";
 
+/**
+ * How a conversation becomes features. 1: every message counts alike (routers trained before the
+ * chat work, whose files carry no `featureVersion`). 2: multi-turn weighted (the last user turn
+ * counts fully, earlier user turns half, assistant and system turns a quarter; the previous user
+ * turn's focus joins the last one's at half weight) plus the chat cues of {@link CHAT_FEATURE_NAMES}.
+ * A single-turn prompt gets the same features under both, apart from the chat cues.
+ */
+export type FeatureVersion = 1 | 2;
+
+/** The newest feature version: what training uses unless told otherwise. */
+export const LATEST_FEATURE_VERSION: FeatureVersion = 2;
+
 /** A readable digest of a request, for logs, traces and the classifier's response. */
 export interface FeatureSummary {
   taskType: TaskType;
@@ -99,6 +111,24 @@ export const DENSE_FEATURE_NAMES: readonly string[] = [
 
 const DENSE = DENSE_FEATURE_NAMES.length;
 
+/**
+ * Chat cues (feature version 2), each log-scaled: what decides how hard a conversation is, beyond its
+ * subject. They sit at fixed hashed slots (so the feature space, and every older router, is unchanged).
+ */
+export const CHAT_FEATURE_NAMES: readonly string[] = [
+  "log_constraint_cues",
+  "log_long_answer_cues",
+  "log_brevity_cues",
+  "log_hard_cues",
+  "log_code_words",
+  "log_math_words",
+  "log_enumerated_lines",
+  "log_user_turns",
+  "log_context_chars",
+  "has_assistant_turn",
+  "log_last_user_chars",
+];
+
 /** Size of the feature space: dense features, then the hashed ones. */
 export const FEATURE_DIM = DENSE + (1 << HASH_BITS);
 
@@ -133,6 +163,9 @@ const NS_FOCUS_BIGRAM = hashString("ns:focus-bigram");
 const NS_ROLE = hashString("ns:role");
 const NS_TASK_DENSE = hashString("ns:task-dense");
 const NS_TASK_UNIGRAM = hashString("ns:task-unigram");
+const NS_CHAT_DENSE = hashString("ns:chat-dense");
+/** Hashed slot of each chat cue. */
+const CHAT_SLOTS = CHAT_FEATURE_NAMES.map((_, i) => DENSE + (combine(NS_CHAT_DENSE, i) & HASH_MASK));
 
 /** The hash a token gets from the scanner: FNV-1a over its lowercased code units. */
 function tokenHash(token: string): number {
@@ -162,6 +195,13 @@ const MATH_WORDS = hashSet(
 const TRANSLATION_WORDS = hashSet("translate translation translated traduire übersetze traducir");
 const EXTRACTION_WORDS = hashSet("extract summarize summarise summary tldr classify json parse list label entities keywords");
 const CREATIVE_WORDS = hashSet("story poem haiku essay song lyrics limerick fiction novel screenplay creative imagine joke");
+const CONSTRAINT_WORDS = hashSet(
+  "must should without only exactly least most ensure never avoid cannot don dont not require required requires requirements strictly limit limited maximum minimum each every specific format constraint constraints",
+);
+const LONG_ANSWER_WORDS = hashSet(
+  "write generate create design build implement develop detailed comprehensive thorough essay article report plan outline full complete entire script program application app component tutorial guide draft",
+);
+const BREVITY_WORDS = hashSet("briefly brief short concise concisely tldr quick quickly shortly");
 const ENGLISH_WORDS = hashSet("the of and to in is that for it with as was on be are this which by an or");
 
 function isCjk(c: number): boolean {
@@ -202,14 +242,22 @@ function focusStart(text: string): number {
 // Scratch buffers reused across calls: extraction is synchronous, so one set is enough per process.
 let tokenBuffer = new Int32Array(4096);
 let focusFlags = new Uint8Array(4096);
+let tokenWeights = new Float32Array(4096);
+
+/** Weight of message m in feature version 2: the last user turn 1, earlier user turns 0.5, the rest 0.25. */
+function turnWeight(role: string, m: number, lastUser: number): number {
+  if (m === lastUser) return 1;
+  return role === "user" ? 0.5 : 0.25;
+}
 
 /**
  * Turns a conversation into its feature vector and readable summary.
  * @param messages the chat messages, in order.
  * @param featureSet "length" keeps only the length features (the prompt-length baseline).
  * @param terms when given, receives the focus's term hashes (word unigrams and bigrams, with repeats), for neighbour search.
+ * @param version the feature version (see {@link FeatureVersion}); a router passes its own.
  */
-export function extractFeatures(messages: readonly ChatMessage[], featureSet: FeatureSet = "full", terms?: number[]): PromptFeatures {
+export function extractFeatures(messages: readonly ChatMessage[], featureSet: FeatureSet = "full", terms?: number[], version: FeatureVersion = 1): PromptFeatures {
   let chars = 0;
   let digits = 0;
   let uppercase = 0;
@@ -232,9 +280,25 @@ export function extractFeatures(messages: readonly ChatMessage[], featureSet: Fe
   let tokens = 0;
   let focusChars = 0;
 
+  let enumerated = 0;
+
   let lastUser = -1;
-  for (let m = 0; m < messages.length; m++) if (messages[m]?.role === "user") lastUser = m;
+  let prevUser = -1;
+  for (let m = 0; m < messages.length; m++) {
+    if (messages[m]?.role !== "user") continue;
+    prevUser = lastUser;
+    lastUser = m;
+  }
   if (lastUser < 0) lastUser = messages.length - 1;
+  const weighted = version >= 2;
+  if (!weighted) prevUser = -1;
+  // Version 2: counts weighted by turn (see turnWeight), accumulated message by message.
+  const counts = (): number[] => [chars, digits, uppercase, nonAscii, lines, paragraphs, mathOperators, options, braces, questionMarks, numbers, wordChars, codeFences, enumerated];
+  const wsum = new Float64Array(14);
+  let userTurns = 0;
+  let hasAssistant = false;
+  let contextChars = 0;
+  let lastUserChars = 0;
 
   let roleFeatures = 0;
   const roleHashes: number[] = [];
@@ -243,11 +307,18 @@ export function extractFeatures(messages: readonly ChatMessage[], featureSet: Fe
     if (!message) continue;
     const text = typeof message.content === "string" ? message.content : "";
     if (message.role === "system" || message.role === "developer") hasSystemPrompt = true;
+    if (message.role === "user") userTurns++;
+    if (message.role === "assistant") hasAssistant = true;
+    if (m < lastUser) contextChars += text.length;
+    if (m === lastUser) lastUserChars = text.length;
+    const weight = weighted ? turnWeight(message.role, m, lastUser) : 1;
+    const before = weighted ? counts() : undefined;
+    const focusFlag = m === lastUser ? 1 : 2;
     if (roleFeatures < 8) {
       roleHashes.push(hashString(message.role));
       roleFeatures++;
     }
-    const focusFrom = m === lastUser ? focusStart(text) : Number.MAX_SAFE_INTEGER;
+    const focusFrom = m === lastUser || m === prevUser ? focusStart(text) : Number.MAX_SAFE_INTEGER;
     if (m === lastUser) focusChars = text.length - focusFrom;
     chars += text.length;
     lines += text.length > 0 ? 1 : 0;
@@ -267,6 +338,9 @@ export function extractFeatures(messages: readonly ChatMessage[], featureSet: Fe
         const flags = new Uint8Array(focusFlags.length * 2);
         flags.set(focusFlags);
         focusFlags = flags;
+        const weights = new Float32Array(tokenWeights.length * 2);
+        weights.set(tokenWeights);
+        tokenWeights = weights;
       }
     };
     for (let i = 0; i <= n; i++) {
@@ -288,6 +362,10 @@ export function extractFeatures(messages: readonly ChatMessage[], featureSet: Fe
           const next = text.charCodeAt(i + 1);
           if ((next === 41 || next === 46 || next === 58) && (i + 2 >= n || isSpace(text.charCodeAt(i + 2)))) options++;
         }
+        if (lineStart && c >= 48 && c <= 57 && i + 1 < n) {
+          const next = text.charCodeAt(i + 1);
+          if (next === 46 || next === 41) enumerated++;
+        }
         h = fnvStep(h, c >= 65 && c <= 90 ? c + 32 : c);
         inWord = true;
         wordChars++;
@@ -298,7 +376,8 @@ export function extractFeatures(messages: readonly ChatMessage[], featureSet: Fe
       if (inWord) {
         ensure();
         tokenBuffer[tokens] = h;
-        focusFlags[tokens] = i > focusFrom ? 1 : 0;
+        focusFlags[tokens] = i > focusFrom ? focusFlag : 0;
+        tokenWeights[tokens] = weight;
         tokens++;
         if (wordHasDigit) numbers++;
         h = FNV_OFFSET;
@@ -324,13 +403,19 @@ export function extractFeatures(messages: readonly ChatMessage[], featureSet: Fe
         const letter = text.charCodeAt(i + 1);
         if (letter >= 65 && letter <= 74 && text.charCodeAt(i + 2) === 41) options++;
       }
+      if (lineStart && (c === 45 || c === 42) && i + 1 < n && isSpace(text.charCodeAt(i + 1))) enumerated++;
       lineStart = false;
       prev = c;
       // Punctuation and CJK characters are tokens of their own.
       ensure();
       tokenBuffer[tokens] = fnvStep(FNV_OFFSET, c);
-      focusFlags[tokens] = i >= focusFrom ? 1 : 0;
+      focusFlags[tokens] = i >= focusFrom ? focusFlag : 0;
+      tokenWeights[tokens] = weight;
       tokens++;
+    }
+    if (before) {
+      const after = counts();
+      for (let i = 0; i < after.length; i++) wsum[i] = (wsum[i] as number) + weight * ((after[i] as number) - (before[i] as number));
     }
   }
 
@@ -347,9 +432,42 @@ export function extractFeatures(messages: readonly ChatMessage[], featureSet: Fe
   let creativeWords = 0;
   let englishWords = 0;
   let focusTokens = 0;
+  // Version 2: weighted counts (for the vector and the task type); the summary keeps raw counts.
+  let wTokens = 0;
+  let wFocus = 0;
+  let wQuestionWords = 0;
+  let wReasoning = 0;
+  let wHard = 0;
+  let wCodeWords = 0;
+  let wCodeVerbs = 0;
+  let wMathWords = 0;
+  let wTranslation = 0;
+  let wExtraction = 0;
+  let wCreative = 0;
+  let wConstraints = 0;
+  let wLongAnswer = 0;
+  let wBrevity = 0;
   for (let t = 0; t < tokens; t++) {
     const h = tokenBuffer[t] as number;
     if (focusFlags[t]) focusTokens++;
+    if (weighted) {
+      const w = tokenWeights[t] as number;
+      wTokens += w;
+      const flag = focusFlags[t] as number;
+      if (flag) wFocus += flag === 1 ? 1 : 0.5;
+      if (QUESTION_WORDS.has(h)) wQuestionWords += w;
+      if (REASONING_CUES.has(h)) wReasoning += w;
+      if (HARD_CUES.has(h)) wHard += w;
+      if (CODE_WORDS.has(h)) wCodeWords += w;
+      if (CODE_VERBS.has(h)) wCodeVerbs += w;
+      if (MATH_WORDS.has(h)) wMathWords += w;
+      if (TRANSLATION_WORDS.has(h)) wTranslation += w;
+      if (EXTRACTION_WORDS.has(h)) wExtraction += w;
+      if (CREATIVE_WORDS.has(h)) wCreative += w;
+      if (CONSTRAINT_WORDS.has(h)) wConstraints += w;
+      if (LONG_ANSWER_WORDS.has(h)) wLongAnswer += w;
+      if (BREVITY_WORDS.has(h)) wBrevity += w;
+    }
     if (QUESTION_WORDS.has(h)) questionWords++;
     if (REASONING_CUES.has(h)) reasoningCues++;
     if (HARD_CUES.has(h)) hardCues++;
@@ -364,13 +482,25 @@ export function extractFeatures(messages: readonly ChatMessage[], featureSet: Fe
   const words = tokens;
   const codeMarkers = codeFences * 3 + codeWords + (braces >= 4 ? 2 : 0);
 
+  // The counts that make the vector and the task type: raw in version 1, turn-weighted in version 2.
+  const v = weighted
+    ? {
+        chars: wsum[0] as number, digits: wsum[1] as number, uppercase: wsum[2] as number, nonAscii: wsum[3] as number, lines: wsum[4] as number,
+        paragraphs: wsum[5] as number, mathOperators: wsum[6] as number, options: wsum[7] as number, braces: wsum[8] as number,
+        questionMarks: wsum[9] as number, numbers: wsum[10] as number, wordChars: wsum[11] as number, codeFences: wsum[12] as number,
+        words: wTokens, questionWords: wQuestionWords, reasoningCues: wReasoning, codeWords: wCodeWords, codeVerbs: wCodeVerbs,
+        mathWords: wMathWords, translationWords: wTranslation, extractionWords: wExtraction, creativeWords: wCreative,
+      }
+    : { chars, digits, uppercase, nonAscii, lines, paragraphs, mathOperators, options, braces, questionMarks, numbers, wordChars, codeFences, words, questionWords, reasoningCues, codeWords, codeVerbs, mathWords, translationWords, extractionWords, creativeWords };
+  const vCodeMarkers = weighted ? v.codeFences * 3 + v.codeWords + (v.braces >= 4 ? 2 : 0) : codeMarkers;
+
   let taskType: TaskType = "chat";
-  if (codeFences > 0 || codeWords >= 3 || (codeWords >= 1 && codeVerbs >= 1)) taskType = "code";
-  else if (options >= 2) taskType = "multiple_choice";
-  else if (translationWords > 0) taskType = "translation";
-  else if ((digits > 0 && mathWords >= 2) || mathOperators >= 3) taskType = "math";
-  else if (extractionWords > 0) taskType = "extraction";
-  else if (creativeWords > 0) taskType = "creative";
+  if (v.codeFences > 0 || v.codeWords >= 3 || (v.codeWords >= 1 && v.codeVerbs >= 1)) taskType = "code";
+  else if (v.options >= 2) taskType = "multiple_choice";
+  else if (v.translationWords > 0) taskType = "translation";
+  else if ((v.digits > 0 && v.mathWords >= 2) || v.mathOperators >= 3) taskType = "math";
+  else if (v.extractionWords > 0) taskType = "extraction";
+  else if (v.creativeWords > 0) taskType = "creative";
 
   const letters = latinLetters + uppercase;
   const scripts: [Language, number][] = [
@@ -411,35 +541,35 @@ export function extractFeatures(messages: readonly ChatMessage[], featureSet: Fe
   };
 
   const dense = new Float32Array(DENSE);
-  const safe = Math.max(chars, 1);
-  dense[Dense.LogChars] = Math.log1p(chars) / 8;
-  dense[Dense.LogWords] = Math.log1p(words) / 7;
-  dense[Dense.LogLines] = Math.log1p(lines) / 4;
-  const bucket = Math.min(LENGTH_BUCKETS - 1, Math.max(0, Math.floor(Math.log2(Math.max(chars, 1))) - 4));
+  const safe = Math.max(v.chars, 1);
+  dense[Dense.LogChars] = Math.log1p(v.chars) / 8;
+  dense[Dense.LogWords] = Math.log1p(v.words) / 7;
+  dense[Dense.LogLines] = Math.log1p(v.lines) / 4;
+  const bucket = Math.min(LENGTH_BUCKETS - 1, Math.max(0, Math.floor(Math.log2(Math.max(v.chars, 1))) - 4));
   dense[Dense.LengthBucket0 + bucket] = 1;
 
   if (featureSet === "length") return { vector: lengthOnly(dense), summary };
 
   dense[Dense.LogFocusChars] = Math.log1p(focusChars) / 8;
-  dense[Dense.LogParagraphs] = Math.log1p(paragraphs) / 3;
+  dense[Dense.LogParagraphs] = Math.log1p(v.paragraphs) / 3;
   dense[Dense.LogTurns] = Math.log1p(messages.length) / 2;
   dense[Dense.HasSystem] = hasSystemPrompt ? 1 : 0;
-  dense[Dense.DigitRatio] = Math.min(1, (digits / safe) * 5);
-  dense[Dense.LogNumbers] = Math.log1p(numbers) / 4;
-  dense[Dense.MathOperatorRatio] = Math.min(1, (mathOperators / safe) * 10);
-  dense[Dense.UppercaseRatio] = Math.min(1, (uppercase / safe) * 5);
-  dense[Dense.NonAsciiRatio] = nonAscii / safe;
-  dense[Dense.LogOptions] = Math.log1p(options) / 3;
-  dense[Dense.LogCode] = Math.log1p(codeMarkers) / 3;
-  dense[Dense.LogQuestionMarks] = Math.log1p(questionMarks) / 3;
-  dense[Dense.LogQuestionWords] = Math.log1p(questionWords) / 3;
-  dense[Dense.LogReasoning] = Math.log1p(reasoningCues) / 3;
-  dense[Dense.MeanWordLength] = words > 0 ? Math.min(2, wordChars / words / 6) : 0;
+  dense[Dense.DigitRatio] = Math.min(1, (v.digits / safe) * 5);
+  dense[Dense.LogNumbers] = Math.log1p(v.numbers) / 4;
+  dense[Dense.MathOperatorRatio] = Math.min(1, (v.mathOperators / safe) * 10);
+  dense[Dense.UppercaseRatio] = Math.min(1, (v.uppercase / safe) * 5);
+  dense[Dense.NonAsciiRatio] = v.nonAscii / safe;
+  dense[Dense.LogOptions] = Math.log1p(v.options) / 3;
+  dense[Dense.LogCode] = Math.log1p(vCodeMarkers) / 3;
+  dense[Dense.LogQuestionMarks] = Math.log1p(v.questionMarks) / 3;
+  dense[Dense.LogQuestionWords] = Math.log1p(v.questionWords) / 3;
+  dense[Dense.LogReasoning] = Math.log1p(v.reasoningCues) / 3;
+  dense[Dense.MeanWordLength] = v.words > 0 ? Math.min(2, v.wordChars / v.words / 6) : 0;
   dense[TASK_BASE + TASK_TYPES.indexOf(taskType)] = 1;
   dense[LANGUAGE_BASE + LANGUAGES.indexOf(language)] = 1;
 
   const taskSeed = TASK_TYPES.indexOf(taskType) + 1;
-  const hashedCount = DENSE + tokens * 2 + focusTokens * 3 + roleHashes.length;
+  const hashedCount = DENSE + tokens * 2 + focusTokens * 3 + roleHashes.length + (weighted ? CHAT_FEATURE_NAMES.length : 0);
   const indices = new Int32Array(DENSE + hashedCount);
   const values = new Float32Array(DENSE + hashedCount);
   let k = 0;
@@ -455,25 +585,49 @@ export function extractFeatures(messages: readonly ChatMessage[], featureSet: Fe
       k++;
     }
   }
-  const allScale = tokens > 0 ? 1 / Math.sqrt(tokens) : 0;
-  const focusScale = focusTokens > 0 ? 1 / Math.sqrt(focusTokens) : 0;
+  const allScale = weighted ? (wTokens > 0 ? 1 / Math.sqrt(wTokens) : 0) : tokens > 0 ? 1 / Math.sqrt(tokens) : 0;
+  const focusScale = weighted ? (wFocus > 0 ? 1 / Math.sqrt(wFocus) : 0) : focusTokens > 0 ? 1 / Math.sqrt(focusTokens) : 0;
   let prevToken = 0;
   let prevFocus = 0;
   for (let t = 0; t < tokens; t++) {
     const h = tokenBuffer[t] as number;
+    const scale = weighted ? allScale * (tokenWeights[t] as number) : allScale;
     indices[k] = DENSE + (mix32(h ^ NS_UNIGRAM) & HASH_MASK);
-    values[k++] = allScale;
+    values[k++] = scale;
     indices[k] = DENSE + (combine(prevToken ^ NS_BIGRAM, h) & HASH_MASK);
-    values[k++] = allScale;
+    values[k++] = scale;
     prevToken = h;
-    if (focusFlags[t]) {
+    const flag = focusFlags[t] as number;
+    if (flag) {
+      const fs = flag === 1 ? focusScale : 0.5 * focusScale;
       indices[k] = DENSE + (mix32(h ^ NS_FOCUS_UNIGRAM) & HASH_MASK);
-      values[k++] = focusScale;
+      values[k++] = fs;
       indices[k] = DENSE + (combine(prevFocus ^ NS_FOCUS_BIGRAM, h) & HASH_MASK);
-      values[k++] = focusScale;
+      values[k++] = fs;
       indices[k] = DENSE + (combine(NS_TASK_UNIGRAM + taskSeed, h) & HASH_MASK);
-      values[k++] = focusScale;
+      values[k++] = fs;
       prevFocus = h;
+    }
+  }
+  if (weighted) {
+    const chat = [
+      Math.log1p(wConstraints) / 3,
+      Math.log1p(wLongAnswer) / 3,
+      Math.log1p(wBrevity) / 2,
+      Math.log1p(wHard) / 2,
+      Math.log1p(wCodeWords) / 3,
+      Math.log1p(wMathWords) / 3,
+      Math.log1p(wsum[13] as number) / 3,
+      Math.log1p(userTurns) / 2,
+      Math.log1p(contextChars) / 8,
+      hasAssistant ? 1 : 0,
+      Math.log1p(lastUserChars) / 8,
+    ];
+    for (let i = 0; i < chat.length; i++) {
+      const x = chat[i] as number;
+      if (x === 0) continue;
+      indices[k] = CHAT_SLOTS[i] as number;
+      values[k++] = x;
     }
   }
   for (let r = 0; r < roleHashes.length; r++) {
@@ -495,6 +649,16 @@ function collectFocusTerms(tokens: number, out: number[]): void {
     if (prev !== 0) out.push(combine(prev ^ NS_TERM_BIGRAM, h));
     prev = h;
   }
+}
+
+/** The task type a feature vector was extracted with (its one-hot dense feature), or undefined (length-only vectors). */
+export function taskTypeOfVector(vector: SparseVector): TaskType | undefined {
+  const { indices, values } = vector;
+  for (let k = 0; k < indices.length; k++) {
+    const i = (indices[k] as number) - TASK_BASE;
+    if (i >= 0 && i < TASK_TYPES.length && (values[k] as number) > 0) return TASK_TYPES[i];
+  }
+  return undefined;
 }
 
 /** The length features (log chars, words, lines and the length bucket) as a sparse vector. */

@@ -1,7 +1,7 @@
 /** Glue between rows, a router's predictions and the metrics: what `eval` and cross-validation print. */
 import { promptChars, rowCost, estimateTokens, type CostRates } from "./cost.js";
 import { scoreOf, type PriceTable, type RoutingRow } from "./data.js";
-import { multiMetrics, pairMetrics, type MultiItem, type MultiMetrics, type PairItem, type PairMetrics } from "./evaluate.js";
+import { multiMetrics, pairMetrics, reliability, type MultiItem, type MultiMetrics, type PairItem, type PairMetrics, type Reliability } from "./evaluate.js";
 
 /**
  * How a two-model router ranks prompts for the strong model. The pair-head rankings need a pair head
@@ -28,6 +28,12 @@ export interface RowPredictions {
   models: string[];
   /** predicted[row][model index] */
   predicted: Float64Array[];
+  /** Stage-1 scores (heads and neighbours, before the difficulty fallback and calibration), where known. */
+  raw?: Float64Array[];
+  /** The neighbours' evidence behind each row's stage-1 scores, where known. */
+  evidence?: number[];
+  /** Task type (kind of request) of each row, where known. */
+  taskTypes?: (string | undefined)[];
   /** Difficulty of each row (any monotone scale). */
   difficulty: number[];
   rates: CostRates;
@@ -149,4 +155,28 @@ export function multiReport(rows: readonly RoutingRow[], predictions: RowPredict
     items.push({ predicted, expectedCost, score, cost });
   });
   return { metrics: items.length > 0 ? multiMetrics(items, models) : undefined, skipped };
+}
+
+/**
+ * Calibration of predicted scores against outcomes: a reliability table over every (row, model)
+ * prediction with an outcome, and each model's expected calibration error.
+ */
+export function calibrationReport(rows: readonly RoutingRow[], predictions: RowPredictions, models: readonly string[] = predictions.models, bins = 10): { overall: Reliability; perModel: { model: string; n: number; ece: number }[] } {
+  const all: { p: number[]; y: number[] } = { p: [], y: [] };
+  const perModel = models.map((model) => {
+    const j = predictions.models.indexOf(model);
+    const p: number[] = [];
+    const y: number[] = [];
+    rows.forEach((row, i) => {
+      const s = scoreOf(row, model);
+      const q = predictions.predicted[i]?.[j];
+      if (s === undefined || q === undefined || j < 0) return;
+      p.push(q);
+      y.push(s);
+    });
+    all.p.push(...p);
+    all.y.push(...y);
+    return { model, n: p.length, ece: reliability(p, y, bins).ece };
+  });
+  return { overall: reliability(all.p, all.y, bins), perModel };
 }

@@ -4,13 +4,13 @@
  * Deterministic: a seeded shuffle per epoch, fixed iteration order, no parallelism, so the same rows
  * and options give a byte-identical router.
  */
-import { extractFeatures, HASH_BITS, type FeatureSet, type SparseVector } from "./features.js";
+import { extractFeatures, HASH_BITS, LATEST_FEATURE_VERSION, type FeatureSet, type FeatureVersion, type SparseVector } from "./features.js";
 import { buildKnn, DEFAULT_KNN_SETTINGS, KnnIndex, type KnnJSON, type KnnSettings, type RowFeatures } from "./knn.js";
 import { FEATURE_DIM } from "./features.js";
 import { seededRandom, shuffleInPlace, toBase64 } from "./hash.js";
 import { fitCostRates } from "./cost.js";
 import { applyAliases, groupKey, modelsOf, scoreOf, type PriceTable, type RoutingRow } from "./data.js";
-import { routerVersion, RouterModel, type HeadJSON, type PairHeadJSON, type RouterJSON, type Tier } from "./model.js";
+import { routerVersion, RouterModel, type CalibrationJSON, type FallbackJSON, type HeadJSON, type PairHeadJSON, type RouterJSON, type Tier } from "./model.js";
 
 /** Training settings; every field has a default. */
 export interface TrainOptions {
@@ -60,6 +60,25 @@ export interface TrainOptions {
    * predicting "they differ" (see {@link RouterModel.predictPair}). Default none.
    */
   pairs?: readonly (readonly [string, string])[];
+  /**
+   * Multipliers of the training weight of rows by their `source` field (default 1 for every source),
+   * applied on top of the family balance: how much one source's outcomes may move heads that other
+   * sources share. Used for the heads only, not the neighbour index.
+   */
+  sourceWeights?: Record<string, number>;
+  /**
+   * The learned difficulty averages the predicted scores of the models with at least this many
+   * training rows (default 0: every model). Heads fitted on a few hundred rows add noise to a
+   * difficulty that the well-trained heads estimate.
+   */
+  difficultyMinRows?: number;
+  /** Feature version (default {@link LATEST_FEATURE_VERSION}; 1 reproduces routers trained before it). */
+  featureVersion?: FeatureVersion;
+  /**
+   * Stage 2, fitted on out-of-fold predictions (see stage2.ts) and stored as is: the difficulty
+   * fallback and per-model calibration maps. Default none.
+   */
+  stage2?: { fallback?: FallbackJSON; calibration?: Record<string, CalibrationJSON> };
 }
 
 /** The resolved training settings stored in the router file. */
@@ -103,10 +122,10 @@ export function compactVector(vector: SparseVector): SparseVector {
 }
 
 /** Feature vectors of rows, compacted for training, each carrying its focus terms for neighbour search. */
-export function featurizeRows(rows: readonly RoutingRow[], featureSet: FeatureSet = "full"): RowFeatures[] {
+export function featurizeRows(rows: readonly RoutingRow[], featureSet: FeatureSet = "full", version: FeatureVersion = LATEST_FEATURE_VERSION): RowFeatures[] {
   return rows.map((row) => {
     const terms: number[] = [];
-    const vector: RowFeatures = compactVector(extractFeatures(row.messages, featureSet, terms).vector);
+    const vector: RowFeatures = compactVector(extractFeatures(row.messages, featureSet, terms, version).vector);
     vector.terms = Uint32Array.from(terms);
     return vector;
   });
@@ -116,8 +135,8 @@ export function featurizeRows(rows: readonly RoutingRow[], featureSet: FeatureSe
  * A neighbour index over training rows, and each row's leave-one-out estimate (never counting
  * itself or a row with the same question), for calibrating the difficulty of the blended router.
  */
-function leaveOneOutKnn(rows: readonly RoutingRow[], features: readonly RowFeatures[], models: readonly string[], settings: KnnSettings): { knn: KnnJSON; estimates: { scores: Float64Array; weight: number }[] } {
-  const terms = features.map((v, r) => v.terms ?? termsOf(rows[r] as RoutingRow));
+function leaveOneOutKnn(rows: readonly RoutingRow[], features: readonly RowFeatures[], models: readonly string[], settings: KnnSettings, version: FeatureVersion): { knn: KnnJSON; estimates: { scores: Float64Array; weight: number }[] } {
+  const terms = features.map((v, r) => v.terms ?? termsOf(rows[r] as RoutingRow, version));
   const knn = buildKnn(terms, rows.map((row) => models.map((m) => scoreOf(row, m))), models.length, settings);
   const index = new KnnIndex(knn, models.length);
   const ids = new Map<string, number>();
@@ -138,9 +157,9 @@ function leaveOneOutKnn(rows: readonly RoutingRow[], features: readonly RowFeatu
   return { knn, estimates };
 }
 
-function termsOf(row: RoutingRow): Uint32Array {
+function termsOf(row: RoutingRow, version: FeatureVersion): Uint32Array {
   const terms: number[] = [];
-  extractFeatures(row.messages, "full", terms);
+  extractFeatures(row.messages, "full", terms, version);
   return Uint32Array.from(terms);
 }
 
@@ -285,7 +304,8 @@ export function trainRouter(inputRows: readonly RoutingRow[], options: TrainOpti
   const models = options.models ? [...new Set(options.models.map((m) => aliases?.[m] ?? m))] : modelsOf(rows);
   if (rows.length === 0) throw new Error("no training rows");
   if (models.length === 0) throw new Error("no model has any outcome in the training rows");
-  const features = vectors ?? featurizeRows(rows, settings.featureSet);
+  const featureVersion = options.featureVersion ?? LATEST_FEATURE_VERSION;
+  const features = vectors ?? featurizeRows(rows, settings.featureSet, featureVersion);
 
   const labels = models.map((model) => rows.map((row) => scoreOf(row, model)));
   const pairs = (options.pairs ?? []).map(([strong, weak]) => [aliases?.[strong] ?? strong, aliases?.[weak] ?? weak] as const);
@@ -300,8 +320,11 @@ export function trainRouter(inputRows: readonly RoutingRow[], options: TrainOpti
   const knnOption = options.knn ?? true;
   const knnSettings: KnnSettings | undefined =
     knnOption === false || settings.featureSet !== "full" ? undefined : { ...DEFAULT_KNN_SETTINGS, ...(knnOption === true ? {} : knnOption) };
-  const trained = trainHeads(features, labels, settings, sourceWeights(rows, options.balanceSources ?? true));
-  const withKnn = knnSettings ? leaveOneOutKnn(rows, features, models, knnSettings) : undefined;
+  const balance = sourceWeights(rows, options.balanceSources ?? true);
+  const multipliers = options.sourceWeights;
+  const rowWeights = multipliers ? balance.map((w, r) => w * (multipliers[rows[r]?.source ?? ""] ?? 1)) : balance;
+  const trained = trainHeads(features, labels, settings, rowWeights);
+  const withKnn = knnSettings ? leaveOneOutKnn(rows, features, models, knnSettings, featureVersion) : undefined;
   const knnWeight = options.knnWeight ?? 0.5;
   const heads: Record<string, HeadJSON> = {};
   models.forEach((model, j) => {
@@ -320,6 +343,9 @@ export function trainRouter(inputRows: readonly RoutingRow[], options: TrainOpti
     heads,
     ...(withKnn ? { knn: withKnn.knn, knnWeight } : {}),
     ...(pairHeads.length > 0 ? { pairs: pairHeads } : {}),
+    ...(featureVersion !== 1 ? { featureVersion } : {}),
+    ...(options.stage2?.fallback ? { fallback: options.stage2.fallback } : {}),
+    ...(options.stage2?.calibration ? { calibration: options.stage2.calibration } : {}),
   };
   const version = routerVersion(partial);
 
@@ -350,18 +376,26 @@ export function trainRouter(inputRows: readonly RoutingRow[], options: TrainOpti
       knn: knnSettings ?? false,
       ...(withKnn ? { knnWeight } : {}),
       ...(aliases ? { aliases } : {}),
+      ...(featureVersion !== 1 ? { featureVersion } : {}),
+      ...(multipliers ? { sourceWeights: multipliers } : {}),
     },
     ...(withKnn ? { knn: withKnn.knn, knnWeight } : {}),
     ...(aliases ? { aliases } : {}),
     ...(pairHeads.length > 0 ? { pairs: pairHeads } : {}),
+    ...(featureVersion !== 1 ? { featureVersion } : {}),
   };
+  // The knots describe stage 1 (heads and neighbours): the router is built without stage 2 here.
   const router = RouterModel.fromJSON(json);
+  const difficultyModels = (options.difficultyMinRows ?? 0) > 0 ? models.filter((_, j) => (trained[j] as HeadJSON).rows >= (options.difficultyMinRows as number)) : undefined;
+  if (difficultyModels && difficultyModels.length > 0 && difficultyModels.length < models.length) json.difficulty.models = difficultyModels;
+  const difficultyIndex = (json.difficulty.models ?? models).map((m) => models.indexOf(m));
   const raws = features.map((vector, r) => {
     // Leave-one-out neighbour estimates: a row must not find itself.
-    const scores = withKnn ? router.blendScores(router.scoreVector(vector, undefined, null), withKnn.estimates[r]!.scores, withKnn.estimates[r]!.weight) : router.scoreVector(vector, undefined, null);
+    const heads = router.scoreParts(vector, undefined, null).raw;
+    const scores = withKnn ? router.blendScores(heads, withKnn.estimates[r]!.scores, withKnn.estimates[r]!.weight) : heads;
     let sum = 0;
-    for (const s of scores) sum += s;
-    return 1 - sum / scores.length;
+    for (const j of difficultyIndex) sum += scores[j] as number;
+    return 1 - sum / difficultyIndex.length;
   });
   raws.sort((a, b) => a - b);
   json.difficulty.knots = Array.from({ length: KNOTS }, (_, i) => {
@@ -371,5 +405,7 @@ export function trainRouter(inputRows: readonly RoutingRow[], options: TrainOpti
     const value = (raws[lo] as number) + ((raws[hi] as number) - (raws[lo] as number)) * (at - lo);
     return Number(value.toPrecision(6));
   });
+  if (options.stage2?.fallback) json.fallback = options.stage2.fallback;
+  if (options.stage2?.calibration) json.calibration = options.stage2.calibration;
   return json;
 }

@@ -89,6 +89,10 @@ describe("eval", () => {
     expect(stdout).toMatch(/router\s+APGR 0\.\d{4}/);
     expect(stdout).toMatch(/CPT\(50%\)/);
     expect(stdout).toMatch(/best single model: strong/);
+    // The reliability table: bins of predicted score against observed, and the calibration error.
+    expect(stdout).toMatch(/calibration: predicted vs observed score over 400 \(row, model\) predictions/);
+    expect(stdout).toMatch(/\n   0\.\d-[01]\.\d\s+\d+\s+0\.\d{4}\s+[01]\.\d{4}\n/);
+    expect(stdout).toMatch(/expected calibration error \(ECE\) 0\.\d{4}; by model: strong 0\.\d{3}, weak 0\.\d{3}, middle 0\.\d{3}/);
     const text = await readFile(svg, "utf8");
     expect(text.startsWith("<svg")).toBe(true);
     expect(text).toContain("zero router (hull)");
