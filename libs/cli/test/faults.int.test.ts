@@ -2,16 +2,16 @@ import { describe, expect, it } from "vitest";
 import { DEFAULT_FAULTS_OPTIONS, faultTable, runFaults, type FaultsReport } from "../src/faults/suite.js";
 
 /**
- * The fault suite in its short form (`switchyard faults` runs it in full): the five-process mesh as
+ * The fault suite in its short form (`switchyard faults` runs it in full): the six-process mesh as
  * `switchyard start` runs it, mesh mTLS on, 50 streams in flight the whole time, and four faults,
  * a few seconds each. Whatever a fault does, no client may hang, none may get a half answer
  * followed by [DONE], every failure must be a clean error, and service must come back by itself.
  */
 describe("faults under load", () => {
-  it("kills of the provider and the cache, an upstream's 500 bursts and a mid-stream stall: no hang, no half answer, service back", async () => {
+  it("kills of the provider, the cache and the ledger, an upstream's 500 bursts and a mid-stream stall: no hang, no half answer, service back, every request on the books", async () => {
     const report: FaultsReport = await runFaults({
       ...DEFAULT_FAULTS_OPTIONS,
-      faults: ["kill-provider", "kill-cache", "upstream-500-bursts", "upstream-stall"],
+      faults: ["kill-provider", "kill-cache", "kill-ledger", "upstream-500-bursts", "upstream-stall"],
       concurrency: 50,
       streamIdleTimeoutMs: 1_000,
       timings: {
@@ -34,7 +34,7 @@ describe("faults under load", () => {
     const table = faultTable(report);
     const summary = report.results.map((r) => ({ fault: r.fault, hung: r.hung, halfAnswerDone: r.halfAnswerDone, unclean: r.unclean, recovered: r.recoveredMs !== null }));
     expect(summary, table).toEqual(
-      ["baseline", "kill-provider", "kill-cache", "upstream-500-bursts", "upstream-stall"].map((fault) => ({ fault, hung: 0, halfAnswerDone: 0, unclean: 0, recovered: true })),
+      ["baseline", "kill-provider", "kill-cache", "kill-ledger", "upstream-500-bursts", "upstream-stall"].map((fault) => ({ fault, hung: 0, halfAnswerDone: 0, unclean: 0, recovered: true })),
     );
     const by = Object.fromEntries(report.results.map((r) => [r.fault, r]));
     // Each fault reached the clients or the upstream, so a pass means something.
@@ -46,5 +46,8 @@ describe("faults under load", () => {
     expect(report.results.flatMap((r) => r.checks.filter((c) => !c.ok).map((c) => `${r.fault}: ${c.name}: ${c.detail}`)), table).toEqual([]);
     expect(report.trouble, table).toEqual([]);
     expect(by.baseline!.served).toBe(by.baseline!.requests);
+    // The ledger is off the request path: killing it costs no request. And (in report.trouble,
+    // checked above) every request sent, through every fault, is in the ledger exactly once.
+    expect(by["kill-ledger"]!.served, table).toBe(by["kill-ledger"]!.requests);
   }, 120_000);
 });

@@ -288,6 +288,8 @@ export class MeshUnderTest {
     readonly logFile: string,
     readonly openaiUrl: string,
     readonly sidePorts: Record<Exclude<ServiceName, "gateway">, number> & { gateway: number },
+    /** The gateway's gRPC port (its admin API: the books). */
+    readonly grpcUrl: string,
   ) {}
 
   static async start(setup: MeshSetup, logDir?: string): Promise<MeshUnderTest> {
@@ -337,7 +339,7 @@ export class MeshUnderTest {
       cache: ports.cache_http!,
       provider: ports.provider_http!,
       ledger: ports.ledger_http!,
-    });
+    }, `http://127.0.0.1:${ports.gateway_grpc}`);
     try {
       await waitFor("switchyard start: ready", () => {
         if (supervisor.exitCode !== null) throw new Error(`switchyard start exited (${supervisor.exitCode}): ${readFileSync(logFile, "utf8").slice(-2_000)}`);

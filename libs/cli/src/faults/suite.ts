@@ -2,6 +2,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { dirname } from "node:path";
 import type { ServiceName } from "@switchyard/config";
+import { admin } from "@switchyard/proto";
+import { createServiceClient } from "@switchyard/rpc";
 import { DEFAULT_FAKE_UPSTREAM, type FakeUpstreamOptions } from "../bench/fake-upstream.js";
 import { LoadProcess, MeshUnderTest, NatsServer, RedisServer, Upstreams, waitFor } from "./harness.js";
 import { Outcome, type PhaseRecords, type RequestRecord } from "./load.js";
@@ -13,6 +15,7 @@ export const FAULTS = [
   "kill-policy",
   "kill-cache",
   "kill-provider",
+  "kill-ledger",
   "nats-down",
   "redis-down",
   "redis-sigstop",
@@ -174,6 +177,9 @@ export async function runFaults(o: FaultsOptions): Promise<FaultsReport> {
   let trouble: string[] = [];
   const between: RequestRecord[] = [];
   const betweenKinds: Record<string, number> = {};
+  /** Every request the load sent, in any window or between: each must be on the books once. */
+  let sent = 0;
+  const runStart = Date.now();
   try {
     const nats = await NatsServer.start();
     cleanups.push(() => nats.close());
@@ -201,6 +207,7 @@ export async function runFaults(o: FaultsOptions): Promise<FaultsReport> {
 
     let gap: string | undefined;
     const tallyBetween = (p: PhaseRecords) => {
+      sent += p.records.length;
       for (const r of p.records) if (r[2] === Outcome.hung || r[2] === Outcome.halfAnswerDone || r[2] === Outcome.unclean) between.push(r);
       for (const [k, n] of Object.entries(p.kinds)) betweenKinds[k] = (betweenKinds[k] ?? 0) + n;
     };
@@ -232,6 +239,7 @@ export async function runFaults(o: FaultsOptions): Promise<FaultsReport> {
       gap = `after ${fault}`;
       await load.phase(gap);
       const phase = await load.collect(fault);
+      sent += phase.records.length;
       inspect?.(phase.records);
       const result = judge(fault, what, phase, opened, closed, faultAt, clearedAt, t, notes, checks);
       results.push(result);
@@ -248,7 +256,8 @@ export async function runFaults(o: FaultsOptions): Promise<FaultsReport> {
         case "kill-classifier":
         case "kill-policy":
         case "kill-cache":
-        case "kill-provider": {
+        case "kill-provider":
+        case "kill-ledger": {
           const name = fault.slice(5) as Exclude<ServiceName, "gateway">;
           await window(fault, `SIGKILL the ${name} process; the supervisor restarts it`, async (m) => {
             await sleep(t.leadMs);
@@ -390,6 +399,10 @@ export async function runFaults(o: FaultsOptions): Promise<FaultsReport> {
     if (gap) tallyBetween(await load.collect(gap));
     const kills = o.faults.filter((f) => f.startsWith("kill-")).length;
     trouble = mesh.trouble(kills);
+    // The books: every request sent, whatever happened to it, is in the ledger exactly once.
+    const booked = await bookedRequests(mesh.grpcUrl, runStart, sent, 60_000);
+    o.progress(`books: ${booked} of ${sent} requests in the ledger`);
+    if (booked !== sent) trouble.push(`the ledger holds ${booked} usage records for ${sent} requests sent (every request must be on the books once)`);
     if (between.length > 0) {
       trouble.push(`${between.length} requests between fault windows hung, ended half with [DONE] or failed uncleanly: ${JSON.stringify(betweenKinds)}`);
     }
@@ -544,4 +557,29 @@ export function faultTable(report: FaultsReport): string {
 export function writeFaultsReport(report: FaultsReport, path: string): void {
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, JSON.stringify(report, null, 2) + "\n");
+}
+
+/**
+ * Requests in the ledger since `since`, asked through the gateway's admin API until they reach
+ * `expected` or `timeoutMs` passes (records arrive after their answers, and after any outage).
+ */
+async function bookedRequests(gatewayUrl: string, since: number, expected: number, timeoutMs: number): Promise<number> {
+  const connection = createServiceClient(admin.AdminService, gatewayUrl);
+  const deadline = Date.now() + timeoutMs;
+  let seen = -1;
+  try {
+    while (Date.now() < deadline) {
+      try {
+        const report = await connection.client.usage({ sinceUnixMs: BigInt(since - 60_000), untilUnixMs: BigInt(Date.now() + 60_000) }, { timeoutMs: 10_000 });
+        seen = Number(report.totals?.requests ?? 0n);
+        if (seen >= expected) return seen;
+      } catch {
+        // the ledger is catching up, or restarting
+      }
+      await sleep(500);
+    }
+    return seen;
+  } finally {
+    connection.close();
+  }
 }
