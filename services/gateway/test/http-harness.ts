@@ -8,7 +8,7 @@ import { cache, classifier, events, ledger, policy, provider } from "@switchyard
 import { createLogger, Registry } from "@switchyard/telemetry";
 import { createGatewayBooks, type GatewayBooks } from "../src/accounting/index.js";
 import { createGatewayMetrics } from "../src/metrics.js";
-import { openAiApi } from "../src/openai/http.js";
+import { restApi } from "../src/rest/api.js";
 import { Orchestrator, type MeshClients } from "../src/orchestrator.js";
 import { TenantResolver } from "../src/tenants.js";
 
@@ -107,7 +107,7 @@ export function fakeMesh(): { mesh: MeshClients; upstreamCalls: provider.StreamG
 }
 
 /**
- * Starts `openAiApi` on 127.0.0.1:0 with the embedded defaults plus `overrides` (merged as a
+ * Starts `restApi` on 127.0.0.1:0 with the embedded defaults plus `overrides` (merged as a
  * configuration file would be), behind fakes of the classifier, policy, cache and provider.
  */
 export async function startTestApi(overrides: Record<string, unknown> = {}): Promise<TestApi> {
@@ -117,7 +117,7 @@ export async function startTestApi(overrides: Record<string, unknown> = {}): Pro
   const logger = createLogger({ service: "gateway", level: "info", write: (line) => rawLogs.push(line) });
   const metrics = createGatewayMetrics(new Registry());
   const books = createGatewayBooks({ config, logger, metrics, bus: undefined, ledger: mesh.ledger });
-  const api = openAiApi({
+  const api = restApi({
     config,
     orchestrator: new Orchestrator(mesh, config, metrics, logger),
     policy: mesh.policy,
