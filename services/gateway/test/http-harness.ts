@@ -1,6 +1,6 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, createRouterTransport } from "@connectrpc/connect";
 import { stringify as toYaml } from "yaml";
 import { parseConfig, type Config } from "@switchyard/config";
@@ -53,12 +53,21 @@ export const CHAT = { model: "switchyard/auto", messages: [{ role: "user", conte
 /** Headers of a well-formed JSON request. */
 export const JSON_HEADERS = { "content-type": "application/json" };
 
+/** What the fake provider streams for one request (default: "hi there", 10 tokens in, 2 out). */
+export type FakeAnswer = (req: provider.StreamGenerateRequest) => AsyncIterable<MessageInitShape<typeof provider.StreamGenerateResponseSchema>>;
+
+/** The fake provider's default answer. */
+export const HI_THERE: FakeAnswer = async function* (req) {
+  yield { event: { case: "delta" as const, value: { text: "hi there" } } };
+  yield { event: { case: "finish" as const, value: { finishReason: "stop", responseModel: req.model, usage: { inputTokens: 10n, outputTokens: 2n } } } };
+};
+
 /**
  * Fakes of the classifier, policy, cache and provider behind in-memory transports: one plan
- * (sim/a), never a cache hit, an answer of "hi there". `upstreamCalls` records what reached the
- * provider.
+ * (sim/a), never a cache hit, an answer of "hi there" (or `answer`'s). `upstreamCalls` records
+ * what reached the provider.
  */
-export function fakeMesh(): { mesh: MeshClients; upstreamCalls: provider.StreamGenerateRequest[]; records: events.UsageRecord[] } {
+export function fakeMesh(answer: FakeAnswer = HI_THERE): { mesh: MeshClients; upstreamCalls: provider.StreamGenerateRequest[]; records: events.UsageRecord[] } {
   const upstreamCalls: provider.StreamGenerateRequest[] = [];
   const records: events.UsageRecord[] = [];
   const transport = createRouterTransport(({ service }) => {
@@ -88,8 +97,7 @@ export function fakeMesh(): { mesh: MeshClients; upstreamCalls: provider.StreamG
     service(provider.ProviderService, {
       streamGenerate: async function* (req) {
         upstreamCalls.push(req);
-        yield { event: { case: "delta" as const, value: { text: "hi there" } } };
-        yield { event: { case: "finish" as const, value: { finishReason: "stop", responseModel: req.model, usage: { inputTokens: 10n, outputTokens: 2n } } } };
+        yield* answer(req);
       },
     });
   });
@@ -108,11 +116,12 @@ export function fakeMesh(): { mesh: MeshClients; upstreamCalls: provider.StreamG
 
 /**
  * Starts `restApi` on 127.0.0.1:0 with the embedded defaults plus `overrides` (merged as a
- * configuration file would be), behind fakes of the classifier, policy, cache and provider.
+ * configuration file would be), behind fakes of the classifier, policy, cache and provider
+ * (whose answer is `answer`, default "hi there").
  */
-export async function startTestApi(overrides: Record<string, unknown> = {}): Promise<TestApi> {
+export async function startTestApi(overrides: Record<string, unknown> = {}, answer?: FakeAnswer): Promise<TestApi> {
   const config = parseConfig(toYaml(overrides));
-  const { mesh, upstreamCalls, records } = fakeMesh();
+  const { mesh, upstreamCalls, records } = fakeMesh(answer);
   const rawLogs: string[] = [];
   const logger = createLogger({ service: "gateway", level: "info", write: (line) => rawLogs.push(line) });
   const metrics = createGatewayMetrics(new Registry());

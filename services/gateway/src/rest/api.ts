@@ -1,10 +1,12 @@
 import type * as http from "node:http";
 import type { Client } from "@connectrpc/connect";
 import type { policy as policyPb } from "@switchyard/proto";
+import { anthropicMessagesFormat } from "../anthropic/messages.js";
 import { GatewayError } from "../errors.js";
 import { chatCompletionsFormat } from "../openai/chat.js";
 import { EdgePolicy } from "../openai/edge.js";
 import { listModels } from "../openai/models.js";
+import { responsesFormat } from "../responses/responses.js";
 import { serveCompletion, type CompletionDeps } from "./completion.js";
 import type { CompletionFormat, ParsedCompletion } from "./format.js";
 import { loggedPath, logRequest, toGatewayError } from "./io.js";
@@ -29,7 +31,9 @@ const PROBES = new Set(["/healthz", "/readyz"]);
 
 /**
  * The REST API on the gateway's HTTP port, one route table for every path:
- * - `POST /v1/chat/completions`: OpenAI's Chat Completions;
+ * - `POST /v1/chat/completions`: OpenAI's Chat Completions (with OpenRouter's `models` and `provider`);
+ * - `POST /v1/messages`: Anthropic's Messages;
+ * - `POST /v1/responses`: OpenAI's Responses (stateless);
  * - `GET /v1/models`: the routable models and their prices.
  * Every request passes the edge first (`EdgePolicy`: Host and Origin), except the probes; then
  * CORS headers for an allowed origin and `OPTIONS` preflights. Returns false for any other path
@@ -39,6 +43,8 @@ export function restApi(deps: RestApiDeps): (req: http.IncomingMessage, res: htt
   const edge = new EdgePolicy(deps.config, deps.tenants.authenticates);
   const routes = new Map<string, RestRoute>([
     completionRoute(deps, chatCompletionsFormat),
+    completionRoute(deps, anthropicMessagesFormat),
+    completionRoute(deps, responsesFormat),
     ["/v1/models", { method: "GET", api: "openai", serve: (req, res) => listModels(deps, req, res), errorBody: (e) => e.toEnvelope() }],
   ]);
   return async (req, res) => {
