@@ -39,6 +39,9 @@ const VERDICT: Record<policyPb.CandidateVerdict, pb.CandidateVerdict> = {
   [policyPb.CandidateVerdict.OVER_PRICE_CAP]: pb.CandidateVerdict.OVER_PRICE_CAP,
   [policyPb.CandidateVerdict.TOO_SLOW]: pb.CandidateVerdict.TOO_SLOW,
   [policyPb.CandidateVerdict.NOT_IN_TIER]: pb.CandidateVerdict.NOT_IN_TIER,
+  // Never seen here: RouteExplain's CompleteRequest carries no model list or provider preferences.
+  [policyPb.CandidateVerdict.EXCLUDED_BY_REQUEST]: pb.CandidateVerdict.UNSPECIFIED,
+  [policyPb.CandidateVerdict.REQUESTED_ORDER]: pb.CandidateVerdict.UNSPECIFIED,
 };
 
 /**
