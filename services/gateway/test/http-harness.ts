@@ -24,6 +24,8 @@ export interface TestApi {
   upstreamCalls: provider.StreamGenerateRequest[];
   /** Usage records the (fake) ledger received. */
   records: events.UsageRecord[];
+  /** What the gateway asked the (fake) policy. */
+  routeRequests: policy.RouteRequest[];
   books: GatewayBooks;
   send(options: SendOptions): Promise<TestResponse>;
   close(): Promise<void>;
@@ -67,8 +69,14 @@ export const HI_THERE: FakeAnswer = async function* (req) {
  * (sim/a), never a cache hit, an answer of "hi there" (or `answer`'s). `upstreamCalls` records
  * what reached the provider.
  */
-export function fakeMesh(answer: FakeAnswer = HI_THERE): { mesh: MeshClients; upstreamCalls: provider.StreamGenerateRequest[]; records: events.UsageRecord[] } {
+export function fakeMesh(answer: FakeAnswer = HI_THERE): {
+  mesh: MeshClients;
+  upstreamCalls: provider.StreamGenerateRequest[];
+  records: events.UsageRecord[];
+  routeRequests: policy.RouteRequest[];
+} {
   const upstreamCalls: provider.StreamGenerateRequest[] = [];
+  const routeRequests: policy.RouteRequest[] = [];
   const records: events.UsageRecord[] = [];
   const transport = createRouterTransport(({ service }) => {
     const classification = { tier: "standard", taskType: "chat", predictedQuality: {} };
@@ -77,7 +85,10 @@ export function fakeMesh(answer: FakeAnswer = HI_THERE): { mesh: MeshClients; up
       classifyBatch: (req: { requests: unknown[] }) => ({ results: req.requests.map(() => ({ response: classification })) }),
     } as never);
     service(policy.PolicyService, {
-      route: () => create(policy.RouteResponseSchema, { plan: { tier: "standard", reason: "test plan", routes: [{ provider: "sim", model: "a", price }] } }),
+      route: (req) => {
+        routeRequests.push(req);
+        return create(policy.RouteResponseSchema, { plan: { tier: "standard", reason: "test plan", routes: [{ provider: "sim", model: "a", price }] } });
+      },
       listModels: () => ({ models: [{ provider: "sim", model: "a", tiers: ["standard"], price }] }),
     });
     service(cache.CacheService, {
@@ -104,6 +115,7 @@ export function fakeMesh(answer: FakeAnswer = HI_THERE): { mesh: MeshClients; up
   return {
     upstreamCalls,
     records,
+    routeRequests,
     mesh: {
       classifier: createClient(classifier.ClassifierService, transport),
       policy: createClient(policy.PolicyService, transport),
@@ -121,7 +133,7 @@ export function fakeMesh(answer: FakeAnswer = HI_THERE): { mesh: MeshClients; up
  */
 export async function startTestApi(overrides: Record<string, unknown> = {}, answer?: FakeAnswer): Promise<TestApi> {
   const config = parseConfig(toYaml(overrides));
-  const { mesh, upstreamCalls, records } = fakeMesh(answer);
+  const { mesh, upstreamCalls, records, routeRequests } = fakeMesh(answer);
   const rawLogs: string[] = [];
   const logger = createLogger({ service: "gateway", level: "info", write: (line) => rawLogs.push(line) });
   const metrics = createGatewayMetrics(new Registry());
@@ -154,6 +166,7 @@ export async function startTestApi(overrides: Record<string, unknown> = {}, answ
     },
     upstreamCalls,
     records,
+    routeRequests,
     books,
     send: (options) => send(port, options),
     close: async () => {

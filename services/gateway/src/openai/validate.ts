@@ -2,6 +2,7 @@ import type { Config } from "@switchyard/config";
 import { invalidRequest } from "../errors.js";
 import { AUTO_MODEL, parseModel } from "../model-name.js";
 import type { CompletionRequest, Sampling } from "../orchestrator.js";
+import { parseOpenRouterRouting, stricterCap } from "./openrouter.js";
 
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
 
@@ -15,7 +16,9 @@ export interface ChatRequest {
 /**
  * Validates an OpenAI `POST /v1/chat/completions` body. Every problem becomes a 400 naming the
  * parameter, as OpenAI does. Switchyard's own options travel in `switchyard: {quality_target,
- * cost_weight, max_output_usd_per_mtok, cache: "use" | "bypass"}` or the `x-switchyard-cache` header.
+ * cost_weight, max_output_usd_per_mtok, cache: "use" | "bypass"}` or the `x-switchyard-cache` header;
+ * OpenRouter's routing fields (`models`, `provider`) are read too (see `parseOpenRouterRouting`),
+ * and of two price caps on the same price, the stricter wins.
  */
 export function parseChatRequest(body: unknown, config: Config, cacheHeader: string | undefined): ChatRequest {
   if (typeof body !== "object" || body === null || Array.isArray(body)) throw invalidRequest("the request body must be a JSON object");
@@ -64,15 +67,20 @@ export function parseChatRequest(body: unknown, config: Config, cacheHeader: str
   if (so !== undefined && so !== null && (typeof so !== "object" || Array.isArray(so))) throw invalidRequest("'stream_options' must be an object", "stream_options");
   const includeUsage = Boolean(so && (so as Record<string, unknown>).include_usage === true);
 
+  const options = parseSwitchyardOptions(b.switchyard, cacheHeader);
+  const routing = parseOpenRouterRouting(b, b.model, config);
   return {
     stream,
     includeUsage,
     completion: {
       requestedModel,
-      choice,
+      choice: routing.choice ?? choice,
       messages,
       sampling,
-      ...parseSwitchyardOptions(b.switchyard, cacheHeader),
+      ...options,
+      maxOutputMicroUsdPerMtok: stricterCap(options.maxOutputMicroUsdPerMtok, routing.maxOutputMicroUsdPerMtok),
+      ...(routing.maxInputMicroUsdPerMtok > 0n ? { maxInputMicroUsdPerMtok: routing.maxInputMicroUsdPerMtok } : {}),
+      ...(routing.providers ? { providers: routing.providers } : {}),
       tools,
       ...(toolChoice ? { toolChoice } : {}),
       ...(usesTools || tools.length > 0 ? { conversation: turns } : {}),
