@@ -233,6 +233,23 @@ describe("malformed Messages bodies get Anthropic's error format", () => {
     expect(anthropicError(big).type).toBe("request_too_large");
   });
 
+  it("answers a browser SDK's preflight with Anthropic's headers allowed", async () => {
+    const app = "https://app.example.com";
+    const cors = await startTestApi({ gateway: { cors_origins: [app] } }, SCRIPTED);
+    try {
+      const res = await cors.send({
+        method: "OPTIONS",
+        path: "/v1/messages",
+        headers: { origin: app, "access-control-request-method": "POST", "access-control-request-headers": "x-api-key, anthropic-version, content-type, x-stainless-lang" },
+      });
+      expect(res.status).toBe(204);
+      expect(String(res.headers["access-control-allow-headers"]).split(", ")).toEqual(expect.arrayContaining(["x-api-key", "anthropic-version", "content-type", "x-stainless-lang"]));
+      expect(res.headers.allow).toBe("POST, OPTIONS");
+    } finally {
+      await cors.close();
+    }
+  });
+
   it("logs the audit line under the Messages API", async () => {
     await post(ok);
     expect(api.logs.filter((l) => l.msg === "request").at(-1)).toMatchObject({ api: "anthropic", path: "/v1/messages", status: 200, model: "sim/a" });

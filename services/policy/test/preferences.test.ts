@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { parseConfig } from "@switchyard/config";
 import { events, policy as pb } from "@switchyard/proto";
@@ -145,7 +145,7 @@ describe("a list of models", () => {
 
 describe("PolicyService.Route with preferences", () => {
   const handler = new PolicyHandler(config, prices, new HealthTable(), () => false, new TopTierCap(config));
-  const route = (r: Partial<pb.RouteRequest>) => handler.route(create(pb.RouteRequestSchema, { tenant: "default", tier: "complex", ...r }));
+  const route = (r: Omit<MessageInitShape<typeof pb.RouteRequestSchema>, "$typeName">) => handler.route(create(pb.RouteRequestSchema, { tenant: "default", tier: "complex", ...r }));
 
   it("reads the preferences and the model list off the wire, and does not let a plan for a list be reused", () => {
     const p = route({ preferences: { providers: { order: ["b"], allowFallbacks: false } } }).plan!;
@@ -159,13 +159,13 @@ describe("PolicyService.Route with preferences", () => {
   });
 
   it("answers InvalidArgument for preferences no model can meet, FailedPrecondition for prices none is under", () => {
-    const code = (r: Partial<pb.RouteRequest>) => {
+    const code = (r: Parameters<typeof route>[0]) => {
       try {
         route(r);
       } catch (err) {
         return ConnectError.from(err).code;
       }
-      return Code.OK;
+      return undefined;
     };
     expect(code({ tier: "simple", preferences: { providers: { only: ["b"] } } })).toBe(Code.InvalidArgument);
     expect(code({ preferences: { maxOutputMicroUsdPerMtok: 1n } })).toBe(Code.FailedPrecondition);
