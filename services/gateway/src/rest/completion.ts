@@ -9,7 +9,7 @@ import { StreamInterrupted, type Orchestrator } from "../orchestrator.js";
 import { annotateDone, annotateRoute, newRequestIdentity } from "../request-context.js";
 import type { Caller, TenantResolver } from "../tenants.js";
 import { isJsonContentType, unsupportedMediaType } from "../openai/edge.js";
-import type { CompletionFormat, ParsedCompletion } from "./format.js";
+import type { AnswerWriter, CompletionFormat, ParsedCompletion } from "./format.js";
 import { CLIENT_GONE, credentials, header, logRequest, readJson, sendJson, startServerSpan, TIMED_OUT, toGatewayError, type DoneEvent } from "./io.js";
 
 /** What every completion entry point runs on. */
@@ -61,7 +61,7 @@ async function serveInSpan<P extends ParsedCompletion>(
   let labels = { api, status: "200", model: "", tier: "", cache: "" };
   let caller: Caller = { tenant: "", keyId: "" };
   let errorCode = "";
-  let writer: ReturnType<CompletionFormat<P>["answer"]> | undefined;
+  let writer: AnswerWriter | undefined;
   const account = deps.accounting.open({ requestId: identity.requestId, traceId: identity.traceId, api, receivedAt });
   try {
     caller = await deps.tenants.identify(credentials(req));
