@@ -14,10 +14,13 @@ import type { CompletionRequest, MeshClients } from "./orchestrator.js";
  */
 export function routeRequestFor(req: CompletionRequest, tier: string, c: classifierPb.ClassifyResponse | undefined): MessageInitShape<typeof policyPb.RouteRequestSchema> {
   const pinned = req.choice.kind === "pinned" ? req.choice.id : "";
+  const models = req.choice.kind === "list" ? req.choice.ids : [];
+  const p = req.providers;
   return {
     tenant: req.tenant,
-    tier: pinned ? "" : tier,
+    tier: pinned || models.length > 0 ? "" : tier,
     pinnedModel: pinned,
+    models,
     predictedQuality: c?.predictedQuality ?? {},
     expectedInputTokens: c?.estimatedInputTokens ?? 0n,
     expectedOutputTokens: BigInt(req.sampling.maxTokens ?? 0),
@@ -25,9 +28,23 @@ export function routeRequestFor(req: CompletionRequest, tier: string, c: classif
       ...(req.qualityTarget === undefined ? {} : { qualityTarget: req.qualityTarget }),
       ...(req.costWeight === undefined ? {} : { costWeight: req.costWeight }),
       maxOutputMicroUsdPerMtok: req.maxOutputMicroUsdPerMtok,
+      maxInputMicroUsdPerMtok: req.maxInputMicroUsdPerMtok ?? 0n,
+      ...(p
+        ? {
+            providers: {
+              order: p.order,
+              only: p.only,
+              ignore: p.ignore,
+              allowFallbacks: p.allowFallbacks,
+              sort: p.sort ? SORT[p.sort] : policyPb.ProviderSort.UNSPECIFIED,
+            },
+          }
+        : {}),
     },
   };
 }
+
+const SORT = { price: policyPb.ProviderSort.PRICE, throughput: policyPb.ProviderSort.THROUGHPUT, latency: policyPb.ProviderSort.LATENCY } as const;
 
 const VERDICT: Record<policyPb.CandidateVerdict, pb.CandidateVerdict> = {
   [policyPb.CandidateVerdict.UNSPECIFIED]: pb.CandidateVerdict.UNSPECIFIED,
@@ -39,6 +56,9 @@ const VERDICT: Record<policyPb.CandidateVerdict, pb.CandidateVerdict> = {
   [policyPb.CandidateVerdict.OVER_PRICE_CAP]: pb.CandidateVerdict.OVER_PRICE_CAP,
   [policyPb.CandidateVerdict.TOO_SLOW]: pb.CandidateVerdict.TOO_SLOW,
   [policyPb.CandidateVerdict.NOT_IN_TIER]: pb.CandidateVerdict.NOT_IN_TIER,
+  // Never seen here: RouteExplain's CompleteRequest carries no model list or provider preferences.
+  [policyPb.CandidateVerdict.EXCLUDED_BY_REQUEST]: pb.CandidateVerdict.UNSPECIFIED,
+  [policyPb.CandidateVerdict.REQUESTED_ORDER]: pb.CandidateVerdict.UNSPECIFIED,
 };
 
 /**

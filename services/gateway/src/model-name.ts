@@ -5,7 +5,14 @@ import { GatewayError } from "./errors.js";
 export type ModelChoice =
   | { kind: "auto" }
   | { kind: "tier"; tier: string }
-  | { kind: "pinned"; id: string };
+  | { kind: "pinned"; id: string }
+  /** OpenRouter's `models`: "provider/model" ids, the first that can serve answers, the rest are fallbacks. */
+  | { kind: "list"; ids: string[] };
+
+/** Whether the client named the model (pinned or a list): no classification, no routing in a tier. */
+export function namesModel(choice: ModelChoice): choice is Extract<ModelChoice, { kind: "pinned" | "list" }> {
+  return choice.kind === "pinned" || choice.kind === "list";
+}
 
 export const AUTO_MODEL = "switchyard/auto";
 

@@ -7,9 +7,11 @@ import type { Logger } from "@switchyard/telemetry";
 import { costMicroUsd, type MicroPrice } from "@switchyard/usage/cost";
 import { fromProviderError, GatewayError, providerErrorOf } from "./errors.js";
 import type { GatewayMetrics } from "./metrics.js";
-import type { ModelChoice } from "./model-name.js";
+import { namesModel, type ModelChoice } from "./model-name.js";
 import { Batcher } from "./batch.js";
 import { PlanCache } from "./plan-cache.js";
+import { routeRequestFor } from "./explain.js";
+import type { ProviderPreferences } from "./openai/openrouter.js";
 import type { ConversationTurn, ToolChoiceSpec, ToolSpec } from "./openai/validate.js";
 
 /** The internal services the gateway calls. */
@@ -43,6 +45,10 @@ export interface CompletionRequest {
   qualityTarget?: number;
   costWeight?: number;
   maxOutputMicroUsdPerMtok: bigint;
+  /** Highest acceptable input price, micro-dollars per million tokens; unset or 0 = none. */
+  maxInputMicroUsdPerMtok?: bigint;
+  /** Which providers may serve, in what order (OpenRouter's `provider`; chat API only). */
+  providers?: ProviderPreferences;
   cacheMode: "default" | "use" | "bypass";
   /** Functions the model may call (OpenAI API only). */
   tools?: ToolSpec[];
@@ -146,11 +152,13 @@ export class Orchestrator {
     // Answers that may call tools depend on the caller's functions and state: never cached.
     const usesTools = (req.tools?.length ?? 0) > 0 || req.conversation !== undefined;
     const cacheable = !usesTools && this.config.cache.enabled && (req.cacheMode === "use" || (req.cacheMode === "default" && req.sampling.temperature === 0));
-    const cacheKey = create(cachePb.CacheKeySchema, { tenant: req.tenant, requestedModel: req.requestedModel, messages, sampling });
+    // An answer stored for other model or provider constraints must not be replayed for these.
+    const constraints = req.choice.kind === "list" || req.providers ? JSON.stringify([req.choice.kind === "list" ? req.choice.ids : [], req.providers ?? null]) : "";
+    const cacheKey = create(cachePb.CacheKeySchema, { tenant: req.tenant, requestedModel: constraints ? `${req.requestedModel} ${constraints}` : req.requestedModel, messages, sampling });
 
     const [hit, classification] = await Promise.all([
       cacheable ? this.lookup(cacheKey, signal) : Promise.resolve(undefined),
-      req.choice.kind === "pinned" ? Promise.resolve(undefined) : this.classify(messages, req.tenant, signal),
+      namesModel(req.choice) ? Promise.resolve(undefined) : this.classify(messages, req.tenant, signal),
     ]);
     if (hit) {
       yield* this.replay(hit);
@@ -332,9 +340,18 @@ export class Orchestrator {
   }
 
   private async plan(req: CompletionRequest, tier: string, c: classifierPb.ClassifyResponse | undefined, signal: AbortSignal): Promise<policyPb.RoutePlan> {
-    const pinned = req.choice.kind === "pinned" ? req.choice.id : "";
+    // A model the client named (pinned or listed) is planned afresh every time, never reused.
+    const pinned = namesModel(req.choice);
     // A plan answers one tenant and one set of preferences: reuse it only for the same.
-    const planKey = JSON.stringify([req.tenant, tier, req.qualityTarget ?? null, req.costWeight ?? null, String(req.maxOutputMicroUsdPerMtok)]);
+    const planKey = JSON.stringify([
+      req.tenant,
+      tier,
+      req.qualityTarget ?? null,
+      req.costWeight ?? null,
+      String(req.maxOutputMicroUsdPerMtok),
+      String(req.maxInputMicroUsdPerMtok ?? 0n),
+      req.providers ?? null,
+    ]);
     const predicted = c?.predictedQuality ?? {};
     const inputTokens = Number(c?.estimatedInputTokens ?? 0n);
     // Expected cost orders the candidates: plans are reused across requests of about the same
@@ -370,28 +387,13 @@ export class Orchestrator {
     tier: string,
     c: classifierPb.ClassifyResponse | undefined,
     signal: AbortSignal,
-    pinned: string,
+    pinned: boolean,
     planKey: string,
     reuseKey: string,
     predicted: Record<string, number>,
   ): Promise<policyPb.RoutePlan> {
     try {
-      const res = await this.clients.policy.route(
-        {
-          tenant: req.tenant,
-          tier: pinned ? "" : tier,
-          pinnedModel: pinned,
-          predictedQuality: c?.predictedQuality ?? {},
-          expectedInputTokens: c?.estimatedInputTokens ?? 0n,
-          expectedOutputTokens: BigInt(req.sampling.maxTokens ?? 0),
-          preferences: {
-            ...(req.qualityTarget === undefined ? {} : { qualityTarget: req.qualityTarget }),
-            ...(req.costWeight === undefined ? {} : { costWeight: req.costWeight }),
-            maxOutputMicroUsdPerMtok: req.maxOutputMicroUsdPerMtok,
-          },
-        },
-        { signal, timeoutMs: 1_000 },
-      );
+      const res = await this.clients.policy.route(routeRequestFor(req, tier, c), { signal, timeoutMs: 1_000 });
       const plan = res.plan;
       if (!plan || plan.routes.length === 0) throw new GatewayError(503, "api_error", "no_route", "the policy returned no route");
       if (!pinned) {
@@ -405,7 +407,10 @@ export class Orchestrator {
     } catch (err) {
       if (err instanceof GatewayError || signal.aborted) throw err;
       const ce = ConnectError.from(err);
-      if (ce.code === Code.NotFound) throw new GatewayError(404, "not_found_error", "model_not_found", ce.rawMessage, "model");
+      const param = req.choice.kind === "list" ? "models" : "model";
+      if (ce.code === Code.NotFound) throw new GatewayError(404, "not_found_error", "model_not_found", ce.rawMessage, param);
+      // The request's own model list or provider preferences exclude every model: as asked, it cannot be served.
+      if (ce.code === Code.InvalidArgument) throw new GatewayError(400, "invalid_request_error", "unsatisfiable_preferences", ce.rawMessage, req.choice.kind === "list" ? "models" : "provider");
       if (ce.code === Code.FailedPrecondition) throw new GatewayError(503, "api_error", "no_route", ce.rawMessage);
       this.metrics.dependencyFailures.inc({ dependency: "policy" });
       const last = pinned ? undefined : this.lastPlans.get(planKey);

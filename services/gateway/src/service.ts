@@ -10,7 +10,7 @@ import { RouteExplainer } from "./explain.js";
 import { GatewayHandler } from "./grpc.js";
 import { createGatewayMetrics } from "./metrics.js";
 import { EdgePolicy } from "./openai/edge.js";
-import { openAiApi } from "./openai/http.js";
+import { restApi } from "./rest/api.js";
 import { Orchestrator, type MeshClients } from "./orchestrator.js";
 import { PlanCache } from "./plan-cache.js";
 import { TenantResolver } from "./tenants.js";
@@ -73,7 +73,7 @@ export async function createGatewayService(runtime: ServiceRuntime, clients?: Me
       router.service(admin.AdminService, adminHandler, { interceptors });
     },
     ...(publicTrace(config) ? { linkCallerTrace: publicTrace(config)! } : {}),
-    httpFallback: openAiApi({ config, orchestrator, policy: mesh.policy, tenants, accounting, metrics, logger }),
+    httpFallback: restApi({ config, orchestrator, policy: mesh.policy, tenants, accounting, metrics, logger }),
     readiness: () => {
       const r = dependencies?.readiness() ?? { ready: true, checks: { mesh: "in process" } };
       // Broadcasts keep its reused plans fresh; without them plans expire by plan_cache_ms alone.

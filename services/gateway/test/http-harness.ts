@@ -1,6 +1,6 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, createRouterTransport } from "@connectrpc/connect";
 import { stringify as toYaml } from "yaml";
 import { parseConfig, type Config } from "@switchyard/config";
@@ -8,7 +8,7 @@ import { cache, classifier, events, ledger, policy, provider } from "@switchyard
 import { createLogger, Registry } from "@switchyard/telemetry";
 import { createGatewayBooks, type GatewayBooks } from "../src/accounting/index.js";
 import { createGatewayMetrics } from "../src/metrics.js";
-import { openAiApi } from "../src/openai/http.js";
+import { restApi } from "../src/rest/api.js";
 import { Orchestrator, type MeshClients } from "../src/orchestrator.js";
 import { TenantResolver } from "../src/tenants.js";
 
@@ -24,6 +24,8 @@ export interface TestApi {
   upstreamCalls: provider.StreamGenerateRequest[];
   /** Usage records the (fake) ledger received. */
   records: events.UsageRecord[];
+  /** What the gateway asked the (fake) policy. */
+  routeRequests: policy.RouteRequest[];
   books: GatewayBooks;
   send(options: SendOptions): Promise<TestResponse>;
   close(): Promise<void>;
@@ -53,13 +55,28 @@ export const CHAT = { model: "switchyard/auto", messages: [{ role: "user", conte
 /** Headers of a well-formed JSON request. */
 export const JSON_HEADERS = { "content-type": "application/json" };
 
+/** What the fake provider streams for one request (default: "hi there", 10 tokens in, 2 out). */
+export type FakeAnswer = (req: provider.StreamGenerateRequest) => AsyncIterable<MessageInitShape<typeof provider.StreamGenerateResponseSchema>>;
+
+/** The fake provider's default answer. */
+export const HI_THERE: FakeAnswer = async function* (req) {
+  yield { event: { case: "delta" as const, value: { text: "hi there" } } };
+  yield { event: { case: "finish" as const, value: { finishReason: "stop", responseModel: req.model, usage: { inputTokens: 10n, outputTokens: 2n } } } };
+};
+
 /**
  * Fakes of the classifier, policy, cache and provider behind in-memory transports: one plan
- * (sim/a), never a cache hit, an answer of "hi there". `upstreamCalls` records what reached the
- * provider.
+ * (sim/a), never a cache hit, an answer of "hi there" (or `answer`'s). `upstreamCalls` records
+ * what reached the provider.
  */
-export function fakeMesh(): { mesh: MeshClients; upstreamCalls: provider.StreamGenerateRequest[]; records: events.UsageRecord[] } {
+export function fakeMesh(answer: FakeAnswer = HI_THERE): {
+  mesh: MeshClients;
+  upstreamCalls: provider.StreamGenerateRequest[];
+  records: events.UsageRecord[];
+  routeRequests: policy.RouteRequest[];
+} {
   const upstreamCalls: provider.StreamGenerateRequest[] = [];
+  const routeRequests: policy.RouteRequest[] = [];
   const records: events.UsageRecord[] = [];
   const transport = createRouterTransport(({ service }) => {
     const classification = { tier: "standard", taskType: "chat", predictedQuality: {} };
@@ -68,7 +85,10 @@ export function fakeMesh(): { mesh: MeshClients; upstreamCalls: provider.StreamG
       classifyBatch: (req: { requests: unknown[] }) => ({ results: req.requests.map(() => ({ response: classification })) }),
     } as never);
     service(policy.PolicyService, {
-      route: () => create(policy.RouteResponseSchema, { plan: { tier: "standard", reason: "test plan", routes: [{ provider: "sim", model: "a", price }] } }),
+      route: (req) => {
+        routeRequests.push(req);
+        return create(policy.RouteResponseSchema, { plan: { tier: "standard", reason: "test plan", routes: [{ provider: "sim", model: "a", price }] } });
+      },
       listModels: () => ({ models: [{ provider: "sim", model: "a", tiers: ["standard"], price }] }),
     });
     service(cache.CacheService, {
@@ -88,14 +108,14 @@ export function fakeMesh(): { mesh: MeshClients; upstreamCalls: provider.StreamG
     service(provider.ProviderService, {
       streamGenerate: async function* (req) {
         upstreamCalls.push(req);
-        yield { event: { case: "delta" as const, value: { text: "hi there" } } };
-        yield { event: { case: "finish" as const, value: { finishReason: "stop", responseModel: req.model, usage: { inputTokens: 10n, outputTokens: 2n } } } };
+        yield* answer(req);
       },
     });
   });
   return {
     upstreamCalls,
     records,
+    routeRequests,
     mesh: {
       classifier: createClient(classifier.ClassifierService, transport),
       policy: createClient(policy.PolicyService, transport),
@@ -107,17 +127,18 @@ export function fakeMesh(): { mesh: MeshClients; upstreamCalls: provider.StreamG
 }
 
 /**
- * Starts `openAiApi` on 127.0.0.1:0 with the embedded defaults plus `overrides` (merged as a
- * configuration file would be), behind fakes of the classifier, policy, cache and provider.
+ * Starts `restApi` on 127.0.0.1:0 with the embedded defaults plus `overrides` (merged as a
+ * configuration file would be), behind fakes of the classifier, policy, cache and provider
+ * (whose answer is `answer`, default "hi there").
  */
-export async function startTestApi(overrides: Record<string, unknown> = {}): Promise<TestApi> {
+export async function startTestApi(overrides: Record<string, unknown> = {}, answer?: FakeAnswer): Promise<TestApi> {
   const config = parseConfig(toYaml(overrides));
-  const { mesh, upstreamCalls, records } = fakeMesh();
+  const { mesh, upstreamCalls, records, routeRequests } = fakeMesh(answer);
   const rawLogs: string[] = [];
   const logger = createLogger({ service: "gateway", level: "info", write: (line) => rawLogs.push(line) });
   const metrics = createGatewayMetrics(new Registry());
   const books = createGatewayBooks({ config, logger, metrics, bus: undefined, ledger: mesh.ledger });
-  const api = openAiApi({
+  const api = restApi({
     config,
     orchestrator: new Orchestrator(mesh, config, metrics, logger),
     policy: mesh.policy,
@@ -145,6 +166,7 @@ export async function startTestApi(overrides: Record<string, unknown> = {}): Pro
     },
     upstreamCalls,
     records,
+    routeRequests,
     books,
     send: (options) => send(port, options),
     close: async () => {

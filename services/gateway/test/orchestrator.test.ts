@@ -262,6 +262,48 @@ describe("plan reuse", () => {
     expect(calls).toBe(2);
   });
 
+  it("keeps plans apart by provider preferences and input price cap, and never reuses a model list's", async () => {
+    const asked: policy.RouteRequest[] = [];
+    const route = reusable(["a"]);
+    const o = orchestrator({ policy: { route: (req) => (asked.push(req), route()) } });
+    const only = { order: [], only: ["sim"], ignore: [], allowFallbacks: true };
+    await collect(o, request({ providers: only }));
+    await collect(o, request({ providers: only }));
+    expect(asked).toHaveLength(1);
+    expect(asked[0]!.preferences?.providers).toMatchObject({ only: ["sim"], order: [], ignore: [] });
+    await collect(o, request({ providers: { ...only, only: [], ignore: ["sim"] } }));
+    await collect(o, request({ providers: { ...only, sort: "latency" } }));
+    await collect(o, request({ maxInputMicroUsdPerMtok: 5n }));
+    await collect(o);
+    expect(asked).toHaveLength(5);
+    expect(asked[2]!.preferences?.providers?.sort).toBe(policy.ProviderSort.LATENCY);
+    expect(asked[3]!.preferences?.maxInputMicroUsdPerMtok).toBe(5n);
+    const list = request({ choice: { kind: "list", ids: ["sim/b", "sim/a"] } });
+    await collect(o, list);
+    await collect(o, list);
+    expect(asked).toHaveLength(7);
+    expect(asked[6]).toMatchObject({ models: ["sim/b", "sim/a"], tier: "", pinnedModel: "" });
+  });
+
+  it("keeps cached answers apart by model list and provider preferences", async () => {
+    const keys: string[] = [];
+    const o = orchestrator({ cache: { lookup: (req) => (keys.push(req.key!.requestedModel), { hit: false }), storeBatch: () => ({}) } });
+    await collect(o, request({ cacheMode: "use" }));
+    await collect(o, request({ cacheMode: "use", providers: { order: [], only: ["sim"], ignore: [], allowFallbacks: true } }));
+    await collect(o, request({ cacheMode: "use", choice: { kind: "list", ids: ["sim/a"] } }));
+    expect(keys[0]).toBe("switchyard/auto");
+    expect(new Set(keys).size).toBe(3);
+  });
+
+  it("answers a model list or preferences the policy finds unsatisfiable with a 400 naming the field", async () => {
+    const o = orchestrator({ policy: { route: () => Promise.reject(new ConnectError("no model in 'models' may serve this request", Code.InvalidArgument)) } });
+    const err = await collect(o, request({ choice: { kind: "list", ids: ["sim/b"] } })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GatewayError);
+    expect(err).toMatchObject({ status: 400, code: "unsatisfiable_preferences", param: "models", message: "no model in 'models' may serve this request" });
+    const prefs = await collect(o, request({ providers: { order: [], only: ["x"], ignore: [], allowFallbacks: true } })).catch((e: unknown) => e);
+    expect(prefs).toMatchObject({ status: 400, param: "provider" });
+  });
+
   it("never reuses a plan the policy did not mark reusable (a capped tenant's), nor a pinned request's", async () => {
     let calls = 0;
     const o = orchestrator({ policy: { route: () => (calls++, plan("a")) } });

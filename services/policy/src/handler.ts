@@ -5,7 +5,7 @@ import type { Config } from "@switchyard/config";
 import { type common, policy as pb } from "@switchyard/proto";
 import type { HealthTable } from "./health.js";
 import type { ModelPrice, PriceTable } from "./prices.js";
-import { decideRoute, describeCandidate, RouteError, type Plan, type RouteDecision, type RouteQuery, type Verdict } from "./route.js";
+import { decideRoute, describeCandidate, RouteError, type Plan, type ProviderPreferences, type RouteDecision, type RouteQuery, type Verdict } from "./route.js";
 import type { TopTierCap } from "./tier-cap.js";
 
 /** `switchyard.policy.v1.PolicyService`. */
@@ -74,10 +74,12 @@ export class PolicyHandler implements ServiceImpl<typeof pb.PolicyService> {
   private decide(req: pb.RouteRequest, count: boolean): { decision: RouteDecision; query: RouteQuery; reusable: boolean; requestedTier: string } {
     try {
       const prefs = req.preferences;
-      const admitted = req.pinnedModel ? { tier: req.tier, note: undefined, commit: () => {}, capped: false } : this.topTierCap.admit(req.tenant, req.tier);
+      // A model the client named (pinned or listed) is not routed in a tier: no tier cap applies.
+      const named = req.pinnedModel !== "" || req.models.length > 0;
+      const admitted = named ? { tier: req.tier, note: undefined, commit: () => {}, capped: false } : this.topTierCap.admit(req.tenant, req.tier);
       // A plan for a tenant whose top-tier share is capped depends on its recent traffic: every
       // request must come here to be counted.
-      const reusable = !req.pinnedModel && !admitted.capped;
+      const reusable = !named && !admitted.capped;
       const query: RouteQuery = {
         tenant: req.tenant,
         tier: admitted.tier,
@@ -88,17 +90,20 @@ export class PolicyHandler implements ServiceImpl<typeof pb.PolicyService> {
         ...(prefs?.qualityTarget === undefined ? {} : { qualityTarget: prefs.qualityTarget }),
         ...(prefs?.costWeight === undefined ? {} : { costWeight: prefs.costWeight }),
         maxOutputMicroUsdPerMtok: prefs?.maxOutputMicroUsdPerMtok ?? 0n,
+        ...(prefs?.maxInputMicroUsdPerMtok ? { maxInputMicroUsdPerMtok: prefs.maxInputMicroUsdPerMtok } : {}),
+        ...(req.models.length > 0 ? { models: req.models } : {}),
+        ...(prefs?.providers ? { providers: providerPreferences(prefs.providers) } : {}),
       };
       let decision = decideRoute(query, this.config, this.prices, this.health);
       if (count) {
-        if (!decision.plan) throw new RouteError("no_candidates", decision.noRoute ?? "no route");
+        if (!decision.plan) throw new RouteError(decision.unsatisfiable ? "unsatisfiable" : "no_candidates", decision.noRoute ?? "no route");
         admitted.commit();
       }
       if (admitted.note && decision.plan) decision = { ...decision, plan: { ...decision.plan, reason: `${decision.plan.reason}; ${admitted.note}` } };
       return { decision, query, reusable, requestedTier: req.tier };
     } catch (err) {
       if (err instanceof RouteError) {
-        throw new ConnectError(err.message, err.code === "no_candidates" ? Code.FailedPrecondition : Code.NotFound);
+        throw new ConnectError(err.message, CODES[err.code]);
       }
       throw err;
     }
@@ -139,6 +144,30 @@ export class PolicyHandler implements ServiceImpl<typeof pb.PolicyService> {
   }
 }
 
+/**
+ * How a route that cannot be planned is refused: no candidate now (the tables may change) is
+ * FailedPrecondition; a request whose own preferences exclude every candidate by name is
+ * InvalidArgument; an unknown model or tier is NotFound.
+ */
+const CODES: Record<RouteError["code"], Code> = {
+  no_candidates: Code.FailedPrecondition,
+  unsatisfiable: Code.InvalidArgument,
+  unknown_model: Code.NotFound,
+  unknown_tier: Code.NotFound,
+};
+
+const SORT: Record<pb.ProviderSort, ProviderPreferences["sort"]> = {
+  [pb.ProviderSort.UNSPECIFIED]: undefined,
+  [pb.ProviderSort.PRICE]: "price",
+  [pb.ProviderSort.THROUGHPUT]: "throughput",
+  [pb.ProviderSort.LATENCY]: "latency",
+};
+
+function providerPreferences(p: pb.ProviderPreferences): ProviderPreferences {
+  const sort = SORT[p.sort];
+  return { order: p.order, only: p.only, ignore: p.ignore, allowFallbacks: p.allowFallbacks ?? true, ...(sort ? { sort } : {}) };
+}
+
 const VERDICT: Record<Verdict, pb.CandidateVerdict> = {
   chosen: pb.CandidateVerdict.CHOSEN,
   below_quality_target: pb.CandidateVerdict.BELOW_QUALITY_TARGET,
@@ -148,6 +177,8 @@ const VERDICT: Record<Verdict, pb.CandidateVerdict> = {
   over_price_cap: pb.CandidateVerdict.OVER_PRICE_CAP,
   too_slow: pb.CandidateVerdict.TOO_SLOW,
   not_in_tier: pb.CandidateVerdict.NOT_IN_TIER,
+  excluded_by_request: pb.CandidateVerdict.EXCLUDED_BY_REQUEST,
+  requested_order: pb.CandidateVerdict.REQUESTED_ORDER,
 };
 
 function priceMessage(p: ModelPrice): MessageInitShape<typeof common.PriceSchema> {

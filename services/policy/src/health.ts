@@ -15,6 +15,7 @@ export const DEFAULT_CIRCUIT: CircuitOptions = { consecutiveFailures: 3, errorRa
 
 interface ModelHealthState {
   ewmaTtftMs: number;
+  ewmaTotalMs: number;
   errorRate: number;
   consecutiveFailures: number;
   inFlight: number;
@@ -69,6 +70,7 @@ export class HealthTable {
     }
     reporters.set(update.reporter, {
       ewmaTtftMs: update.ewmaTtftMs,
+      ewmaTotalMs: update.ewmaTotalMs,
       errorRate: update.errorRate,
       consecutiveFailures: update.consecutiveFailures,
       inFlight: update.inFlight,
@@ -91,6 +93,15 @@ export class HealthTable {
   ttftMs(id: string): number | undefined {
     const observed = this.recent(id).filter((s) => s.ewmaTtftMs > 0);
     return observed.length === 0 ? undefined : observed.reduce((sum, s) => sum + s.ewmaTtftMs, 0) / observed.length;
+  }
+
+  /**
+   * Mean observed time from the first token to the end of an answer (total minus time to first
+   * token) over the replicas that report both: how fast a model streams once it started.
+   */
+  generationMs(id: string): number | undefined {
+    const observed = this.recent(id).filter((s) => s.ewmaTtftMs > 0 && s.ewmaTotalMs >= s.ewmaTtftMs);
+    return observed.length === 0 ? undefined : observed.reduce((sum, s) => sum + (s.ewmaTotalMs - s.ewmaTtftMs), 0) / observed.length;
   }
 
   private recent(id: string): ModelHealthState[] {

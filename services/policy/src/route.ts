@@ -16,6 +16,30 @@ export interface RouteQuery {
   /** 0 = only quality matters, 1 = only cost; when set (here or on the tenant), replaces the target rule. */
   costWeight?: number;
   maxOutputMicroUsdPerMtok: bigint;
+  /** Highest acceptable input price, micro-dollars per million tokens; 0 or unset = no limit. */
+  maxInputMicroUsdPerMtok?: bigint;
+  /** OpenRouter's `models`: "provider/model" ids tried in this order, no routing (see `decideList`). */
+  models?: string[];
+  /** OpenRouter's `provider` preferences. */
+  providers?: ProviderPreferences;
+}
+
+/**
+ * Which providers may serve a request and in what order. They narrow and order the candidates;
+ * they never lower the quality target nor lift a tenant's limits (its top-tier cap, budget and
+ * rate limits apply as to any request).
+ */
+export interface ProviderPreferences {
+  /** Providers tried first, in this order; the others follow unless `allowFallbacks` is false. */
+  order: string[];
+  /** Only these providers may serve; empty = any. */
+  only: string[];
+  /** These providers may not serve. */
+  ignore: string[];
+  /** False: only the providers in `order` (without `order`: only the primary route). */
+  allowFallbacks: boolean;
+  /** Orders the candidates that meet the quality target by this instead of the quality/cost rule. */
+  sort?: "price" | "throughput" | "latency";
 }
 
 /** One scored route. */
@@ -41,7 +65,17 @@ export interface Plan {
  * Why a model was or was not chosen: `chosen`; in the plan as a fallback (`below_quality_target`,
  * `costlier`, `lower_score`); or left out (the rest).
  */
-export type Verdict = "chosen" | "below_quality_target" | "costlier" | "lower_score" | "circuit_open" | "over_price_cap" | "too_slow" | "not_in_tier";
+export type Verdict =
+  | "chosen"
+  | "below_quality_target"
+  | "costlier"
+  | "lower_score"
+  | "requested_order"
+  | "circuit_open"
+  | "over_price_cap"
+  | "too_slow"
+  | "not_in_tier"
+  | "excluded_by_request";
 
 /** One model the decision weighed, with the numbers it compared. */
 export interface Candidate extends PlannedRoute {
@@ -49,6 +83,8 @@ export interface Candidate extends PlannedRoute {
   qualitySource: "router" | "prior" | "default" | "";
   /** Observed time to first token (EWMA), when observed. */
   ttftMs: number | undefined;
+  /** Observed time from the first token to the end of an answer (EWMA), when observed. */
+  generationMs?: number | undefined;
   verdict: Verdict;
   /** 1 = primary, 2... = fallbacks in order; 0 = not in the plan. */
   planPosition: number;
@@ -60,8 +96,13 @@ export interface Candidate extends PlannedRoute {
 export interface RouteDecision {
   /** Undefined when no candidate is left (see `noRoute`). */
   plan: Plan | undefined;
-  /** Why there is no plan (a request would fail with no_candidates). */
+  /** Why there is no plan (a request would fail with no_candidates, or unsatisfiable: see below). */
   noRoute?: string;
+  /**
+   * No plan because the request's own provider preferences or model list exclude every
+   * candidate by name: no change of prices or health would serve it as asked.
+   */
+  unsatisfiable?: boolean;
   /** The plan's routes in order, then the models left out. */
   candidates: Candidate[];
   tier: string;
@@ -76,7 +117,7 @@ export interface RouteDecision {
 /** A query the policy cannot route; `code` says whether the client or the configuration is at fault. */
 export class RouteError extends Error {
   constructor(
-    readonly code: "unknown_model" | "unknown_tier" | "no_candidates",
+    readonly code: "unknown_model" | "unknown_tier" | "no_candidates" | "unsatisfiable",
     message: string,
   ) {
     super(message);
@@ -93,7 +134,7 @@ export class RouteError extends Error {
  */
 export function planRoute(query: RouteQuery, config: Config, prices: PriceTable, health: HealthTable): Plan {
   const decision = decideRoute(query, config, prices, health);
-  if (!decision.plan) throw new RouteError("no_candidates", decision.noRoute ?? "no route");
+  if (!decision.plan) throw new RouteError(decision.unsatisfiable ? "unsatisfiable" : "no_candidates", decision.noRoute ?? "no route");
   return decision.plan;
 }
 
@@ -104,6 +145,7 @@ export function planRoute(query: RouteQuery, config: Config, prices: PriceTable,
  * plan, so that an explanation can still show why.
  */
 export function decideRoute(query: RouteQuery, config: Config, prices: PriceTable, health: HealthTable): RouteDecision {
+  if (query.models && query.models.length > 0) return decideList(query, config, prices, health);
   if (query.pinnedModel) return decidePinned(query, prices, health);
   const tier = config.tiers.find((t) => t.name === query.tier);
   if (!tier) throw new RouteError("unknown_tier", `unknown tier "${query.tier}"`);
@@ -131,10 +173,22 @@ export function decideRoute(query: RouteQuery, config: Config, prices: PriceTabl
   let scored = inTier;
   if (scored.length === 0) return decision(undefined, left, `no active model serves tier "${tier.name}"`);
   const notes: string[] = [];
-  if (query.maxOutputMicroUsdPerMtok > 0n) {
-    const cap = query.maxOutputMicroUsdPerMtok;
-    leaveOut(scored.filter((r) => r.price.outputMicroUsdPerMtok > cap), "over_price_cap");
-    scored = scored.filter((r) => r.price.outputMicroUsdPerMtok <= cap);
+  const prefs = query.providers;
+  if (prefs) {
+    const excluded = scored.filter((r) => excludedBy(r.entry, prefs) !== undefined);
+    leaveOut(excluded, "excluded_by_request");
+    scored = scored.filter((r) => !excluded.includes(r));
+    if (scored.length === 0) {
+      return {
+        ...decision(undefined, left, `the provider preferences (${describePreferences(prefs)}) leave no model of tier "${tier.name}" (its models: ${inTier.map((c) => c.entry.id).join(", ")})`),
+        unsatisfiable: true,
+      };
+    }
+    if (excluded.length > 0) notes.push(`${excluded.length} candidate(s) excluded by the provider preferences`);
+  }
+  if (query.maxOutputMicroUsdPerMtok > 0n || (query.maxInputMicroUsdPerMtok ?? 0n) > 0n) {
+    leaveOut(scored.filter((r) => overPrice(r.price, query) !== undefined), "over_price_cap");
+    scored = scored.filter((r) => overPrice(r.price, query) === undefined);
     if (scored.length === 0) return decision(undefined, left, `no model of tier "${tier.name}" is within the max price`);
   }
   const healthy = scored.filter((r) => r.circuit !== "open");
@@ -159,7 +213,19 @@ export function decideRoute(query: RouteQuery, config: Config, prices: PriceTabl
 
   let ordered: Candidate[];
   let why: string;
-  if (costWeight !== undefined) {
+  if (prefs?.sort) {
+    // The request's own order among the models that meet the target (a sort never lowers quality).
+    const sort = prefs.sort;
+    const meets = pool.filter((r) => r.predictedQuality >= target).sort(SORTS[sort]);
+    const misses = pool.filter((r) => r.predictedQuality < target).sort((a, b) => b.predictedQuality - a.predictedQuality || byCost(a, b));
+    for (const r of meets) r.verdict = "requested_order";
+    for (const r of misses) r.verdict = "below_quality_target";
+    ordered = [...meets, ...misses];
+    why =
+      meets.length > 0
+        ? `${SORT_WORDS[sort]} of ${meets.length} candidate(s) meeting quality ${target.toFixed(2)} (provider.sort ${sort})`
+        : `model with the highest predicted quality (no candidate meets quality ${target.toFixed(2)})`;
+  } else if (costWeight !== undefined) {
     // Weigh predicted quality against price: cost is scaled to the dearest candidate so both
     // terms live in [0, 1].
     const maxCost = pool.reduce((m, r) => (r.expectedCostScaled > m ? r.expectedCostScaled : m), 1n);
@@ -178,11 +244,34 @@ export function decideRoute(query: RouteQuery, config: Config, prices: PriceTabl
         ? `cheapest of ${meets.length} candidate(s) meeting quality ${target.toFixed(2)}`
         : `model with the highest predicted quality (no candidate meets quality ${target.toFixed(2)})`;
   }
-  const primary = ordered[0]!;
-  primary.verdict = "chosen";
+  const best = ordered[0]!;
   const rest = ordered.slice(1);
-  const fallbacks = [...rest.filter((r) => r.entry.provider.name !== primary.entry.provider.name), ...rest.filter((r) => r.entry.provider.name === primary.entry.provider.name)];
-  const routes = [primary, ...fallbacks];
+  const fallbacks = [...rest.filter((r) => r.entry.provider.name !== best.entry.provider.name), ...rest.filter((r) => r.entry.provider.name === best.entry.provider.name)];
+  let routes = [best, ...fallbacks];
+  if (prefs && prefs.order.length > 0) {
+    // The request's providers first, in its order; within a provider, the rule's order (a stable sort).
+    const rank = (r: Candidate) => (prefs.order.includes(r.entry.provider.name) ? prefs.order.indexOf(r.entry.provider.name) : prefs.order.length);
+    routes = [...routes].sort((a, b) => rank(a) - rank(b));
+    if (routes[0] !== best) {
+      for (const r of routes) if (r.verdict !== "below_quality_target") r.verdict = "requested_order";
+      why = `first of provider.order (${prefs.order.join(", ")}) among the candidates; the rule's choice was ${best.entry.id}`;
+    }
+  }
+  if (prefs && !prefs.allowFallbacks) {
+    const kept = prefs.order.length > 0 ? routes.filter((r) => prefs.order.includes(r.entry.provider.name)) : routes.slice(0, 1);
+    if (kept.length === 0) {
+      leaveOut(routes, "excluded_by_request");
+      return {
+        ...decision(undefined, left, `provider.allow_fallbacks is false and no model of tier "${tier.name}" left by the other preferences is from a provider in provider.order (${prefs.order.join(", ")})`),
+        unsatisfiable: true,
+      };
+    }
+    leaveOut(routes.filter((r) => !kept.includes(r)), "excluded_by_request");
+    if (kept.length < routes.length) notes.push(`${routes.length - kept.length} fallback(s) dropped: provider.allow_fallbacks is false`);
+    routes = kept;
+  }
+  const primary = routes[0]!;
+  primary.verdict = "chosen";
   routes.forEach((r, i) => (r.planPosition = i + 1));
   const plan: Plan = {
     routes,
@@ -195,7 +284,49 @@ export function decideRoute(query: RouteQuery, config: Config, prices: PriceTabl
   return decision(plan, [...routes, ...left]);
 }
 
-const LEFT_OUT_ORDER: readonly Verdict[] = ["too_slow", "circuit_open", "over_price_cap", "not_in_tier"];
+const LEFT_OUT_ORDER: readonly Verdict[] = ["too_slow", "circuit_open", "over_price_cap", "excluded_by_request", "not_in_tier"];
+
+/** Orders of provider.sort: the best first, ties by expected cost. */
+const SORTS: Record<NonNullable<ProviderPreferences["sort"]>, (a: Candidate, b: Candidate) => number> = {
+  price: byCost,
+  latency: (a, b) => (a.ttftMs ?? Infinity) - (b.ttftMs ?? Infinity) || byCost(a, b),
+  throughput: (a, b) => (a.generationMs ?? Infinity) - (b.generationMs ?? Infinity) || byCost(a, b),
+};
+const SORT_WORDS: Record<NonNullable<ProviderPreferences["sort"]>, string> = {
+  price: "cheapest",
+  latency: "fastest to first token",
+  throughput: "fastest streaming",
+};
+
+/** Why the request's provider preferences leave a model out (by its provider's name), if they do. */
+function excludedBy(entry: CatalogEntry, prefs: ProviderPreferences | undefined): string | undefined {
+  if (!prefs) return undefined;
+  const provider = entry.provider.name;
+  if (prefs.only.length > 0 && !prefs.only.includes(provider)) return `its provider "${provider}" is not in provider.only`;
+  if (prefs.ignore.includes(provider)) return `its provider "${provider}" is in provider.ignore`;
+  return undefined;
+}
+
+/** Why a price is over the request's caps, if it is. */
+function overPrice(price: ModelPrice, query: RouteQuery): string | undefined {
+  if (query.maxOutputMicroUsdPerMtok > 0n && price.outputMicroUsdPerMtok > query.maxOutputMicroUsdPerMtok) {
+    return `output price ${usd(price.outputMicroUsdPerMtok)}/Mtok is over the request's max ${usd(query.maxOutputMicroUsdPerMtok)}/Mtok`;
+  }
+  const inputCap = query.maxInputMicroUsdPerMtok ?? 0n;
+  if (inputCap > 0n && price.inputMicroUsdPerMtok > inputCap) return `input price ${usd(price.inputMicroUsdPerMtok)}/Mtok is over the request's max ${usd(inputCap)}/Mtok`;
+  return undefined;
+}
+
+function describePreferences(p: ProviderPreferences): string {
+  return [
+    p.only.length > 0 ? `only: ${p.only.join(", ")}` : "",
+    p.ignore.length > 0 ? `ignore: ${p.ignore.join(", ")}` : "",
+    p.order.length > 0 ? `order: ${p.order.join(", ")}` : "",
+    p.allowFallbacks ? "" : "allow_fallbacks: false",
+  ]
+    .filter(Boolean)
+    .join("; ");
+}
 
 /**
  * A candidate's verdict in words, with the numbers the decision compared (for explanations; the
@@ -219,10 +350,14 @@ export function describeCandidate(c: Candidate, decision: RouteDecision, query: 
       return `meets quality ${target} (${quality}) but expected cost ${usd(c.expectedCostMicroUsd)} is over the choice's ${usd(primary?.expectedCostMicroUsd ?? 0n)}`;
     case "lower_score":
       return `quality/cost score ${c.utility!.toFixed(3)} is below the choice's ${primary?.utility?.toFixed(3) ?? "?"}`;
+    case "requested_order":
+      return query.models?.length ? "a later model of the request's 'models' list" : "later in the order the request asked for (provider.order or provider.sort)";
+    case "excluded_by_request":
+      return excludedBy(c.entry, query.providers) ?? "dropped: provider.allow_fallbacks is false";
     case "circuit_open":
       return "circuit open after recent failures: healthy candidates go first";
     case "over_price_cap":
-      return `output price ${usd(c.price.outputMicroUsdPerMtok)}/Mtok is over the request's max ${usd(query.maxOutputMicroUsdPerMtok)}/Mtok`;
+      return overPrice(c.price, query) ?? "over the request's max price";
     case "too_slow":
       return `time to first token ${Math.round(c.ttftMs ?? 0)} ms is over the tier's ${slo ?? "?"} ms SLO`;
     case "not_in_tier":
@@ -242,6 +377,11 @@ function decidePinned(query: RouteQuery, prices: PriceTable, health: HealthTable
   if (!entry) throw new RouteError("unknown_model", `model "${query.pinnedModel}" is not routable`);
   const tierName = query.tier || entry.model.tiers[0]!;
   const price = prices.get(entry.id)!;
+  // The request's own limits hold for the model it names, too: the stricter wins.
+  const excluded = excludedBy(entry, query.providers);
+  if (excluded) throw new RouteError("unsatisfiable", `model "${entry.id}" was asked for, but ${excluded}`);
+  const over = overPrice(price, query);
+  if (over) throw new RouteError("no_candidates", `model "${entry.id}" was asked for, but its ${over}`);
   const route: Candidate = {
     entry,
     price,
@@ -262,6 +402,70 @@ function decidePinned(query: RouteQuery, prices: PriceTable, health: HealthTable
   };
 }
 
+/**
+ * OpenRouter's `models`: the models the request lists, in its order, with no routing. Those the
+ * request's own preferences exclude (provider.only / ignore, max prices) are left out; of the
+ * rest, the first whose circuit is not open is the primary route and the others follow in the
+ * listed order (open circuits last; every one open: routed anyway). provider.order, sort and
+ * allow_fallbacks do not reorder or cut a list the client ordered itself.
+ */
+function decideList(query: RouteQuery, config: Config, prices: PriceTable, health: HealthTable): RouteDecision {
+  const ids = [...new Set(query.models)];
+  const listed: Candidate[] = [];
+  const left: Candidate[] = [];
+  const skipped: string[] = [];
+  for (const id of ids) {
+    const entry = prices.catalog.find((e) => e.id === id);
+    if (!entry) throw new RouteError("unknown_model", `model "${id}" in 'models' is not routable`);
+    const price = prices.get(id)!;
+    const candidate: Candidate = {
+      entry,
+      price,
+      predictedQuality: Number.NaN,
+      ...expectedCost(price, query.expectedInputTokens, query.expectedOutputTokens),
+      circuit: health.circuit(id),
+      qualitySource: "",
+      ttftMs: health.ttftMs(id),
+      verdict: "requested_order",
+      planPosition: 0,
+    };
+    const excluded = excludedBy(entry, query.providers);
+    const over = excluded ? undefined : overPrice(price, query);
+    if (excluded || over) {
+      left.push({ ...candidate, verdict: excluded ? "excluded_by_request" : "over_price_cap" });
+      skipped.push(`${id}: ${excluded ?? over}`);
+    } else listed.push(candidate);
+  }
+  const tierName = query.tier || listed[0]?.entry.model.tiers[0] || "";
+  const notes: string[] = [];
+  if (listed.length === 0) {
+    return {
+      plan: undefined,
+      noRoute: `no model in 'models' may serve this request (${skipped.join("; ")})`,
+      unsatisfiable: left.every((c) => c.verdict === "excluded_by_request"),
+      candidates: left,
+      tier: tierName,
+      qualityTarget: Number.NaN,
+      expectedOutputTokens: query.expectedOutputTokens,
+    };
+  }
+  if (skipped.length > 0) notes.push(`skipped ${skipped.join("; ")}`);
+  const healthy = listed.filter((c) => c.circuit !== "open");
+  if (healthy.length === 0) notes.push("every listed model's circuit is open; routing anyway");
+  else if (healthy.length < listed.length) notes.push(`${listed.length - healthy.length} listed model(s) moved last: circuit open`);
+  const routes = healthy.length === 0 ? listed : [...healthy, ...listed.filter((c) => c.circuit === "open")];
+  routes[0]!.verdict = "chosen";
+  routes.forEach((r, i) => (r.planPosition = i + 1));
+  const why = routes[0] === listed[0] ? "the first model of 'models'" : "the first model of 'models' that can serve";
+  return {
+    plan: { routes, tier: tierName, reason: [`${routes[0]!.entry.id} is ${why}`, ...notes].join("; "), qualityInputs: [] },
+    candidates: [...routes, ...left],
+    tier: tierName,
+    qualityTarget: Number.NaN,
+    expectedOutputTokens: query.expectedOutputTokens,
+  };
+}
+
 function score(entry: CatalogEntry, query: RouteQuery, outputTokens: number, prices: PriceTable, health: HealthTable): Candidate {
   const price = prices.get(entry.id)!;
   const quality = predictedQuality(entry, query.predictedQuality);
@@ -273,6 +477,7 @@ function score(entry: CatalogEntry, query: RouteQuery, outputTokens: number, pri
     ...expectedCost(price, query.expectedInputTokens, outputTokens),
     circuit: health.circuit(entry.id),
     ttftMs: health.ttftMs(entry.id),
+    generationMs: health.generationMs(entry.id),
     // Set once the decision has placed it.
     verdict: "not_in_tier",
     planPosition: 0,

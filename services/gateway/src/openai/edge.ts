@@ -6,8 +6,8 @@ import { GatewayError } from "../errors.js";
 const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "::1"]);
 
 /** Request headers a browser may send cross-origin (besides CORS-safelisted ones). */
-const ALLOWED_REQUEST_HEADERS = ["authorization", "content-type", "x-api-key", "x-switchyard-cache", "traceparent", "tracestate"];
-/** The OpenAI SDKs add these to every request; they carry no authority. */
+const ALLOWED_REQUEST_HEADERS = ["authorization", "content-type", "x-api-key", "anthropic-version", "anthropic-beta", "x-switchyard-cache", "traceparent", "tracestate"];
+/** The OpenAI and Anthropic SDKs add these to every request; they carry no authority. */
 const SDK_HEADER = /^x-stainless-[a-z0-9-]+$/;
 /** Response headers a browser script may read. */
 const EXPOSED_HEADERS = "x-switchyard-model, x-switchyard-tier, x-switchyard-cache, x-switchyard-cost-usd, x-switchyard-request-id, traceparent";

@@ -2,6 +2,7 @@ import type { Config } from "@switchyard/config";
 import { invalidRequest } from "../errors.js";
 import { AUTO_MODEL, parseModel } from "../model-name.js";
 import type { CompletionRequest, Sampling } from "../orchestrator.js";
+import { parseOpenRouterRouting, stricterCap } from "./openrouter.js";
 
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
 
@@ -15,7 +16,9 @@ export interface ChatRequest {
 /**
  * Validates an OpenAI `POST /v1/chat/completions` body. Every problem becomes a 400 naming the
  * parameter, as OpenAI does. Switchyard's own options travel in `switchyard: {quality_target,
- * cost_weight, max_output_usd_per_mtok, cache: "use" | "bypass"}` or the `x-switchyard-cache` header.
+ * cost_weight, max_output_usd_per_mtok, cache: "use" | "bypass"}` or the `x-switchyard-cache` header;
+ * OpenRouter's routing fields (`models`, `provider`) are read too (see `parseOpenRouterRouting`),
+ * and of two price caps on the same price, the stricter wins.
  */
 export function parseChatRequest(body: unknown, config: Config, cacheHeader: string | undefined): ChatRequest {
   if (typeof body !== "object" || body === null || Array.isArray(body)) throw invalidRequest("the request body must be a JSON object");
@@ -24,15 +27,7 @@ export function parseChatRequest(body: unknown, config: Config, cacheHeader: str
   // overflow the stack on a body nested 100,000 deep).
   checkDepth(body, limits.max_json_depth);
   const b = body as Record<string, unknown>;
-  for (const field of REDIRECTING_FIELDS) {
-    if (Object.hasOwn(b, field) && b[field] !== null && b[field] !== undefined) {
-      throw invalidRequest(
-        `'${field}' is not supported: Switchyard chooses the upstream and holds its credentials, so a request cannot redirect or re-authenticate the call; remove '${field}'`,
-        field,
-        "unsupported_parameter",
-      );
-    }
-  }
+  refuseRedirecting(b);
   checkUser(b.user, limits.max_user_chars);
   checkMetadata(b.metadata, limits);
   if (b.model !== undefined && typeof b.model !== "string") throw invalidRequest("'model' must be a string", "model");
@@ -72,7 +67,36 @@ export function parseChatRequest(body: unknown, config: Config, cacheHeader: str
   if (so !== undefined && so !== null && (typeof so !== "object" || Array.isArray(so))) throw invalidRequest("'stream_options' must be an object", "stream_options");
   const includeUsage = Boolean(so && (so as Record<string, unknown>).include_usage === true);
 
-  const ext = b.switchyard;
+  const options = parseSwitchyardOptions(b.switchyard, cacheHeader);
+  const routing = parseOpenRouterRouting(b, b.model, config);
+  return {
+    stream,
+    includeUsage,
+    completion: {
+      requestedModel,
+      choice: routing.choice ?? choice,
+      messages,
+      sampling,
+      ...options,
+      maxOutputMicroUsdPerMtok: stricterCap(options.maxOutputMicroUsdPerMtok, routing.maxOutputMicroUsdPerMtok),
+      ...(routing.maxInputMicroUsdPerMtok > 0n ? { maxInputMicroUsdPerMtok: routing.maxInputMicroUsdPerMtok } : {}),
+      ...(routing.providers ? { providers: routing.providers } : {}),
+      tools,
+      ...(toolChoice ? { toolChoice } : {}),
+      ...(usesTools || tools.length > 0 ? { conversation: turns } : {}),
+    },
+  };
+}
+
+/** Switchyard's own options of a request, whatever API it came in on. */
+export type SwitchyardOptions = Pick<CompletionRequest, "qualityTarget" | "costWeight" | "maxOutputMicroUsdPerMtok" | "cacheMode">;
+
+/**
+ * Reads Switchyard's own options, the same on every REST API: the body's `switchyard: {quality_target,
+ * cost_weight, max_output_usd_per_mtok, cache: "use" | "bypass" | "default"}`, or the cache mode
+ * from the `x-switchyard-cache` header.
+ */
+export function parseSwitchyardOptions(ext: unknown, cacheHeader: string | undefined): SwitchyardOptions {
   if (ext !== undefined && (typeof ext !== "object" || ext === null || Array.isArray(ext))) throw invalidRequest("'switchyard' must be an object", "switchyard");
   const x = (ext ?? {}) as Record<string, unknown>;
   const qualityTarget = optionalNumber(x.quality_target, "switchyard.quality_target", 0, 1);
@@ -83,22 +107,27 @@ export function parseChatRequest(body: unknown, config: Config, cacheHeader: str
     throw invalidRequest("cache option must be \"use\", \"bypass\" or \"default\"", "switchyard.cache");
   }
   return {
-    stream,
-    includeUsage,
-    completion: {
-      requestedModel,
-      choice,
-      messages,
-      sampling,
-      ...(qualityTarget === undefined ? {} : { qualityTarget }),
-      ...(costWeight === undefined ? {} : { costWeight }),
-      tools,
-      ...(toolChoice ? { toolChoice } : {}),
-      ...(usesTools || tools.length > 0 ? { conversation: turns } : {}),
-      maxOutputMicroUsdPerMtok: maxPrice === undefined ? 0n : BigInt(Math.round(maxPrice * 1_000_000)),
-      cacheMode: (cacheOption as CompletionRequest["cacheMode"] | undefined) ?? "default",
-    },
+    ...(qualityTarget === undefined ? {} : { qualityTarget }),
+    ...(costWeight === undefined ? {} : { costWeight }),
+    maxOutputMicroUsdPerMtok: maxPrice === undefined ? 0n : BigInt(Math.round(maxPrice * 1_000_000)),
+    cacheMode: (cacheOption as CompletionRequest["cacheMode"] | undefined) ?? "default",
   };
+}
+
+/**
+ * Refuses the fields that other gateways honour to send the upstream call elsewhere or with other
+ * credentials (see REDIRECTING_FIELDS), naming the field.
+ */
+export function refuseRedirecting(b: Record<string, unknown>): void {
+  for (const field of REDIRECTING_FIELDS) {
+    if (Object.hasOwn(b, field) && b[field] !== null && b[field] !== undefined) {
+      throw invalidRequest(
+        `'${field}' is not supported: Switchyard chooses the upstream and holds its credentials, so a request cannot redirect or re-authenticate the call; remove '${field}'`,
+        field,
+        "unsupported_parameter",
+      );
+    }
+  }
 }
 
 function parseMessage(m: unknown, i: number): ConversationTurn {
@@ -210,7 +239,8 @@ function parseToolChoice(v: unknown, tools: ToolSpec[]): ToolChoiceSpec | undefi
   throw invalidRequest('\'tool_choice\' must be "auto", "none", "required" or {type: "function", function: {name}}', "tool_choice");
 }
 
-function parseStop(stop: unknown, max: number): string[] {
+/** `stop` as a string or an array of at most `max` strings. */
+export function parseStop(stop: unknown, max: number): string[] {
   if (stop === undefined || stop === null) return [];
   if (typeof stop === "string") return [stop];
   if (Array.isArray(stop) && stop.every((s) => typeof s === "string")) {
@@ -282,7 +312,7 @@ function checkUser(user: unknown, max: number): void {
 }
 
 /** OpenAI's `metadata`: at most 16 string values, keys up to 64 characters, values up to 512 (configurable). */
-function checkMetadata(metadata: unknown, limits: Config["limits"]): void {
+export function checkMetadata(metadata: unknown, limits: Config["limits"]): void {
   if (metadata === undefined || metadata === null) return;
   if (typeof metadata !== "object" || Array.isArray(metadata)) throw invalidRequest("'metadata' must be an object of string values", "metadata");
   const entries = Object.entries(metadata);
@@ -303,13 +333,15 @@ function tooLong(param: string, max: number, length: number) {
   return invalidRequest(`Invalid '${param}': string too long. Expected a string with maximum length ${max}, but got a string with length ${length} instead.`, param, "string_above_max_length");
 }
 
-function optionalNumber(v: unknown, param: string, min: number, max: number): number | undefined {
+/** A number in [min, max], or undefined when absent. @throws GatewayError 400 naming `param` */
+export function optionalNumber(v: unknown, param: string, min: number, max: number): number | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v !== "number" || !Number.isFinite(v) || v < min || v > max) throw invalidRequest(`'${param}' must be a number from ${min} to ${max}`, param);
   return v;
 }
 
-function optionalInt(v: unknown, param: string): number | undefined {
+/** A positive integer, or undefined when absent. @throws GatewayError 400 naming `param` */
+export function optionalInt(v: unknown, param: string): number | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 1) throw invalidRequest(`'${param}' must be a positive integer`, param);
   return v;

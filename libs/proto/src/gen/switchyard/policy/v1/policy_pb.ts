@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchyard/policy/v1/policy.proto.
  */
 export const file_switchyard_policy_v1_policy: GenFile = /*@__PURE__*/
-  fileDesc("CiFzd2l0Y2h5YXJkL3BvbGljeS92MS9wb2xpY3kucHJvdG8SFHN3aXRjaHlhcmQucG9saWN5LnYxIs4CCgxSb3V0ZVJlcXVlc3QSDgoGdGVuYW50GAEgASgJEgwKBHRpZXIYAiABKAkSUwoRcHJlZGljdGVkX3F1YWxpdHkYAyADKAsyOC5zd2l0Y2h5YXJkLnBvbGljeS52MS5Sb3V0ZVJlcXVlc3QuUHJlZGljdGVkUXVhbGl0eUVudHJ5EhQKDHBpbm5lZF9tb2RlbBgEIAEoCRIdChVleHBlY3RlZF9pbnB1dF90b2tlbnMYBSABKAMSHgoWZXhwZWN0ZWRfb3V0cHV0X3Rva2VucxgGIAEoAxI9CgtwcmVmZXJlbmNlcxgHIAEoCzIoLnN3aXRjaHlhcmQucG9saWN5LnYxLlJvdXRpbmdQcmVmZXJlbmNlcxo3ChVQcmVkaWN0ZWRRdWFsaXR5RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASKVAQoSUm91dGluZ1ByZWZlcmVuY2VzEhsKDnF1YWxpdHlfdGFyZ2V0GAEgASgBSACIAQESGAoLY29zdF93ZWlnaHQYAiABKAFIAYgBARIlCh1tYXhfb3V0cHV0X21pY3JvX3VzZF9wZXJfbXRvaxgDIAEoA0IRCg9fcXVhbGl0eV90YXJnZXRCDgoMX2Nvc3Rfd2VpZ2h0Ij4KDVJvdXRlUmVzcG9uc2USLQoEcGxhbhgBIAEoCzIfLnN3aXRjaHlhcmQucG9saWN5LnYxLlJvdXRlUGxhbiKWAQoJUm91dGVQbGFuEisKBnJvdXRlcxgBIAMoCzIbLnN3aXRjaHlhcmQucG9saWN5LnYxLlJvdXRlEgwKBHRpZXIYAiABKAkSDgoGcmVhc29uGAMgASgJEhQKDHRhYmxlc19zdGFsZRgEIAEoCBIQCghyZXVzYWJsZRgFIAEoCBIWCg5xdWFsaXR5X2lucHV0cxgGIAMoCSKhAQoFUm91dGUSEAoIcHJvdmlkZXIYASABKAkSDQoFbW9kZWwYAiABKAkSKgoFcHJpY2UYAyABKAsyGy5zd2l0Y2h5YXJkLmNvbW1vbi52MS5QcmljZRIZChFwcmVkaWN0ZWRfcXVhbGl0eRgEIAEoARIfChdleHBlY3RlZF9jb3N0X21pY3JvX3VzZBgFIAEoAxIPCgdjaXJjdWl0GAYgASgJIkgKE0V4cGxhaW5Sb3V0ZVJlcXVlc3QSMQoFcm91dGUYASABKAsyIi5zd2l0Y2h5YXJkLnBvbGljeS52MS5Sb3V0ZVJlcXVlc3Qi9AEKFEV4cGxhaW5Sb3V0ZVJlc3BvbnNlEi0KBHBsYW4YASABKAsyHy5zd2l0Y2h5YXJkLnBvbGljeS52MS5Sb3V0ZVBsYW4SMwoKY2FuZGlkYXRlcxgCIAMoCzIfLnN3aXRjaHlhcmQucG9saWN5LnYxLkNhbmRpZGF0ZRIWCg5yZXF1ZXN0ZWRfdGllchgDIAEoCRIWCg5xdWFsaXR5X3RhcmdldBgEIAEoARIYCgtjb3N0X3dlaWdodBgFIAEoAUgAiAEBEh4KFmV4cGVjdGVkX291dHB1dF90b2tlbnMYBiABKANCDgoMX2Nvc3Rfd2VpZ2h0ItUCCglDYW5kaWRhdGUSEAoIcHJvdmlkZXIYASABKAkSDQoFbW9kZWwYAiABKAkSKgoFcHJpY2UYAyABKAsyGy5zd2l0Y2h5YXJkLmNvbW1vbi52MS5QcmljZRIZChFwcmVkaWN0ZWRfcXVhbGl0eRgEIAEoARIWCg5xdWFsaXR5X3NvdXJjZRgFIAEoCRIfChdleHBlY3RlZF9jb3N0X21pY3JvX3VzZBgGIAEoAxIPCgdjaXJjdWl0GAcgASgJEg8KB3R0ZnRfbXMYCCABKAESNwoHdmVyZGljdBgJIAEoDjImLnN3aXRjaHlhcmQucG9saWN5LnYxLkNhbmRpZGF0ZVZlcmRpY3QSFQoNcGxhbl9wb3NpdGlvbhgKIAEoBRITCgtleHBsYW5hdGlvbhgLIAEoCRIUCgd1dGlsaXR5GAwgASgBSACIAQFCCgoIX3V0aWxpdHkiEwoRTGlzdE1vZGVsc1JlcXVlc3QiSQoSTGlzdE1vZGVsc1Jlc3BvbnNlEjMKBm1vZGVscxgBIAMoCzIjLnN3aXRjaHlhcmQucG9saWN5LnYxLlJvdXRhYmxlTW9kZWwikgEKDVJvdXRhYmxlTW9kZWwSEAoIcHJvdmlkZXIYASABKAkSDQoFbW9kZWwYAiABKAkSKgoFcHJpY2UYAyABKAsyGy5zd2l0Y2h5YXJkLmNvbW1vbi52MS5QcmljZRINCgV0aWVycxgEIAMoCRIPCgdjaXJjdWl0GAUgASgJEhQKDHByaWNlX3NvdXJjZRgGIAEoCSrPAgoQQ2FuZGlkYXRlVmVyZGljdBIhCh1DQU5ESURBVEVfVkVSRElDVF9VTlNQRUNJRklFRBAAEhwKGENBTkRJREFURV9WRVJESUNUX0NIT1NFThABEioKJkNBTkRJREFURV9WRVJESUNUX0JFTE9XX1FVQUxJVFlfVEFSR0VUEAISHgoaQ0FORElEQVRFX1ZFUkRJQ1RfQ09TVExJRVIQAxIhCh1DQU5ESURBVEVfVkVSRElDVF9MT1dFUl9TQ09SRRAEEiIKHkNBTkRJREFURV9WRVJESUNUX0NJUkNVSVRfT1BFThAFEiQKIENBTkRJREFURV9WRVJESUNUX09WRVJfUFJJQ0VfQ0FQEAYSHgoaQ0FORElEQVRFX1ZFUkRJQ1RfVE9PX1NMT1cQBxIhCh1DQU5ESURBVEVfVkVSRElDVF9OT1RfSU5fVElFUhAIMqkCCg1Qb2xpY3lTZXJ2aWNlElAKBVJvdXRlEiIuc3dpdGNoeWFyZC5wb2xpY3kudjEuUm91dGVSZXF1ZXN0GiMuc3dpdGNoeWFyZC5wb2xpY3kudjEuUm91dGVSZXNwb25zZRJlCgxFeHBsYWluUm91dGUSKS5zd2l0Y2h5YXJkLnBvbGljeS52MS5FeHBsYWluUm91dGVSZXF1ZXN0Giouc3dpdGNoeWFyZC5wb2xpY3kudjEuRXhwbGFpblJvdXRlUmVzcG9uc2USXwoKTGlzdE1vZGVscxInLnN3aXRjaHlhcmQucG9saWN5LnYxLkxpc3RNb2RlbHNSZXF1ZXN0Giguc3dpdGNoeWFyZC5wb2xpY3kudjEuTGlzdE1vZGVsc1Jlc3BvbnNlYgZwcm90bzM", [file_switchyard_common_v1_chat]);
+  fileDesc("CiFzd2l0Y2h5YXJkL3BvbGljeS92MS9wb2xpY3kucHJvdG8SFHN3aXRjaHlhcmQucG9saWN5LnYxIt4CCgxSb3V0ZVJlcXVlc3QSDgoGdGVuYW50GAEgASgJEgwKBHRpZXIYAiABKAkSUwoRcHJlZGljdGVkX3F1YWxpdHkYAyADKAsyOC5zd2l0Y2h5YXJkLnBvbGljeS52MS5Sb3V0ZVJlcXVlc3QuUHJlZGljdGVkUXVhbGl0eUVudHJ5EhQKDHBpbm5lZF9tb2RlbBgEIAEoCRIdChVleHBlY3RlZF9pbnB1dF90b2tlbnMYBSABKAMSHgoWZXhwZWN0ZWRfb3V0cHV0X3Rva2VucxgGIAEoAxI9CgtwcmVmZXJlbmNlcxgHIAEoCzIoLnN3aXRjaHlhcmQucG9saWN5LnYxLlJvdXRpbmdQcmVmZXJlbmNlcxIOCgZtb2RlbHMYCCADKAkaNwoVUHJlZGljdGVkUXVhbGl0eUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEi+QEKElJvdXRpbmdQcmVmZXJlbmNlcxIbCg5xdWFsaXR5X3RhcmdldBgBIAEoAUgAiAEBEhgKC2Nvc3Rfd2VpZ2h0GAIgASgBSAGIAQESJQodbWF4X291dHB1dF9taWNyb191c2RfcGVyX210b2sYAyABKAMSJAocbWF4X2lucHV0X21pY3JvX3VzZF9wZXJfbXRvaxgEIAEoAxI8Cglwcm92aWRlcnMYBSABKAsyKS5zd2l0Y2h5YXJkLnBvbGljeS52MS5Qcm92aWRlclByZWZlcmVuY2VzQhEKD19xdWFsaXR5X3RhcmdldEIOCgxfY29zdF93ZWlnaHQipgEKE1Byb3ZpZGVyUHJlZmVyZW5jZXMSDQoFb3JkZXIYASADKAkSDAoEb25seRgCIAMoCRIOCgZpZ25vcmUYAyADKAkSHAoPYWxsb3dfZmFsbGJhY2tzGAQgASgISACIAQESMAoEc29ydBgFIAEoDjIiLnN3aXRjaHlhcmQucG9saWN5LnYxLlByb3ZpZGVyU29ydEISChBfYWxsb3dfZmFsbGJhY2tzIj4KDVJvdXRlUmVzcG9uc2USLQoEcGxhbhgBIAEoCzIfLnN3aXRjaHlhcmQucG9saWN5LnYxLlJvdXRlUGxhbiKWAQoJUm91dGVQbGFuEisKBnJvdXRlcxgBIAMoCzIbLnN3aXRjaHlhcmQucG9saWN5LnYxLlJvdXRlEgwKBHRpZXIYAiABKAkSDgoGcmVhc29uGAMgASgJEhQKDHRhYmxlc19zdGFsZRgEIAEoCBIQCghyZXVzYWJsZRgFIAEoCBIWCg5xdWFsaXR5X2lucHV0cxgGIAMoCSKhAQoFUm91dGUSEAoIcHJvdmlkZXIYASABKAkSDQoFbW9kZWwYAiABKAkSKgoFcHJpY2UYAyABKAsyGy5zd2l0Y2h5YXJkLmNvbW1vbi52MS5QcmljZRIZChFwcmVkaWN0ZWRfcXVhbGl0eRgEIAEoARIfChdleHBlY3RlZF9jb3N0X21pY3JvX3VzZBgFIAEoAxIPCgdjaXJjdWl0GAYgASgJIkgKE0V4cGxhaW5Sb3V0ZVJlcXVlc3QSMQoFcm91dGUYASABKAsyIi5zd2l0Y2h5YXJkLnBvbGljeS52MS5Sb3V0ZVJlcXVlc3Qi9AEKFEV4cGxhaW5Sb3V0ZVJlc3BvbnNlEi0KBHBsYW4YASABKAsyHy5zd2l0Y2h5YXJkLnBvbGljeS52MS5Sb3V0ZVBsYW4SMwoKY2FuZGlkYXRlcxgCIAMoCzIfLnN3aXRjaHlhcmQucG9saWN5LnYxLkNhbmRpZGF0ZRIWCg5yZXF1ZXN0ZWRfdGllchgDIAEoCRIWCg5xdWFsaXR5X3RhcmdldBgEIAEoARIYCgtjb3N0X3dlaWdodBgFIAEoAUgAiAEBEh4KFmV4cGVjdGVkX291dHB1dF90b2tlbnMYBiABKANCDgoMX2Nvc3Rfd2VpZ2h0ItUCCglDYW5kaWRhdGUSEAoIcHJvdmlkZXIYASABKAkSDQoFbW9kZWwYAiABKAkSKgoFcHJpY2UYAyABKAsyGy5zd2l0Y2h5YXJkLmNvbW1vbi52MS5QcmljZRIZChFwcmVkaWN0ZWRfcXVhbGl0eRgEIAEoARIWCg5xdWFsaXR5X3NvdXJjZRgFIAEoCRIfChdleHBlY3RlZF9jb3N0X21pY3JvX3VzZBgGIAEoAxIPCgdjaXJjdWl0GAcgASgJEg8KB3R0ZnRfbXMYCCABKAESNwoHdmVyZGljdBgJIAEoDjImLnN3aXRjaHlhcmQucG9saWN5LnYxLkNhbmRpZGF0ZVZlcmRpY3QSFQoNcGxhbl9wb3NpdGlvbhgKIAEoBRITCgtleHBsYW5hdGlvbhgLIAEoCRIUCgd1dGlsaXR5GAwgASgBSACIAQFCCgoIX3V0aWxpdHkiEwoRTGlzdE1vZGVsc1JlcXVlc3QiSQoSTGlzdE1vZGVsc1Jlc3BvbnNlEjMKBm1vZGVscxgBIAMoCzIjLnN3aXRjaHlhcmQucG9saWN5LnYxLlJvdXRhYmxlTW9kZWwikgEKDVJvdXRhYmxlTW9kZWwSEAoIcHJvdmlkZXIYASABKAkSDQoFbW9kZWwYAiABKAkSKgoFcHJpY2UYAyABKAsyGy5zd2l0Y2h5YXJkLmNvbW1vbi52MS5QcmljZRINCgV0aWVycxgEIAMoCRIPCgdjaXJjdWl0GAUgASgJEhQKDHByaWNlX3NvdXJjZRgGIAEoCSp/CgxQcm92aWRlclNvcnQSHQoZUFJPVklERVJfU09SVF9VTlNQRUNJRklFRBAAEhcKE1BST1ZJREVSX1NPUlRfUFJJQ0UQARIcChhQUk9WSURFUl9TT1JUX1RIUk9VR0hQVVQQAhIZChVQUk9WSURFUl9TT1JUX0xBVEVOQ1kQAyqhAwoQQ2FuZGlkYXRlVmVyZGljdBIhCh1DQU5ESURBVEVfVkVSRElDVF9VTlNQRUNJRklFRBAAEhwKGENBTkRJREFURV9WRVJESUNUX0NIT1NFThABEioKJkNBTkRJREFURV9WRVJESUNUX0JFTE9XX1FVQUxJVFlfVEFSR0VUEAISHgoaQ0FORElEQVRFX1ZFUkRJQ1RfQ09TVExJRVIQAxIhCh1DQU5ESURBVEVfVkVSRElDVF9MT1dFUl9TQ09SRRAEEiIKHkNBTkRJREFURV9WRVJESUNUX0NJUkNVSVRfT1BFThAFEiQKIENBTkRJREFURV9WRVJESUNUX09WRVJfUFJJQ0VfQ0FQEAYSHgoaQ0FORElEQVRFX1ZFUkRJQ1RfVE9PX1NMT1cQBxIhCh1DQU5ESURBVEVfVkVSRElDVF9OT1RfSU5fVElFUhAIEikKJUNBTkRJREFURV9WRVJESUNUX0VYQ0xVREVEX0JZX1JFUVVFU1QQCRIlCiFDQU5ESURBVEVfVkVSRElDVF9SRVFVRVNURURfT1JERVIQCjKpAgoNUG9saWN5U2VydmljZRJQCgVSb3V0ZRIiLnN3aXRjaHlhcmQucG9saWN5LnYxLlJvdXRlUmVxdWVzdBojLnN3aXRjaHlhcmQucG9saWN5LnYxLlJvdXRlUmVzcG9uc2USZQoMRXhwbGFpblJvdXRlEikuc3dpdGNoeWFyZC5wb2xpY3kudjEuRXhwbGFpblJvdXRlUmVxdWVzdBoqLnN3aXRjaHlhcmQucG9saWN5LnYxLkV4cGxhaW5Sb3V0ZVJlc3BvbnNlEl8KCkxpc3RNb2RlbHMSJy5zd2l0Y2h5YXJkLnBvbGljeS52MS5MaXN0TW9kZWxzUmVxdWVzdBooLnN3aXRjaHlhcmQucG9saWN5LnYxLkxpc3RNb2RlbHNSZXNwb25zZWIGcHJvdG8z", [file_switchyard_common_v1_chat]);
 
 /**
  * @generated from message switchyard.policy.v1.RouteRequest
@@ -59,6 +59,15 @@ export type RouteRequest = Message<"switchyard.policy.v1.RouteRequest"> & {
    * @generated from field: switchyard.policy.v1.RoutingPreferences preferences = 7;
    */
   preferences?: RoutingPreferences | undefined;
+
+  /**
+   * An ordered list of "provider/model" ids (OpenRouter's `models`): no routing; the first that
+   * can serve (known, allowed by the preferences, circuit not open) is the primary route and the
+   * rest are fallbacks in the order given. Set instead of pinned_model; an unknown id is NotFound.
+   *
+   * @generated from field: repeated string models = 8;
+   */
+  models: string[];
 };
 
 /**
@@ -94,6 +103,20 @@ export type RoutingPreferences = Message<"switchyard.policy.v1.RoutingPreference
    * @generated from field: int64 max_output_micro_usd_per_mtok = 3;
    */
   maxOutputMicroUsdPerMtok: bigint;
+
+  /**
+   * Highest acceptable input price, micro-dollars per million tokens; 0 = no limit.
+   *
+   * @generated from field: int64 max_input_micro_usd_per_mtok = 4;
+   */
+  maxInputMicroUsdPerMtok: bigint;
+
+  /**
+   * Which providers may serve and in what order (OpenRouter's `provider` preferences).
+   *
+   * @generated from field: switchyard.policy.v1.ProviderPreferences providers = 5;
+   */
+  providers?: ProviderPreferences | undefined;
 };
 
 /**
@@ -102,6 +125,60 @@ export type RoutingPreferences = Message<"switchyard.policy.v1.RoutingPreference
  */
 export const RoutingPreferencesSchema: GenMessage<RoutingPreferences> = /*@__PURE__*/
   messageDesc(file_switchyard_policy_v1_policy, 1);
+
+/**
+ * Provider preferences of one request. Names are configured provider names. They narrow the
+ * candidates and order them; they never lower the quality target or lift a tenant's limits. When
+ * they leave no candidate, Route answers InvalidArgument (a request that cannot be served as
+ * asked, whatever the tables say).
+ *
+ * @generated from message switchyard.policy.v1.ProviderPreferences
+ */
+export type ProviderPreferences = Message<"switchyard.policy.v1.ProviderPreferences"> & {
+  /**
+   * Providers to try first, in this order; the others follow (unless allow_fallbacks is false).
+   *
+   * @generated from field: repeated string order = 1;
+   */
+  order: string[];
+
+  /**
+   * Only these providers may serve; empty = any.
+   *
+   * @generated from field: repeated string only = 2;
+   */
+  only: string[];
+
+  /**
+   * These providers may not serve.
+   *
+   * @generated from field: repeated string ignore = 3;
+   */
+  ignore: string[];
+
+  /**
+   * False: only the providers in `order` are tried (without `order`: only the primary route).
+   * Unset = true.
+   *
+   * @generated from field: optional bool allow_fallbacks = 4;
+   */
+  allowFallbacks?: boolean | undefined;
+
+  /**
+   * Orders the candidates that meet the quality target by price, throughput or latency instead
+   * of the quality/cost rule (those below the target still come after).
+   *
+   * @generated from field: switchyard.policy.v1.ProviderSort sort = 5;
+   */
+  sort: ProviderSort;
+};
+
+/**
+ * Describes the message switchyard.policy.v1.ProviderPreferences.
+ * Use `create(ProviderPreferencesSchema)` to create a new message.
+ */
+export const ProviderPreferencesSchema: GenMessage<ProviderPreferences> = /*@__PURE__*/
+  messageDesc(file_switchyard_policy_v1_policy, 2);
 
 /**
  * @generated from message switchyard.policy.v1.RouteResponse
@@ -118,7 +195,7 @@ export type RouteResponse = Message<"switchyard.policy.v1.RouteResponse"> & {
  * Use `create(RouteResponseSchema)` to create a new message.
  */
 export const RouteResponseSchema: GenMessage<RouteResponse> = /*@__PURE__*/
-  messageDesc(file_switchyard_policy_v1_policy, 2);
+  messageDesc(file_switchyard_policy_v1_policy, 3);
 
 /**
  * The routes to try, in order, and why.
@@ -172,7 +249,7 @@ export type RoutePlan = Message<"switchyard.policy.v1.RoutePlan"> & {
  * Use `create(RoutePlanSchema)` to create a new message.
  */
 export const RoutePlanSchema: GenMessage<RoutePlan> = /*@__PURE__*/
-  messageDesc(file_switchyard_policy_v1_policy, 3);
+  messageDesc(file_switchyard_policy_v1_policy, 4);
 
 /**
  * @generated from message switchyard.policy.v1.Route
@@ -216,7 +293,7 @@ export type Route = Message<"switchyard.policy.v1.Route"> & {
  * Use `create(RouteSchema)` to create a new message.
  */
 export const RouteSchema: GenMessage<Route> = /*@__PURE__*/
-  messageDesc(file_switchyard_policy_v1_policy, 4);
+  messageDesc(file_switchyard_policy_v1_policy, 5);
 
 /**
  * @generated from message switchyard.policy.v1.ExplainRouteRequest
@@ -233,7 +310,7 @@ export type ExplainRouteRequest = Message<"switchyard.policy.v1.ExplainRouteRequ
  * Use `create(ExplainRouteRequestSchema)` to create a new message.
  */
 export const ExplainRouteRequestSchema: GenMessage<ExplainRouteRequest> = /*@__PURE__*/
-  messageDesc(file_switchyard_policy_v1_policy, 5);
+  messageDesc(file_switchyard_policy_v1_policy, 6);
 
 /**
  * @generated from message switchyard.policy.v1.ExplainRouteResponse
@@ -287,7 +364,7 @@ export type ExplainRouteResponse = Message<"switchyard.policy.v1.ExplainRouteRes
  * Use `create(ExplainRouteResponseSchema)` to create a new message.
  */
 export const ExplainRouteResponseSchema: GenMessage<ExplainRouteResponse> = /*@__PURE__*/
-  messageDesc(file_switchyard_policy_v1_policy, 6);
+  messageDesc(file_switchyard_policy_v1_policy, 7);
 
 /**
  * One model the policy weighed, with the numbers it decided on.
@@ -374,7 +451,7 @@ export type Candidate = Message<"switchyard.policy.v1.Candidate"> & {
  * Use `create(CandidateSchema)` to create a new message.
  */
 export const CandidateSchema: GenMessage<Candidate> = /*@__PURE__*/
-  messageDesc(file_switchyard_policy_v1_policy, 7);
+  messageDesc(file_switchyard_policy_v1_policy, 8);
 
 /**
  * @generated from message switchyard.policy.v1.ListModelsRequest
@@ -387,7 +464,7 @@ export type ListModelsRequest = Message<"switchyard.policy.v1.ListModelsRequest"
  * Use `create(ListModelsRequestSchema)` to create a new message.
  */
 export const ListModelsRequestSchema: GenMessage<ListModelsRequest> = /*@__PURE__*/
-  messageDesc(file_switchyard_policy_v1_policy, 8);
+  messageDesc(file_switchyard_policy_v1_policy, 9);
 
 /**
  * @generated from message switchyard.policy.v1.ListModelsResponse
@@ -404,7 +481,7 @@ export type ListModelsResponse = Message<"switchyard.policy.v1.ListModelsRespons
  * Use `create(ListModelsResponseSchema)` to create a new message.
  */
 export const ListModelsResponseSchema: GenMessage<ListModelsResponse> = /*@__PURE__*/
-  messageDesc(file_switchyard_policy_v1_policy, 9);
+  messageDesc(file_switchyard_policy_v1_policy, 10);
 
 /**
  * @generated from message switchyard.policy.v1.RoutableModel
@@ -448,7 +525,46 @@ export type RoutableModel = Message<"switchyard.policy.v1.RoutableModel"> & {
  * Use `create(RoutableModelSchema)` to create a new message.
  */
 export const RoutableModelSchema: GenMessage<RoutableModel> = /*@__PURE__*/
-  messageDesc(file_switchyard_policy_v1_policy, 10);
+  messageDesc(file_switchyard_policy_v1_policy, 11);
+
+/**
+ * @generated from enum switchyard.policy.v1.ProviderSort
+ */
+export enum ProviderSort {
+  /**
+   * The policy's own rule (cheapest meeting the quality target, or the tenant's cost weight).
+   *
+   * @generated from enum value: PROVIDER_SORT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Lowest expected cost first.
+   *
+   * @generated from enum value: PROVIDER_SORT_PRICE = 1;
+   */
+  PRICE = 1,
+
+  /**
+   * Fastest observed generation after the first token first (unobserved models after).
+   *
+   * @generated from enum value: PROVIDER_SORT_THROUGHPUT = 2;
+   */
+  THROUGHPUT = 2,
+
+  /**
+   * Lowest observed time to first token first (unobserved models after).
+   *
+   * @generated from enum value: PROVIDER_SORT_LATENCY = 3;
+   */
+  LATENCY = 3,
+}
+
+/**
+ * Describes the enum switchyard.policy.v1.ProviderSort.
+ */
+export const ProviderSortSchema: GenEnum<ProviderSort> = /*@__PURE__*/
+  enumDesc(file_switchyard_policy_v1_policy, 0);
 
 /**
  * Why a candidate was or was not chosen.
@@ -516,13 +632,27 @@ export enum CandidateVerdict {
    * @generated from enum value: CANDIDATE_VERDICT_NOT_IN_TIER = 8;
    */
   NOT_IN_TIER = 8,
+
+  /**
+   * Left out: the request's provider preferences (only, ignore, allow_fallbacks) exclude it.
+   *
+   * @generated from enum value: CANDIDATE_VERDICT_EXCLUDED_BY_REQUEST = 9;
+   */
+  EXCLUDED_BY_REQUEST = 9,
+
+  /**
+   * A fallback in the order the request asked for (models, provider.order or provider.sort).
+   *
+   * @generated from enum value: CANDIDATE_VERDICT_REQUESTED_ORDER = 10;
+   */
+  REQUESTED_ORDER = 10,
 }
 
 /**
  * Describes the enum switchyard.policy.v1.CandidateVerdict.
  */
 export const CandidateVerdictSchema: GenEnum<CandidateVerdict> = /*@__PURE__*/
-  enumDesc(file_switchyard_policy_v1_policy, 0);
+  enumDesc(file_switchyard_policy_v1_policy, 1);
 
 /**
  * @generated from service switchyard.policy.v1.PolicyService
