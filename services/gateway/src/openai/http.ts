@@ -23,6 +23,8 @@ export interface OpenAiApiDeps {
   accounting: Accounting;
   metrics: GatewayMetrics;
   logger: Logger;
+  /** The operator's page under `/dashboard` (services/gateway/src/dashboard). */
+  dashboard?: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<boolean>;
 }
 
 /** Probes answered by the server beneath, for anyone: they carry nothing worth taking. */
@@ -47,6 +49,7 @@ export function openAiApi(deps: OpenAiApiDeps): (req: http.IncomingMessage, res:
         return true;
       }
       edge.applyCors(req, res);
+      if (deps.dashboard && (path === "/dashboard" || path.startsWith("/dashboard/"))) return await deps.dashboard(req, res);
       const allowed = path === "/v1/chat/completions" ? "POST" : path === "/v1/models" ? "GET" : undefined;
       if (allowed === undefined) return false;
       if (req.method === "OPTIONS") {
