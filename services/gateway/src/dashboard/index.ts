@@ -23,6 +23,8 @@ export interface DashboardDeps {
   logger: Logger;
   /** Where the page's files are (tests). */
   pageDir?: string;
+  /** The clock periods end at (tests). */
+  now?: () => number;
 }
 
 /** Answers a request under `/dashboard`; false for any other path. */
@@ -58,7 +60,7 @@ export function createDashboard(deps: DashboardDeps): DashboardHandler {
   const assets = loadAssets(deps.pageDir);
   const jaegerUrl = deps.config.telemetry.jaeger_url.replace(/\/+$/, "");
   const data = deps.ledger
-    ? new DashboardData({ ledger: deps.ledger, policy: deps.policy, readiness: deps.readiness, tenants: deps.config.tenants.map((t) => t.name), jaegerUrl })
+    ? new DashboardData({ ledger: deps.ledger, policy: deps.policy, readiness: deps.readiness, tenants: deps.config.tenants.map((t) => t.name), jaegerUrl, ...(deps.now ? { now: deps.now } : {}) })
     : undefined;
 
   return async (req, res) => {
