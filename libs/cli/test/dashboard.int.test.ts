@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -101,7 +101,9 @@ describe.skipIf(!HAVE_CHROMIUM)("the dashboard in Chromium, on a mesh with traff
   const sent: Record<string, Sent> = {};
 
   beforeAll(async () => {
-    [m, browser] = await Promise.all([startTestMesh({ telemetry: { log_level: "warn", jaeger_url: JAEGER } }), launch()]);
+    // As `npm start` runs it: NATS on (usage records through JetStream to the ledger), with a price bucket of its own.
+    const nats = { enabled: true, url: process.env.NATS_URL ?? "nats://127.0.0.1:4222", price_bucket: `sy-test-${randomUUID().slice(0, 8)}` };
+    [m, browser] = await Promise.all([startTestMesh({ nats, telemetry: { log_level: "warn", jaeger_url: JAEGER } }), launch()]);
   }, 120_000);
 
   afterAll(async () => {
@@ -189,7 +191,8 @@ describe.skipIf(!HAVE_CHROMIUM)("the dashboard in Chromium, on a mesh with traff
     for (const model of ["sim/small", "sim/medium", "sim/large"]) expect(live).toContain(model);
     expect(live).toContain("closed");
     expect(await page.locator("#checks").innerText()).toMatch(/ledger database\s+answering/);
-    expect(await page.locator("#checks").innerText()).toMatch(/nats\s+disabled/);
+    expect(await page.locator("#checks").innerText()).toMatch(/nats\s+connected/);
+    expect(await page.locator("#checks").innerText()).toMatch(/usage_records\s+jetstream/);
 
     // A request sent while the page is open shows up on its own (the list refreshes every 5 s).
     const late = await chat(m.httpUrl, { model: "switchyard/auto", messages: [{ role: "user", content: "One more, while you watch." }] });
