@@ -95,6 +95,12 @@ describe("the Docker checks catch broken copies", () => {
     expect(problems).toContain("EXPOSE lacks 9105 (ledger)");
   });
 
+  it("a Dockerfile that leaves out the dashboard's page", () => {
+    expect(checkDockerfile(dockerfile.replace(" && cp -r --parents services/gateway/dashboard /dist/ \\\n", ""))).toContain(
+      "the build stage must copy services/gateway/dashboard into /dist (the gateway serves /dashboard from beside its dist/)",
+    );
+  });
+
   it("a Dockerfile that runs as root or ships dev dependencies", () => {
     const broken = dockerfile.replace("USER 1000:1000", "USER root").replace("npm ci --omit=dev", "npm ci");
     const problems = checkDockerfile(broken);

@@ -120,6 +120,7 @@ export function checkDockerfile(text: string): string[] {
   const migrations = /for (\w+) in services\/\*\/migrations; do if \[ -d "\$\1" \]; then cp -r --parents "\$\1" \/dist\/; fi; done/.test(build);
   if (!migrations) problems.push("the build stage must copy services/*/migrations into /dist (the ledger applies services/ledger/migrations/*.sql from beside its dist/)");
   if (!/ls \/dist\/services\/ledger\/migrations\/\*\.sql/.test(build)) problems.push("the build stage must fail when services/ledger/migrations/*.sql is missing from /dist");
+  if (!/cp -r --parents services\/gateway\/dashboard \/dist\//.test(build)) problems.push("the build stage must copy services/gateway/dashboard into /dist (the gateway serves /dashboard from beside its dist/)");
   const dataDir = LEDGER_DATA_DIR.slice(0, LEDGER_DATA_DIR.lastIndexOf("/"));
   if (!runtime.some((l) => new RegExp(`^RUN install -d -o ${user?.split(":")[0] ?? "1000"} -g \\d+ .*${dataDir.replace(/\//g, "\\/")}$`).test(l))) {
     problems.push(`the runtime stage must create ${dataDir} owned by the runtime user (PGlite's volume mounts there; a fresh Docker volume takes its owner)`);

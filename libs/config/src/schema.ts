@@ -382,6 +382,14 @@ export const configSchema = z
          * or pick their sampling.
          */
         trust_client_traceparent: z.boolean().default(false),
+        /**
+         * The Jaeger UI (e.g. http://localhost:16686): the dashboard links each request to
+         * `<jaeger_url>/trace/<trace id>`. Empty: trace ids are shown without a link.
+         */
+        jaeger_url: z
+          .string()
+          .regex(/^(https?:\/\/[^\s/?#]+(\/[^\s?#]*)?)?$/, "must be an http(s) URL of the Jaeger UI, without query or fragment")
+          .default(""),
       })
       .strict()
       .prefault({}),

@@ -24,6 +24,14 @@ describe("configuration", () => {
     expect(config.ports.gateway_http).toBe(8080);
   });
 
+  it("takes an http(s) Jaeger UI address for the dashboard's trace links, and names the key when it is not one", () => {
+    expect(parseConfig(defaults).telemetry.jaeger_url).toBe("");
+    expect(parseConfig("telemetry:\n  jaeger_url: http://localhost:16686\n").telemetry.jaeger_url).toBe("http://localhost:16686");
+    for (const bad of ["localhost:16686", "javascript:alert(1)", "http://jaeger/search?q=1"]) {
+      expect(problemsOf(`telemetry:\n  jaeger_url: "${bad}"\n`).join("\n"), bad).toMatch(/^telemetry\.jaeger_url: must be an http\(s\) URL/);
+    }
+  });
+
   it("names an unknown key and where it is", () => {
     expect(problemsOf(defaults.replace("listen_host:", "listen_hots:"))).toContain("listen_hots: unknown key");
     expect(problemsOf(defaults.replace("ttl_seconds: 3600", "ttl_second: 3600"))).toContain("cache.ttl_second: unknown key");

@@ -4,6 +4,7 @@ import { admin, cache, classifier, gateway as pb, ledger, policy, provider } fro
 import { createServiceClient, loadMeshIdentity, type ServiceClientOptions, type ServiceParts, type ServiceRuntime } from "@switchyard/rpc";
 import { createGatewayBooks } from "./accounting/index.js";
 import { AdminHandler } from "./admin.js";
+import { createDashboard } from "./dashboard/index.js";
 import { DependencyHealth } from "./dependencies.js";
 import { gatewayInterceptors, publicTrace, registerGatewayService } from "./edge-rpc.js";
 import { RouteExplainer } from "./explain.js";
@@ -66,6 +67,19 @@ export async function createGatewayService(runtime: ServiceRuntime, clients?: Me
   const adminHandler = new AdminHandler(mesh.ledger, tenants, logger);
   // A client's traceparent is linked to, not adopted, on every RPC protocol and port (as on REST).
   const interceptors = gatewayInterceptors(config);
+  const readiness = () => {
+    const r = dependencies?.readiness() ?? { ready: true, checks: { mesh: "in process" } };
+    // Broadcasts keep its reused plans fresh; without them plans expire by plan_cache_ms alone.
+    return {
+      ...r,
+      checks: {
+        ...r.checks,
+        nats: bus ? bus.state : "disabled",
+        ...books.checks(),
+      },
+    };
+  };
+  const dashboard = createDashboard({ config, tenants, ledger: mesh.ledger, policy: mesh.policy, readiness, logger });
   return {
     serviceNames: [pb.GatewayService.typeName, admin.AdminService.typeName],
     routes: (router) => {
@@ -73,19 +87,8 @@ export async function createGatewayService(runtime: ServiceRuntime, clients?: Me
       router.service(admin.AdminService, adminHandler, { interceptors });
     },
     ...(publicTrace(config) ? { linkCallerTrace: publicTrace(config)! } : {}),
-    httpFallback: restApi({ config, orchestrator, policy: mesh.policy, tenants, accounting, metrics, logger }),
-    readiness: () => {
-      const r = dependencies?.readiness() ?? { ready: true, checks: { mesh: "in process" } };
-      // Broadcasts keep its reused plans fresh; without them plans expire by plan_cache_ms alone.
-      return {
-        ...r,
-        checks: {
-          ...r.checks,
-          nats: bus ? bus.state : "disabled",
-          ...books.checks(),
-        },
-      };
-    },
+    httpFallback: restApi({ config, orchestrator, policy: mesh.policy, tenants, accounting, metrics, logger, dashboard }),
+    readiness,
     // RPCs (gRPC, Connect, gRPC-Web, on both ports) pass the same Host and Origin rules as REST.
     admit: (host, origin) => {
       const refusal = edge.check(host, origin);

@@ -95,6 +95,7 @@ function printReady(config: Config, natsNote: string, what: string, separateProc
     "",
     `  OpenAI-compatible API  http://${host}:${config.ports.gateway_http}/v1   (model: "switchyard/auto")`,
     `  gRPC / Connect         http://${host}:${config.ports.gateway_grpc}      (switchyard.gateway.v1.GatewayService)`,
+    `  dashboard              http://${host}:${config.ports.gateway_http}/dashboard   (spend, savings, routes, last requests)`,
     `  health, metrics        http://${host}:${config.ports.gateway_http}/readyz  /metrics`,
     separateProcesses
       ? `  internal services      classifier :${config.ports.classifier}  policy :${config.ports.policy}  cache :${config.ports.cache}  provider :${config.ports.provider}  ledger :${config.ports.ledger}`

@@ -13,6 +13,8 @@ import { loggedPath, logRequest, toGatewayError } from "./io.js";
 
 export interface RestApiDeps extends CompletionDeps {
   policy: Client<typeof policyPb.PolicyService>;
+  /** The operator's page under `/dashboard` (services/gateway/src/dashboard): it answers its own paths. */
+  dashboard?: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<boolean>;
 }
 
 /** One path of the REST API. */
@@ -34,7 +36,8 @@ const PROBES = new Set(["/healthz", "/readyz"]);
  * - `POST /v1/chat/completions`: OpenAI's Chat Completions (with OpenRouter's `models` and `provider`);
  * - `POST /v1/messages`: Anthropic's Messages;
  * - `POST /v1/responses`: OpenAI's Responses (stateless);
- * - `GET /v1/models`: the routable models and their prices.
+ * - `GET /v1/models`: the routable models and their prices;
+ * - `GET /dashboard` and its assets and data: the operator's page (its own module).
  * Every request passes the edge first (`EdgePolicy`: Host and Origin), except the probes; then
  * CORS headers for an allowed origin and `OPTIONS` preflights. Returns false for any other path
  * (the server answers it: /metrics, or 404).
@@ -60,6 +63,7 @@ export function restApi(deps: RestApiDeps): (req: http.IncomingMessage, res: htt
         return true;
       }
       edge.applyCors(req, res);
+      if (deps.dashboard && (path === "/dashboard" || path.startsWith("/dashboard/"))) return await deps.dashboard(req, res);
       if (!route) return false;
       if (req.method === "OPTIONS") {
         edge.preflight(req, res, route.method);
