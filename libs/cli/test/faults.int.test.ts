@@ -8,16 +8,17 @@ import { DEFAULT_FAULTS_OPTIONS, faultTable, runFaults, type FaultsReport } from
  * followed by [DONE], every failure must be a clean error, and service must come back by itself.
  */
 describe("faults under load", () => {
-  it("kills of the provider, the cache and the ledger, an upstream's 500 bursts and a mid-stream stall: no hang, no half answer, service back, every request on the books", async () => {
+  it("kills of the provider, the cache and the ledger, Postgres away, an upstream's 500 bursts and a mid-stream stall: no hang, no half answer, service back, every request on the books", async () => {
     const report: FaultsReport = await runFaults({
       ...DEFAULT_FAULTS_OPTIONS,
-      faults: ["kill-provider", "kill-cache", "kill-ledger", "upstream-500-bursts", "upstream-stall"],
+      faults: ["kill-provider", "kill-cache", "kill-ledger", "postgres-down", "upstream-500-bursts", "upstream-stall"],
       concurrency: 50,
       streamIdleTimeoutMs: 1_000,
       timings: {
         baselineMs: 2_000,
         leadMs: 1_000,
         natsDownMs: 0,
+        postgresDownMs: 5_000,
         redisDownMs: 0,
         redisPausedMs: 0,
         rateLimitedMs: 0,
@@ -34,7 +35,7 @@ describe("faults under load", () => {
     const table = faultTable(report);
     const summary = report.results.map((r) => ({ fault: r.fault, hung: r.hung, halfAnswerDone: r.halfAnswerDone, unclean: r.unclean, recovered: r.recoveredMs !== null }));
     expect(summary, table).toEqual(
-      ["baseline", "kill-provider", "kill-cache", "kill-ledger", "upstream-500-bursts", "upstream-stall"].map((fault) => ({ fault, hung: 0, halfAnswerDone: 0, unclean: 0, recovered: true })),
+      ["baseline", "kill-provider", "kill-cache", "kill-ledger", "postgres-down", "upstream-500-bursts", "upstream-stall"].map((fault) => ({ fault, hung: 0, halfAnswerDone: 0, unclean: 0, recovered: true })),
     );
     const by = Object.fromEntries(report.results.map((r) => [r.fault, r]));
     // Each fault reached the clients or the upstream, so a pass means something.
@@ -49,5 +50,7 @@ describe("faults under load", () => {
     // The ledger is off the request path: killing it costs no request. And (in report.trouble,
     // checked above) every request sent, through every fault, is in the ledger exactly once.
     expect(by["kill-ledger"]!.served, table).toBe(by["kill-ledger"]!.requests);
-  }, 120_000);
+    // Nor does its database going away: the records wait in the stream and are written once it is back.
+    expect(by["postgres-down"]!.served, table).toBe(by["postgres-down"]!.requests);
+  }, 180_000);
 });

@@ -1,8 +1,14 @@
 import { createHash } from "node:crypto";
+import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CHAT, envelope, JSON_HEADERS, startTestApi, type TestApi } from "./http-harness.js";
 
 const CANARY = "sk-canary-7d1c0ffee0ddba11";
+
+// A recording tracer: every span's attributes, events and links are searched for the canary.
+const exporter = new InMemorySpanExporter();
+new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }).register();
 const sha = (k: string) => createHash("sha256").update(k).digest("hex");
 
 /** Waits until the (fake) ledger holds a record for the request. */
@@ -85,9 +91,19 @@ describe("the books: one usage record per request", () => {
     expect(record).toMatchObject({ status: 429, errorCode: "rate_limited", costMicroUsd: 0n, model: "" });
   });
 
-  it("never writes the key itself into a log line or a record", async () => {
+  it("never writes the key itself into a log line, a record, a span or an error", async () => {
+    // An error answered to the holder of the key (over its rate limit by now) does not echo it either.
+    const refused = await api.send({ body: CHAT, headers: auth });
+    expect(refused.status).toBe(429);
+    await recordOf(api, refused.headers["x-switchyard-request-id"] as string);
+    expect(refused.text).not.toContain(CANARY);
+    expect(JSON.stringify(refused.headers)).not.toContain(CANARY);
     expect(api.rawLogs.join("\n")).not.toContain(CANARY);
-    for (const r of api.records) expect(JSON.stringify(r, (_k, v) => (typeof v === "bigint" ? String(v) : v))).not.toContain(CANARY);
+    const asText = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? String(x) : x));
+    for (const r of api.records) expect(asText(r)).not.toContain(CANARY);
+    const spans = exporter.getFinishedSpans();
+    expect(spans.length).toBeGreaterThan(0);
+    for (const span of spans) expect(asText({ name: span.name, attributes: span.attributes, events: span.events, links: span.links })).not.toContain(CANARY);
   });
 
   it("puts a request with an unknown key on no one's books", async () => {

@@ -1,4 +1,6 @@
-import { fork, spawn, type ChildProcess } from "node:child_process";
+import { execFile, fork, spawn, type ChildProcess } from "node:child_process";
+import { createServer, connect as tcpConnect, type Server, type Socket } from "node:net";
+import { promisify } from "node:util";
 import { accessSync, closeSync, constants, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -260,6 +262,77 @@ export class Upstreams {
 }
 
 /** What the mesh runs on and how it is configured for a run. */
+/**
+ * A Postgres database of the run's own (on the Postgres at `host:port`, trust auth, created and
+ * dropped with `psql`), reached through a TCP relay the suite can cut: while cut, every connection
+ * is reset and new ones are refused, as when the database host goes away.
+ */
+export class PostgresUnderTest {
+  private readonly sockets = new Set<Socket>();
+  private cut = false;
+
+  private constructor(
+    private readonly relay: Server,
+    readonly port: number,
+    readonly database: string,
+    private readonly target: { host: string; port: number; user: string },
+  ) {}
+
+  static async start(target = { host: "127.0.0.1", port: 5432, user: "postgres" }): Promise<PostgresUnderTest> {
+    const database = `switchyard_faults_${Math.random().toString(36).slice(2, 10)}`;
+    await psql(target, `CREATE DATABASE ${database}`);
+    const relay = createServer();
+    const port = await freePort();
+    const pg: PostgresUnderTest = new PostgresUnderTest(relay, port, database, target);
+    relay.on("connection", (client) => pg.relayConnection(client));
+    await new Promise<void>((resolve) => relay.listen(port, "127.0.0.1", resolve));
+    return pg;
+  }
+
+  /** DATABASE_URL of the ledger: through the relay. */
+  get url(): string {
+    return `postgres://${this.target.user}@127.0.0.1:${this.port}/${this.database}`;
+  }
+
+  /** Cuts every connection and refuses new ones until `restore`. */
+  down(): void {
+    this.cut = true;
+    for (const s of this.sockets) s.destroy();
+  }
+
+  restore(): void {
+    this.cut = false;
+  }
+
+  async close(): Promise<void> {
+    this.down();
+    await new Promise<void>((resolve) => this.relay.close(() => resolve()));
+    await psql(this.target, `DROP DATABASE IF EXISTS ${this.database} WITH (FORCE)`).catch(() => {});
+  }
+
+  private relayConnection(client: Socket): void {
+    if (this.cut) {
+      client.destroy();
+      return;
+    }
+    const upstream = tcpConnect(this.target.port, this.target.host);
+    for (const s of [client, upstream]) {
+      this.sockets.add(s);
+      s.on("close", () => this.sockets.delete(s));
+      s.on("error", () => {});
+    }
+    client.pipe(upstream).pipe(client);
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.destroy());
+  }
+}
+
+async function psql(target: { host: string; port: number; user: string }, sql: string): Promise<void> {
+  const binary = findBinary("psql");
+  if (!binary) throw new Error("psql is not installed (the Postgres fault creates a database of its own with it)");
+  await promisify(execFile)(binary, ["-h", target.host, "-p", String(target.port), "-U", target.user, "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql], { timeout: 30_000 });
+}
+
 export interface MeshSetup {
   /** Base URLs (up to /v1) of the upstreams: the first is the cheapest, so the primary route. */
   upstreams: string[];
@@ -270,13 +343,15 @@ export interface MeshSetup {
   firstTokenTimeoutMs: number;
   /** Extra keys merged over the top level (cache bounds for the soak). */
   extra?: Record<string, unknown>;
+  /** The ledger's Postgres (else PGlite in the run's folder). */
+  databaseUrl?: string;
 }
 
 /** The pieces of the mesh, by the name the suite uses. */
 export type MeshProcess = "supervisor" | ServiceName;
 
 /**
- * The five-process mesh exactly as `switchyard start` runs it: the real command in a process of its
+ * The six-process mesh exactly as `switchyard start` runs it: the real command in a process of its
  * own (its supervisor restarts a service that dies; mesh mTLS on, with a fresh CA), a partial
  * configuration file merged onto the embedded defaults, every process's output captured in one
  * log file so a run can look for crashes and unhandled rejections afterwards.
@@ -327,7 +402,7 @@ export class MeshUnderTest {
     writeFileSync(logFile, "");
     const out = openSync(logFile, "a");
     // Only what the command needs: no NATS_URL or SWITCHYARD_* of the caller's shell changes the run.
-    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, SWITCHYARD_CONFIG: configPath };
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, SWITCHYARD_CONFIG: configPath, ...(setup.databaseUrl ? { DATABASE_URL: setup.databaseUrl } : {}) };
     // For digging into a failure: Node options for the mesh's processes only (e.g. --import a hook).
     if (process.env.SWITCHYARD_MESH_NODE_OPTIONS) env.NODE_OPTIONS = process.env.SWITCHYARD_MESH_NODE_OPTIONS;
     const supervisor = spawn(process.execPath, [join(CLI_ROOT, "bin", "switchyard.js"), "start"], { env, stdio: ["ignore", out, out] });

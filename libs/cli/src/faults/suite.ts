@@ -5,7 +5,7 @@ import type { ServiceName } from "@switchyard/config";
 import { admin } from "@switchyard/proto";
 import { createServiceClient } from "@switchyard/rpc";
 import { DEFAULT_FAKE_UPSTREAM, type FakeUpstreamOptions } from "../bench/fake-upstream.js";
-import { LoadProcess, MeshUnderTest, NatsServer, RedisServer, Upstreams, waitFor } from "./harness.js";
+import { LoadProcess, MeshUnderTest, NatsServer, PostgresUnderTest, RedisServer, Upstreams, waitFor } from "./harness.js";
 import { Outcome, type PhaseRecords, type RequestRecord } from "./load.js";
 import type { UpstreamControl } from "./upstream.js";
 
@@ -17,6 +17,7 @@ export const FAULTS = [
   "kill-provider",
   "kill-ledger",
   "nats-down",
+  "postgres-down",
   "redis-down",
   "redis-sigstop",
   "upstream-429",
@@ -33,6 +34,8 @@ export interface FaultTimings {
   leadMs: number;
   /** NATS stopped for this long. */
   natsDownMs: number;
+  /** The ledger's Postgres unreachable for this long. */
+  postgresDownMs: number;
   /** Redis stopped (process gone) for this long. */
   redisDownMs: number;
   /** Redis SIGSTOPped (connections accepted, nothing answered) for this long. */
@@ -57,6 +60,7 @@ export const FULL_TIMINGS: FaultTimings = {
   baselineMs: 10_000,
   leadMs: 2_000,
   natsDownMs: 60_000,
+  postgresDownMs: 60_000,
   redisDownMs: 20_000,
   redisPausedMs: 20_000,
   rateLimitedMs: 30_000,
@@ -73,6 +77,7 @@ export const QUICK_TIMINGS: FaultTimings = {
   baselineMs: 3_000,
   leadMs: 1_000,
   natsDownMs: 6_000,
+  postgresDownMs: 6_000,
   redisDownMs: 4_000,
   redisPausedMs: 4_000,
   rateLimitedMs: 16_000,
@@ -185,6 +190,9 @@ export async function runFaults(o: FaultsOptions): Promise<FaultsReport> {
     cleanups.push(() => nats.close());
     const redis = needsRedis ? await RedisServer.start() : undefined;
     if (redis) cleanups.push(() => redis.close());
+    // The Postgres fault: the ledger on a database of the run's own, behind a relay the suite cuts.
+    const postgres = o.faults.includes("postgres-down") ? await PostgresUnderTest.start() : undefined;
+    if (postgres) cleanups.push(() => postgres.close());
     const upstreams = await Upstreams.start(o.upstream, 2);
     cleanups.push(() => upstreams.close());
     const [primary] = upstreams.controls as [UpstreamControl, UpstreamControl];
@@ -193,6 +201,7 @@ export async function runFaults(o: FaultsOptions): Promise<FaultsReport> {
         upstreams: upstreams.controls.map((c) => `${c.baseUrl}/v1`),
         natsUrl: nats.url,
         ...(redis ? { redisUrl: redis.url } : {}),
+        ...(postgres ? { databaseUrl: postgres.url } : {}),
         streamIdleTimeoutMs: o.streamIdleTimeoutMs,
         firstTokenTimeoutMs: o.firstTokenTimeoutMs,
       },
@@ -270,6 +279,25 @@ export async function runFaults(o: FaultsOptions): Promise<FaultsReport> {
           });
           break;
         }
+        case "postgres-down":
+          await window(fault, `the ledger's Postgres unreachable for ${t.postgresDownMs / 1000} s (connections reset, new ones refused), then back`, async (m) => {
+            await sleep(t.leadMs);
+            m.faultAt();
+            postgres!.down();
+            await sleep(Math.min(2_000, t.postgresDownMs / 2));
+            m.notes.ledgerDuringOutage = (await mesh.readiness("ledger"))?.checks.database;
+            await sleep(t.postgresDownMs - Math.min(2_000, t.postgresDownMs / 2));
+            postgres!.restore();
+            const cleared = Date.now();
+            m.clearedAt(cleared);
+            const back = await waitFor("the ledger's database back", async () => /ok/.test(String((await mesh.readiness("ledger"))?.checks.database ?? "")), 30_000, 200).then(
+              () => Date.now() - cleared,
+              () => null,
+            );
+            m.checks.push({ name: "the ledger says its database is down while it is", ok: /down/.test(String(m.notes.ledgerDuringOutage ?? "")), detail: String(m.notes.ledgerDuringOutage) });
+            m.checks.push({ name: "the ledger writes again", ok: back !== null, detail: back === null ? "its readiness never said the database is ok" : `database ok ${back} ms after it came back` });
+          });
+          break;
         case "nats-down":
           await window(fault, `nats-server stopped for ${t.natsDownMs / 1000} s, then started again on the same port`, async (m) => {
             await sleep(t.leadMs);
