@@ -164,5 +164,5 @@ export function usageTable(report: ledger.UsageResponse, by: string, tenant: str
 }
 
 function money(v: number): string {
-  return `$${v.toFixed(Math.abs(v) < 1 ? 4 : 2)}`;
+  return `$${v.toFixed(Math.abs(v) < 0.01 ? 6 : Math.abs(v) < 1 ? 4 : 2)}`;
 }
