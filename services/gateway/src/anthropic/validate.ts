@@ -10,6 +10,7 @@ import {
   parseStop,
   parseSwitchyardOptions,
   refuseRedirecting,
+  toolFields,
   type ConversationTurn,
   type ToolChoiceSpec,
   type ToolSpec,
@@ -47,7 +48,6 @@ export function parseMessagesRequest(body: unknown, config: Config, cacheHeader:
   const system = systemPrompt(b.system);
   if (system) turns.push({ role: "system", content: system, toolCalls: [], toolCallId: "" });
   b.messages.forEach((m: unknown, i: number) => turns.push(...messageTurns(m, i)));
-  const usesTools = turns.some((t) => t.toolCalls.length > 0 || t.toolCallId !== "");
 
   const tools = parseTools(b.tools, limits.max_tools);
   const toolChoice = parseToolChoice(b.tool_choice, tools);
@@ -84,9 +84,7 @@ export function parseMessagesRequest(body: unknown, config: Config, cacheHeader:
       messages: turns.map(({ role, content }) => ({ role, content })),
       sampling,
       ...parseSwitchyardOptions(b.switchyard, cacheHeader),
-      tools,
-      ...(toolChoice ? { toolChoice } : {}),
-      ...(usesTools || tools.length > 0 ? { conversation: turns } : {}),
+      ...toolFields(turns, tools, toolChoice),
     },
   };
 }

@@ -39,7 +39,6 @@ export function parseChatRequest(body: unknown, config: Config, cacheHeader: str
   if (b.messages.length > limits.max_messages) throw invalidRequest(`'messages' has more than ${limits.max_messages} entries`, "messages", "array_above_max_length");
   const turns = b.messages.map((m: unknown, i: number) => parseMessage(m, i));
   const messages = turns.map(({ role, content, name }) => (name ? { role, content, name } : { role, content }));
-  const usesTools = turns.some((t) => t.toolCalls.length > 0 || t.toolCallId !== "");
 
   const n = b.n;
   if (n !== undefined && n !== null && n !== 1) throw invalidRequest("only n = 1 is supported", "n", "unsupported_parameter");
@@ -81,9 +80,7 @@ export function parseChatRequest(body: unknown, config: Config, cacheHeader: str
       maxOutputMicroUsdPerMtok: stricterCap(options.maxOutputMicroUsdPerMtok, routing.maxOutputMicroUsdPerMtok),
       ...(routing.maxInputMicroUsdPerMtok > 0n ? { maxInputMicroUsdPerMtok: routing.maxInputMicroUsdPerMtok } : {}),
       ...(routing.providers ? { providers: routing.providers } : {}),
-      tools,
-      ...(toolChoice ? { toolChoice } : {}),
-      ...(usesTools || tools.length > 0 ? { conversation: turns } : {}),
+      ...toolFields(turns, tools, toolChoice),
     },
   };
 }
@@ -224,6 +221,16 @@ function parseTools(v: unknown, max: number): ToolSpec[] {
 
 /** How the model may use the tools. */
 export type ToolChoiceSpec = { mode: "auto" | "none" | "required" } | { mode: "tool"; name: string };
+
+/**
+ * The tool side of the internal request, whichever API it came in on: the functions, the tool
+ * choice, and the tool-aware conversation when tools are in play (a call or a result in the
+ * turns, or functions offered); plain messages carry the rest.
+ */
+export function toolFields(turns: ConversationTurn[], tools: ToolSpec[], toolChoice: ToolChoiceSpec | undefined): Pick<CompletionRequest, "tools" | "toolChoice" | "conversation"> {
+  const usesTools = tools.length > 0 || turns.some((t) => t.toolCalls.length > 0 || t.toolCallId !== "");
+  return { tools, ...(toolChoice ? { toolChoice } : {}), ...(usesTools ? { conversation: turns } : {}) };
+}
 
 function parseToolChoice(v: unknown, tools: ToolSpec[]): ToolChoiceSpec | undefined {
   if (v === undefined || v === null) return undefined;

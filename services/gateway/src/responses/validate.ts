@@ -10,6 +10,7 @@ import {
   optionalNumber,
   parseSwitchyardOptions,
   refuseRedirecting,
+  toolFields,
   type ConversationTurn,
   type ToolChoiceSpec,
   type ToolSpec,
@@ -74,7 +75,6 @@ export function parseResponsesRequest(body: unknown, config: Config, cacheHeader
     b.input.forEach((item: unknown, i: number) => addItem(turns, item, i));
   } else throw invalidRequest("'input' is required: a string or an array of input items", "input");
   if (!turns.some((t) => t.role !== "system")) throw invalidRequest("'input' has no message to answer", "input");
-  const usesTools = turns.some((t) => t.toolCalls.length > 0 || t.toolCallId !== "");
 
   const { tools, echoed } = parseTools(b.tools, limits.max_tools);
   const toolChoice = parseToolChoice(b.tool_choice, tools);
@@ -113,9 +113,7 @@ export function parseResponsesRequest(body: unknown, config: Config, cacheHeader
       messages: turns.map(({ role, content }) => ({ role, content })),
       sampling,
       ...parseSwitchyardOptions(b.switchyard, cacheHeader),
-      tools,
-      ...(toolChoice ? { toolChoice } : {}),
-      ...(usesTools || tools.length > 0 ? { conversation: turns } : {}),
+      ...toolFields(turns, tools, toolChoice),
     },
   };
 }
