@@ -162,3 +162,59 @@ describe("quota enforcer, replicas sharing Redis", () => {
     }
   });
 });
+
+describe("budgets start from the books", () => {
+  const prefix = `switchyard:test:${randomUUID()}:seed:`;
+
+  it("a restarted gateway remembers what this period already spent", async () => {
+    const asked: [string, number][] = [];
+    const cfg = config({ tenants: [{ name: "default", budget_usd: 0.001, budget_period: "day" }] });
+    const e = new QuotaEnforcer({
+      config: cfg,
+      logger,
+      estimateCost: () => 10n,
+      spentSince: async (scope, since) => {
+        asked.push([scope, since]);
+        return 1_000n; // the ledger says the day's budget is spent
+      },
+    });
+    const { refusal } = await ask(e, "after-restart");
+    expect(refusal?.limit).toBe("budget");
+    expect(refusal?.message).toContain("$0.001000 spent");
+    expect(asked).toEqual([["tenant:default", periodBounds("day", Date.now()).start]]);
+    // Asked once per period, not per request.
+    await ask(e, "again");
+    expect(asked).toHaveLength(1);
+  });
+
+  it("admits on the counters as they are while the books cannot be read, and asks again later", async () => {
+    let calls = 0;
+    const e = new QuotaEnforcer({
+      config: config({ tenants: [{ name: "default", budget_usd: 1 }] }),
+      logger,
+      estimateCost: () => 10n,
+      spentSince: async () => {
+        calls++;
+        throw new Error("ledger away");
+      },
+    });
+    expect((await ask(e, "1")).ticket).toBeTruthy();
+    expect((await ask(e, "2")).ticket).toBeTruthy();
+    expect(calls).toBe(1);
+  });
+
+  it("never overwrites a shared counter that exists (another replica's spend counts)", async () => {
+    const cfg = config({ tenants: [{ name: "default", budget_usd: 0.001, budget_period: "day" }], quotas: { backend: "redis", redis_url: REDIS, key_prefix: prefix } });
+    const first = new QuotaEnforcer({ config: cfg, logger, estimateCost: () => 10n, spentSince: async () => 990n });
+    const second = new QuotaEnforcer({ config: cfg, logger, estimateCost: () => 10n, spentSince: async () => 0n });
+    try {
+      const a = await ask(first, "a");
+      expect(a.ticket).toBeTruthy();
+      // 990 seeded + 10 held: the budget of 1,000 is reached for the other replica too, whose books said 0.
+      expect((await ask(second, "b")).refusal?.limit).toBe("budget");
+    } finally {
+      await first.close();
+      await second.close();
+    }
+  });
+});

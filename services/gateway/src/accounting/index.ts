@@ -40,6 +40,19 @@ export function createGatewayBooks(deps: { config: Config; logger: Logger; metri
     // Admission holds what the request would cost on the tenant's baseline model: the most it should cost.
     estimateCost: (tenant, inputTokens, outputTokens) => prices.baselineCost(tenant, { inputTokens, outputTokens, cachedInputTokens: 0 }),
     onFallback: () => metrics.quotaFallbacks.inc(),
+    // Budgets start from what the books say this period spent (a restarted gateway or an emptied Redis forgets nothing).
+    ...(ledger
+      ? {
+          spentSince: async (scope: string, sinceMs: number) => {
+            const [kind, id] = [scope.slice(0, scope.indexOf(":")), scope.slice(scope.indexOf(":") + 1)];
+            const report = await ledger.usage(
+              { ...(kind === "key" ? { keyId: id } : { tenant: id }), sinceUnixMs: BigInt(sinceMs), untilUnixMs: BigInt(Date.now() + 60_000) },
+              { timeoutMs: 1_000 },
+            );
+            return report.totals?.costMicroUsd ?? 0n;
+          },
+        }
+      : {}),
   });
   const publisher = new UsagePublisher({ bus, ledger, settings: config.ledger, metrics, logger });
   return {

@@ -53,6 +53,8 @@ export interface QuotaBackend {
   admit(input: AdmissionInput, now: number): Promise<QuotaRefusal | undefined>;
   /** Ends a request: its reservation goes, its real cost and tokens count. */
   settle(ticket: QuotaTicket, actualMicroUsd: bigint, actualTokens: number): Promise<void>;
+  /** Sets a scope's spend in a period when the counters hold none yet (what the books say was spent). */
+  seed(scope: QuotaScope, now: number, spentMicroUsd: bigint): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -177,6 +179,11 @@ export class MemoryQuotaBackend implements QuotaBackend {
         this.add(`spend:${scope.id}:${periodBounds(l.period, now).start}`, Number(actualMicroUsd));
       }
     }
+  }
+
+  async seed(scope: QuotaScope, now: number, spentMicroUsd: bigint): Promise<void> {
+    const key = `spend:${scope.id}:${periodBounds(scope.limits.period, now).start}`;
+    if (!this.counters.has(key)) this.counters.set(key, Number(spentMicroUsd));
   }
 
   async close(): Promise<void> {}
@@ -389,6 +396,21 @@ export class RedisQuotaBackend implements QuotaBackend {
     );
   }
 
+  async seed(scope: QuotaScope, now: number, spentMicroUsd: bigint): Promise<void> {
+    await this.ready();
+    const { start, end } = periodBounds(scope.limits.period, now);
+    await this.redis.set(`${this.prefix}${scope.id}:spend:${scope.limits.period}:${start}`, String(spentMicroUsd), "PX", end - now + 86_400_000, "NX");
+  }
+
+  /** Calls `handler` whenever the connection comes back after a loss (Redis may have lost its data). */
+  onReconnect(handler: () => void): void {
+    let connectedBefore = this.redis.status === "ready";
+    this.redis.on("ready", () => {
+      if (connectedBefore) handler();
+      connectedBefore = true;
+    });
+  }
+
   async close(): Promise<void> {
     this.redis.disconnect();
   }
@@ -406,7 +428,16 @@ export interface QuotaEnforcerOptions {
   estimateCost: (tenant: string, inputTokens: number, outputTokens: number) => bigint;
   /** Counts a fallback to this replica's counters. */
   onFallback?: () => void;
+  /**
+   * What the books (the ledger) say a scope spent since a time; undefined when they cannot say.
+   * Budget counters start from it, so a restarted gateway, or a Redis that lost its data, does not
+   * forget this period's spend.
+   */
+  spentSince?: (scope: string, sinceMs: number) => Promise<bigint | undefined>;
 }
+
+/** After the books could not be read, how long before asking them again. */
+const SEED_RETRY_MS = 10_000;
 
 /**
  * Budgets and rate limits at admission. Each request counts against its tenant's limits (from the
@@ -423,6 +454,9 @@ export class QuotaEnforcer {
   private degraded = "";
   private readonly unsettled: { ticket: QuotaTicket; actualMicroUsd: bigint; actualTokens: number; giveUpAt: number }[] = [];
   private retryTimer: NodeJS.Timeout | undefined;
+  /** Budget counters started from the books: "scope|period start" -> done (true) or when to try again. */
+  private readonly seeded = new Map<string, true | number>();
+  private readonly seeding = new Map<string, Promise<void>>();
 
   constructor(private readonly options: QuotaEnforcerOptions) {
     const { config } = options;
@@ -432,6 +466,8 @@ export class QuotaEnforcer {
     }
     if (config.quotas.backend === "redis") {
       this.shared = new RedisQuotaBackend(config.quotas.redis_url, config.quotas.key_prefix, config.quotas.timeout_ms, config.limits.request_timeout_ms);
+      // A Redis that comes back may have come back empty: start the budgets from the books again.
+      this.shared.onReconnect(() => this.seeded.clear());
     }
   }
 
@@ -464,6 +500,7 @@ export class QuotaEnforcer {
     let backend: QuotaBackend = this.shared ?? this.local;
     let refused: QuotaRefusal | undefined;
     try {
+      await this.seedBudgets(backend, scopes, now);
       refused = await backend.admit(input, now);
       if (this.degraded && backend === this.shared) {
         this.options.logger.info("quota counters in Redis are back");
@@ -475,10 +512,45 @@ export class QuotaEnforcer {
       this.degraded = "redis unreachable";
       this.options.onFallback?.();
       backend = this.local;
+      await this.seedBudgets(backend, scopes, now).catch(() => {});
       refused = await backend.admit(input, now);
     }
     if (refused) return { refusal: refused };
     return { ticket: { ...input, windowStart: now, backend } };
+  }
+
+  /**
+   * Starts each budget's counter for this period from the books, once per process (and again after
+   * Redis reconnects): a counter that exists already is left as it is. While the books cannot be
+   * read, requests are admitted on the counters as they are, and the books are asked again later.
+   */
+  private async seedBudgets(backend: QuotaBackend, scopes: QuotaScope[], now: number): Promise<void> {
+    const spentSince = this.options.spentSince;
+    if (!spentSince) return;
+    await Promise.all(
+      scopes
+        .filter((s) => s.limits.budgetMicroUsd !== undefined)
+        .map((scope) => {
+          const start = periodBounds(scope.limits.period, now).start;
+          const key = `${backend.name}|${scope.id}|${start}`;
+          const state = this.seeded.get(key);
+          if (state === true || (typeof state === "number" && state > now)) return;
+          let flight = this.seeding.get(key);
+          if (!flight) {
+            flight = (async () => {
+              const spent = await spentSince(scope.id, start).catch(() => undefined);
+              if (spent === undefined) {
+                this.seeded.set(key, now + SEED_RETRY_MS);
+                return;
+              }
+              await backend.seed(scope, now, spent);
+              this.seeded.set(key, true);
+            })().finally(() => this.seeding.delete(key));
+            this.seeding.set(key, flight);
+          }
+          return flight;
+        }),
+    );
   }
 
   /**
