@@ -71,8 +71,22 @@ export class DatabaseQueryError extends Error {
 export type StatusListener = (status: DatabaseStatus) => void;
 
 const SQLSTATE = /^[0-9A-Z]{5}$/;
-/** SQLSTATE classes that mean "the server is not there for us right now", not "this statement is wrong". */
-const UNAVAILABLE_SQLSTATE = /^(08|53|57P|58)/;
+/**
+ * SQLSTATEs that mean "not now", not "this statement is wrong": the server is not there for us
+ * (08 connection, 53 resources, 57P operator intervention, 58 system), or the statement would
+ * succeed later (57014 statement timeout or cancelled, 40001 serialization failure, 40P01 deadlock,
+ * 55P03 lock not available, 25P03 idle transaction timeout). A record refused for one of these
+ * would be a record lost; it is retried instead.
+ */
+const UNAVAILABLE_SQLSTATE = /^(08|53|57P|58|57014|40001|40P01|55P03|25P03)/;
+
+/** SQLSTATE classes of errors in the data itself (22 data exception, 23 integrity constraint): only these condemn a record. */
+const DATA_SQLSTATE = /^(22|23)/;
+
+/** Whether a refused statement was refused for its data (so retrying it record by record can single out the bad ones). */
+export function isDataError(err: DatabaseQueryError): boolean {
+  return DATA_SQLSTATE.test(err.sqlstate);
+}
 
 /**
  * Sorts an error into unavailable / refused. Errors without a SQLSTATE come from the socket or the

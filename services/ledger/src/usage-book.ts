@@ -1,6 +1,6 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { events } from "@switchyard/proto";
-import { DatabaseQueryError, type Database, type Row } from "./database.js";
+import { DatabaseQueryError, isDataError, type Database, type Row } from "./database.js";
 
 /** Columns of `usage_records` besides `time`, with their SQL type and UsageRecord field. */
 const COLUMNS = [
@@ -171,7 +171,10 @@ export class UsageBook {
       const written = await this.insert(records);
       return { written, duplicates: records.length - written.size, refused: new Map() };
     } catch (err) {
-      if (!(err instanceof DatabaseQueryError) || records.length === 1) throw err;
+      // Only an error in the data can be pinned on some records: anything else (a bug, a missing
+      // table, a permission) would refuse every record alone too, so it goes back to the caller
+      // and nothing is condemned.
+      if (!(err instanceof DatabaseQueryError) || !isDataError(err) || records.length === 1) throw err;
     }
     const outcome: WriteOutcome = { written: new Set(), duplicates: 0, refused: new Map() };
     for (const [i, record] of records.entries()) {
@@ -180,7 +183,7 @@ export class UsageBook {
         if (written.size === 1) written.forEach((id) => outcome.written.add(id));
         else outcome.duplicates++;
       } catch (err) {
-        if (!(err instanceof DatabaseQueryError)) throw err;
+        if (!(err instanceof DatabaseQueryError) || !isDataError(err)) throw err;
         outcome.refused.set(i, `the database refused it (SQLSTATE ${err.sqlstate})`);
       }
     }
