@@ -148,6 +148,25 @@ describe("quota enforcer, replicas sharing Redis", () => {
     expect((await ask(e, "3")).refusal?.limit).toBe("requests_per_minute");
   });
 
+  it("a settle repeated (a retry after a timeout that had in fact run) counts the spend once", async () => {
+    const backend = new RedisQuotaBackend(REDIS, `${prefix}idempotent:`, 1_000, 0);
+    try {
+      const scope: QuotaScope = { id: "tenant:t", limits: { period: "day", budgetMicroUsd: 1_000n } };
+      const now = Date.now();
+      expect(await backend.admit({ requestId: "r1", scopes: [scope], estimatedTokens: 1, estimatedMicroUsd: 100n }, now)).toBeUndefined();
+      const ticket = { requestId: "r1", scopes: [scope], estimatedTokens: 1, estimatedMicroUsd: 100n, windowStart: now, backend };
+      await backend.settle(ticket, 600n, 1);
+      await backend.settle(ticket, 600n, 1);
+      // 600 spent, not 1,200: a request still fits under the budget of 1,000.
+      expect(await backend.admit({ requestId: "r2", scopes: [scope], estimatedTokens: 1, estimatedMicroUsd: 100n }, now)).toBeUndefined();
+      // A spend-only settle (a request another counter admitted) adds its cost: now 1,200 with r2's hold.
+      await backend.settle({ ...ticket, requestId: "elsewhere" }, 600n, 1, true);
+      expect((await backend.admit({ requestId: "r3", scopes: [scope], estimatedTokens: 1, estimatedMicroUsd: 1n }, now))?.limit).toBe("budget");
+    } finally {
+      await backend.close();
+    }
+  });
+
   it("a hold left by a replica that died expires instead of blocking the budget forever", async () => {
     const backend = new RedisQuotaBackend(REDIS, `${prefix}expiry:`, 500, 0);
     try {
@@ -155,8 +174,9 @@ describe("quota enforcer, replicas sharing Redis", () => {
       const now = Date.now();
       expect(await backend.admit({ requestId: "dead", scopes: [scope], estimatedTokens: 1, estimatedMicroUsd: 1_000n }, now)).toBeUndefined();
       expect((await backend.admit({ requestId: "next", scopes: [scope], estimatedTokens: 1, estimatedMicroUsd: 1n }, now + 1_000))?.limit).toBe("budget");
-      // request timeout 0 + 30 s of grace: the hold is gone after that.
-      expect(await backend.admit({ requestId: "later", scopes: [scope], estimatedTokens: 1, estimatedMicroUsd: 1n }, now + 31_000)).toBeUndefined();
+      // request timeout 0 + 11 minutes of grace (longer than settles are retried): the hold is gone after that.
+      expect((await backend.admit({ requestId: "soon", scopes: [scope], estimatedTokens: 1, estimatedMicroUsd: 1n }, now + 60_000))?.limit).toBe("budget");
+      expect(await backend.admit({ requestId: "later", scopes: [scope], estimatedTokens: 1, estimatedMicroUsd: 1n }, now + 11 * 60_000 + 1_000)).toBeUndefined();
     } finally {
       await backend.close();
     }

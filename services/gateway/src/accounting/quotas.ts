@@ -51,14 +51,21 @@ export interface QuotaBackend {
   readonly name: string;
   /** Checks every scope and, when all allow, counts the request in all of them at once. */
   admit(input: AdmissionInput, now: number): Promise<QuotaRefusal | undefined>;
-  /** Ends a request: its reservation goes, its real cost and tokens count. */
-  settle(ticket: QuotaTicket, actualMicroUsd: bigint, actualTokens: number): Promise<void>;
-  /** Sets a scope's spend in a period when the counters hold none yet (what the books say was spent). */
+  /**
+   * Ends a request: its reservation goes, its real cost and tokens count. `spendOnly`: add the
+   * cost to the spend counters only (a request these counters did not admit).
+   */
+  settle(ticket: QuotaTicket, actualMicroUsd: bigint, actualTokens: number, spendOnly?: boolean): Promise<void>;
+  /** Raises a scope's spend in a period to what the books say was spent (never lowers it). */
   seed(scope: QuotaScope, now: number, spentMicroUsd: bigint): Promise<void>;
   close(): Promise<void>;
 }
 
 const MINUTE = 60_000;
+/** How long a hold outlives its request's timeout: longer than settles are retried, so a retried settle still finds it. */
+const HOLD_GRACE_MS = 11 * MINUTE;
+/** Settles Redis missed are retried for this long. */
+const SETTLE_RETRY_MS = 10 * MINUTE;
 /** Settles waiting for Redis, at most (the oldest goes first). */
 const MAX_UNSETTLED = 100_000;
 
@@ -168,14 +175,14 @@ export class MemoryQuotaBackend implements QuotaBackend {
     return undefined;
   }
 
-  async settle(ticket: QuotaTicket, actualMicroUsd: bigint, actualTokens: number): Promise<void> {
+  async settle(ticket: QuotaTicket, actualMicroUsd: bigint, actualTokens: number, spendOnly = false): Promise<void> {
     const now = Date.now();
     const w = Math.floor(ticket.windowStart / MINUTE);
     for (const scope of ticket.scopes) {
       const l = scope.limits;
-      if (l.tokensPerMinute !== undefined && this.counters.has(`tpm:${scope.id}:${w}`)) this.add(`tpm:${scope.id}:${w}`, actualTokens - ticket.estimatedTokens);
+      if (!spendOnly && l.tokensPerMinute !== undefined && this.counters.has(`tpm:${scope.id}:${w}`)) this.add(`tpm:${scope.id}:${w}`, actualTokens - ticket.estimatedTokens);
       if (l.budgetMicroUsd !== undefined) {
-        this.add(`reserved:${scope.id}`, -Number(ticket.estimatedMicroUsd));
+        if (!spendOnly) this.add(`reserved:${scope.id}`, -Number(ticket.estimatedMicroUsd));
         this.add(`spend:${scope.id}:${periodBounds(l.period, now).start}`, Number(actualMicroUsd));
       }
     }
@@ -183,7 +190,7 @@ export class MemoryQuotaBackend implements QuotaBackend {
 
   async seed(scope: QuotaScope, now: number, spentMicroUsd: bigint): Promise<void> {
     const key = `spend:${scope.id}:${periodBounds(scope.limits.period, now).start}`;
-    if (!this.counters.has(key)) this.counters.set(key, Number(spentMicroUsd));
+    this.counters.set(key, Math.max(this.get(key), Number(spentMicroUsd)));
   }
 
   async close(): Promise<void> {}
@@ -277,19 +284,31 @@ local member = ARGV[2]
 local tokenDelta = tonumber(ARGV[3])
 local cost = tonumber(ARGV[4])
 local periodTtl = tonumber(ARGV[5])
+local spendOnly = ARGV[6] == '1'
 for i = 0, n - 1 do
   local k = i * 4
-  local a = 6 + i * 2
+  local a = 7 + i * 2
   if tonumber(ARGV[a]) > 0 and redis.call('EXISTS', KEYS[k + 1]) == 1 then
     redis.call('INCRBY', KEYS[k + 1], tokenDelta)
   end
   if tonumber(ARGV[a + 1]) > 0 then
-    if redis.call('ZREM', KEYS[k + 3], member) == 1 then
-      redis.call('DECRBY', KEYS[k + 4], tonumber(string.match(member, '|(%d+)$')))
+    -- The hold is the receipt: a settle repeated (a retry after a timeout that had in fact run)
+    -- finds it gone and counts nothing twice.
+    if spendOnly or redis.call('ZREM', KEYS[k + 3], member) == 1 then
+      if not spendOnly then redis.call('DECRBY', KEYS[k + 4], tonumber(string.match(member, '|(%d+)$'))) end
+      redis.call('INCRBY', KEYS[k + 2], cost)
+      redis.call('PEXPIRE', KEYS[k + 2], periodTtl)
     end
-    redis.call('INCRBY', KEYS[k + 2], cost)
-    redis.call('PEXPIRE', KEYS[k + 2], periodTtl)
   end
+end
+return 1
+`;
+
+/** Raises a spend counter to the books' figure (never lowers it: what the counter holds was spent too). */
+const SEED = `
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
 return 1
 `;
@@ -329,6 +348,7 @@ export class RedisQuotaBackend implements QuotaBackend {
     });
     this.redis.defineCommand("quotaAdmit", { lua: ADMIT });
     this.redis.defineCommand("quotaSettle", { lua: SETTLE });
+    this.redis.defineCommand("quotaSeed", { numberOfKeys: 1, lua: SEED });
   }
 
   get connected(): boolean {
@@ -358,7 +378,7 @@ export class RedisQuotaBackend implements QuotaBackend {
       limitArgs.push(s.limits.requestsPerMinute ?? 0, s.limits.tokensPerMinute ?? 0, String(s.limits.budgetMicroUsd ?? 0n));
     }
     const weight = 1 - (now % MINUTE) / MINUTE;
-    const args = [now, input.scopes.length, member(input.requestId, input.estimatedMicroUsd), input.estimatedTokens, String(input.estimatedMicroUsd), now + this.requestTimeoutMs + 30_000, weight, periodTtl, ...limitArgs];
+    const args = [now, input.scopes.length, member(input.requestId, input.estimatedMicroUsd), input.estimatedTokens, String(input.estimatedMicroUsd), now + this.requestTimeoutMs + HOLD_GRACE_MS, weight, periodTtl, ...limitArgs];
     const res = (await (this.redis as unknown as { quotaAdmit(n: number, ...a: (string | number)[]): Promise<unknown[]> }).quotaAdmit(keys.length, ...keys, ...args)) as [number, string?, string?, string?];
     if (res[0] === -1) return undefined;
     const scope = input.scopes[res[0]]!;
@@ -370,7 +390,7 @@ export class RedisQuotaBackend implements QuotaBackend {
     return refusal(scope, "tokens_per_minute", now, `${Math.round(used)} of ${l.tokensPerMinute} tokens in the last minute`);
   }
 
-  async settle(ticket: QuotaTicket, actualMicroUsd: bigint, actualTokens: number): Promise<void> {
+  async settle(ticket: QuotaTicket, actualMicroUsd: bigint, actualTokens: number, spendOnly = false): Promise<void> {
     await this.ready();
     const now = Date.now();
     const w = Math.floor(ticket.windowStart / MINUTE);
@@ -392,6 +412,7 @@ export class RedisQuotaBackend implements QuotaBackend {
       actualTokens - ticket.estimatedTokens,
       String(actualMicroUsd),
       periodTtl,
+      spendOnly ? "1" : "0",
       ...flags,
     );
   }
@@ -399,7 +420,11 @@ export class RedisQuotaBackend implements QuotaBackend {
   async seed(scope: QuotaScope, now: number, spentMicroUsd: bigint): Promise<void> {
     await this.ready();
     const { start, end } = periodBounds(scope.limits.period, now);
-    await this.redis.set(`${this.prefix}${scope.id}:spend:${scope.limits.period}:${start}`, String(spentMicroUsd), "PX", end - now + 86_400_000, "NX");
+    await (this.redis as unknown as { quotaSeed(key: string, value: string, ttl: number): Promise<unknown> }).quotaSeed(
+      `${this.prefix}${scope.id}:spend:${scope.limits.period}:${start}`,
+      String(spentMicroUsd),
+      end - now + 86_400_000,
+    );
   }
 
   /** Calls `handler` whenever the connection comes back after a loss (Redis may have lost its data). */
@@ -436,6 +461,19 @@ export interface QuotaEnforcerOptions {
   spentSince?: (scope: string, sinceMs: number) => Promise<bigint | undefined>;
 }
 
+/** A settle waiting to be retried: on which counters, and whether only its spend is to be added (see settle). */
+interface Unsettled {
+  ticket: QuotaTicket;
+  backend: QuotaBackend;
+  spendOnly: boolean;
+  actualMicroUsd: bigint;
+  actualTokens: number;
+  giveUpAt: number;
+}
+
+/** After a Redis failure, how long admissions count in the replica alone before trying Redis again. */
+const SHARED_PAUSE_MS = 2_000;
+
 /** After the books could not be read, how long before asking them again. */
 const SEED_RETRY_MS = 10_000;
 
@@ -452,8 +490,11 @@ export class QuotaEnforcer {
   private readonly local = new MemoryQuotaBackend();
   private readonly shared: RedisQuotaBackend | undefined;
   private degraded = "";
-  private readonly unsettled: { ticket: QuotaTicket; actualMicroUsd: bigint; actualTokens: number; giveUpAt: number }[] = [];
+  private readonly unsettled: Unsettled[] = [];
   private retryTimer: NodeJS.Timeout | undefined;
+  private retrying = false;
+  /** Until when admissions skip Redis after it failed (ms since epoch). */
+  private sharedPausedUntil = 0;
   /** Budget counters started from the books: "scope|period start" -> done (true) or when to try again. */
   private readonly seeded = new Map<string, true | number>();
   private readonly seeding = new Map<string, Promise<void>>();
@@ -497,7 +538,9 @@ export class QuotaEnforcer {
       estimatedMicroUsd: this.options.estimateCost(request.tenant, inputTokens, outputTokens),
     };
     const now = Date.now();
-    let backend: QuotaBackend = this.shared ?? this.local;
+    // After a Redis failure, this replica counts alone for a moment instead of waiting out the
+    // timeout on every admission.
+    let backend: QuotaBackend = this.shared && now >= this.sharedPausedUntil ? this.shared : this.local;
     let refused: QuotaRefusal | undefined;
     try {
       await this.seedBudgets(backend, scopes, now);
@@ -505,23 +548,26 @@ export class QuotaEnforcer {
       if (this.degraded && backend === this.shared) {
         this.options.logger.info("quota counters in Redis are back");
         this.degraded = "";
+        // What was spent meanwhile is in the books (or on its way): raise the shared budgets to it.
+        this.seeded.clear();
       }
     } catch (err) {
       if (backend !== this.shared) throw err;
       if (!this.degraded) this.options.logger.warn("quota counters in Redis unavailable; counting in this replica", { error: (err as Error).message });
       this.degraded = "redis unreachable";
-      this.options.onFallback?.();
+      this.sharedPausedUntil = now + SHARED_PAUSE_MS;
       backend = this.local;
       await this.seedBudgets(backend, scopes, now).catch(() => {});
       refused = await backend.admit(input, now);
     }
+    if (backend !== this.shared && this.shared) this.options.onFallback?.();
     if (refused) return { refusal: refused };
     return { ticket: { ...input, windowStart: now, backend } };
   }
 
   /**
-   * Starts each budget's counter for this period from the books, once per process (and again after
-   * Redis reconnects): a counter that exists already is left as it is. While the books cannot be
+   * Raises each budget's counter for this period to what the books say, once per process (and again
+   * after Redis reconnects or comes back from a failure): a counter is never lowered. While the books cannot be
    * read, requests are admitted on the counters as they are, and the books are asked again later.
    */
   private async seedBudgets(backend: QuotaBackend, scopes: QuotaScope[], now: number): Promise<void> {
@@ -555,40 +601,62 @@ export class QuotaEnforcer {
 
   /**
    * Ends an admitted request with what it really cost. Never throws: a settle Redis does not take
-   * is retried every second for up to ten minutes (spend must not go uncounted), and its hold
-   * expires by itself meanwhile.
+   * is retried every second for up to ten minutes (spend must not go uncounted; a retry of a
+   * settle that did run counts nothing twice), and its hold expires by itself meanwhile. A request
+   * admitted on this replica's own counters while Redis was away also adds its spend to the shared
+   * budget, so the other replicas see it once Redis is back.
    */
   async settle(ticket: QuotaTicket | undefined, actualMicroUsd: bigint, actualTokens: number): Promise<void> {
     if (!ticket) return;
-    try {
-      await ticket.backend.settle(ticket, actualMicroUsd, actualTokens);
-    } catch (err) {
-      if (this.unsettled.length === 0) this.options.logger.warn("could not settle quota counters; retrying", { request_id: ticket.requestId, error: (err as Error).message });
-      if (this.unsettled.length >= MAX_UNSETTLED) this.unsettled.shift();
-      this.unsettled.push({ ticket, actualMicroUsd, actualTokens, giveUpAt: Date.now() + 600_000 });
-      this.retryTimer ??= setInterval(() => void this.retrySettles(), 1_000).unref();
+    const jobs: Unsettled[] = [{ ticket, backend: ticket.backend, spendOnly: false, actualMicroUsd, actualTokens, giveUpAt: Date.now() + SETTLE_RETRY_MS }];
+    if (this.shared && ticket.backend !== this.shared && ticket.scopes.some((s) => s.limits.budgetMicroUsd !== undefined)) {
+      jobs.push({ ticket, backend: this.shared, spendOnly: true, actualMicroUsd, actualTokens: ticket.estimatedTokens, giveUpAt: Date.now() + SETTLE_RETRY_MS });
+    }
+    for (const job of jobs) {
+      try {
+        await job.backend.settle(job.ticket, job.actualMicroUsd, job.actualTokens, job.spendOnly);
+      } catch (err) {
+        if (this.unsettled.length === 0) this.options.logger.warn("could not settle quota counters; retrying", { request_id: ticket.requestId, error: (err as Error).message });
+        if (this.unsettled.length >= MAX_UNSETTLED) this.unsettled.shift();
+        this.unsettled.push(job);
+        this.scheduleRetry();
+      }
     }
   }
 
-  private async retrySettles(): Promise<void> {
-    const due = this.unsettled.splice(0);
-    for (const u of due) {
-      try {
-        await u.ticket.backend.settle(u.ticket, u.actualMicroUsd, u.actualTokens);
-      } catch {
-        if (Date.now() < u.giveUpAt) this.unsettled.push(u);
-        else this.options.logger.error("gave up settling a request's quota counters: its spend is not counted against the budget", { request_id: u.ticket.requestId });
-      }
-    }
-    if (this.unsettled.length === 0 && this.retryTimer) {
-      clearInterval(this.retryTimer);
+  private scheduleRetry(): void {
+    if (this.retryTimer || this.retrying) return;
+    this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
+      void this.retrySettles();
+    }, 1_000);
+    this.retryTimer.unref();
+  }
+
+  private async retrySettles(): Promise<void> {
+    if (this.retrying) return;
+    this.retrying = true;
+    try {
+      const due = this.unsettled.splice(0);
+      for (const u of due) {
+        try {
+          await u.backend.settle(u.ticket, u.actualMicroUsd, u.actualTokens, u.spendOnly);
+        } catch {
+          if (Date.now() < u.giveUpAt) this.unsettled.push(u);
+          else this.options.logger.error("gave up settling a request's quota counters: its spend is not counted against the budget", { request_id: u.ticket.requestId });
+        }
+      }
+    } finally {
+      this.retrying = false;
+      if (this.unsettled.length > 0) this.scheduleRetry();
     }
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     if (this.unsettled.length > 0) await this.retrySettles();
-    clearInterval(this.retryTimer);
+    clearTimeout(this.retryTimer);
     await this.shared?.close();
   }
 }
