@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { hasTenantKeys, type Config } from "@switchyard/config";
+import { hasTenantKeys, isLoopbackHost, type Config } from "@switchyard/config";
 import { GatewayError } from "./errors.js";
 import type { KeyStore } from "./accounting/keys.js";
 import type { QuotaLimits } from "./accounting/quotas.js";
@@ -71,16 +71,19 @@ export class TenantResolver {
   }
 
   /**
-   * Checks a caller of the admin API (usage, keys, dashboard data). Open when the gateway does not
-   * authenticate (a local machine); otherwise it needs a key listed in `gateway.admin_key_sha256`.
+   * Checks a caller of the admin API (usage, keys, dashboard data). Open on a local machine (no
+   * tenant keys, no admin key, a loopback listener); otherwise it needs a key listed in
+   * `gateway.admin_key_sha256` (once one is listed, always).
    * @throws GatewayError 401 / 403
    */
   authorizeAdmin(credentials: Credentials): void {
-    if (!this.authenticates) return;
+    // Open only where nothing asks for a key: no tenant keys, no admin key, and a loopback listener.
+    if (!this.authenticates && this.adminHashes.size === 0 && isLoopbackHost(this.config.listen_host)) return;
     const key = presentedKey(credentials);
     if (key === undefined) throw new GatewayError(401, "authentication_error", "missing_api_key", "the admin API needs an admin key: send Authorization: Bearer <key>");
     if (this.adminHashes.size === 0) {
-      throw new GatewayError(403, "permission_error", "admin_disabled", "the admin API is off: no admin key is configured (gateway.admin_key_sha256)");
+      const why = this.authenticates ? "" : " and the gateway listens beyond loopback";
+      throw new GatewayError(403, "permission_error", "admin_disabled", `the admin API is off: no admin key is configured (gateway.admin_key_sha256)${why}`);
     }
     if (!this.adminHashes.has(sha256Hex(key))) throw new GatewayError(403, "permission_error", "not_admin", "this key is not an admin key");
   }

@@ -64,9 +64,9 @@ export class KeyStore {
 
   /** The valid key with this SHA-256; "revoked" for a key that was revoked; undefined for one never issued (or while the ledger is away). */
   async find(sha256: string): Promise<KeyGrant | "revoked" | undefined> {
+    if (this.revoked.has(sha256)) return "revoked";
     const known = this.byHash.get(sha256);
     if (known) return known;
-    if (this.revoked.has(sha256)) return "revoked";
     const until = this.unknown.get(sha256);
     if (until !== undefined && until > Date.now()) return undefined;
     let flight = this.lookups.get(sha256);
@@ -83,8 +83,19 @@ export class KeyStore {
     this.refreshing = true;
     try {
       const res = await this.ledger.listKeys({ changedSince: this.version, includeRevoked: true }, { timeoutMs: Math.max(1_000, this.options.refreshMs) });
-      for (const key of res.keys) this.apply(key);
-      if (res.version > this.version) this.version = res.version;
+      if (res.version < this.version) {
+        // The ledger's key table is older than what this replica saw (a restored or new database):
+        // start over from it rather than wait for versions it will never reach.
+        this.options.logger.warn("the ledger's key versions went back; reloading every key", { was: String(this.version), now: String(res.version) });
+        this.version = 0n;
+        this.byHash.clear();
+        const all = await this.ledger.listKeys({ changedSince: 0n, includeRevoked: true }, { timeoutMs: Math.max(1_000, this.options.refreshMs) });
+        for (const key of all.keys) this.apply(key);
+        this.version = all.version;
+      } else {
+        for (const key of res.keys) this.apply(key);
+        if (res.version > this.version) this.version = res.version;
+      }
       if (this.lastError) this.options.logger.info("key store synced with the ledger again");
       this.lastError = "";
       this.synced = true;
@@ -98,6 +109,8 @@ export class KeyStore {
   }
 
   private apply(key: ledgerPb.ApiKey): void {
+    // A revocation is final: a lookup answered before it (still in flight when the refresh saw it) never brings the key back.
+    if (this.revoked.has(key.sha256)) return;
     if (key.revokedAtUnixMs > 0n) {
       this.byHash.delete(key.sha256);
       this.revoked.add(key.sha256);
