@@ -34,8 +34,37 @@ export class Accounting {
     private readonly metrics: GatewayMetrics,
   ) {}
 
+  /** Accounts opened and not closed yet: requests still running. */
+  private openAccounts = 0;
+  private drained: (() => void) | undefined;
+
   open(init: { requestId: string; traceId: string; api: ApiName; receivedAt: number }): RequestAccount {
+    this.openAccounts++;
     return new RequestAccount(this, this.config, this.metrics, init);
+  }
+
+  /** An account closed (called by RequestAccount.close, once). */
+  released(): void {
+    this.openAccounts--;
+    if (this.openAccounts === 0) this.drained?.();
+  }
+
+  /**
+   * Waits until every open account has closed (requests cut short by the shutdown unwind a few
+   * ticks after their connections go), at most `deadlineMs`; resolves to how many are still open.
+   */
+  async drain(deadlineMs: number): Promise<number> {
+    if (this.openAccounts > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, deadlineMs);
+        this.drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.drained = undefined;
+    }
+    return this.openAccounts;
   }
 }
 
@@ -122,6 +151,14 @@ export class RequestAccount {
   close(status: number, errorCode = ""): void {
     if (this.closed) return;
     this.closed = true;
+    try {
+      this.book(status, errorCode);
+    } finally {
+      this.books.released();
+    }
+  }
+
+  private book(status: number, errorCode: string): void {
     const caller = this.caller;
     if (!caller) return;
     const { cost, usage, estimated } = this.charge();

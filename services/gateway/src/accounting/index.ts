@@ -55,12 +55,17 @@ export function createGatewayBooks(deps: { config: Config; logger: Logger; metri
       : {}),
   });
   const publisher = new UsagePublisher({ bus, ledger, settings: config.ledger, metrics, logger });
+  const accounting = new Accounting(config, prices, quotas, publisher, metrics);
   return {
-    accounting: new Accounting(config, prices, quotas, publisher, metrics),
+    accounting,
     keys,
     checks: () => ({ usage_records: publisher.state, quotas: quotas.state, ...(keys ? { api_keys: keys.state } : {}) }),
     close: async (deadlineMs) => {
-      await publisher.close(deadlineMs);
+      // Requests the shutdown cut short close their accounts a few ticks later: wait for them (bounded).
+      const started = Date.now();
+      const open = await accounting.drain(deadlineMs / 2);
+      if (open > 0) logger.warn("requests still open at shutdown; their usage records may be lost", { open });
+      await publisher.close(Math.max(500, deadlineMs - (Date.now() - started)));
       keys?.stop();
       await quotas.close();
     },

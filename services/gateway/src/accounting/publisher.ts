@@ -66,15 +66,20 @@ export class UsagePublisher {
 
   /** For readiness: where records go now, and how many wait. */
   get state(): string {
-    const waiting = this.queue.length > 0 ? `; ${this.queue.length} waiting` : "";
-    if (!this.options.bus) return `ledger rpc (NATS disabled: records are not buffered)${waiting}`;
+    const waiting = this.queue.length > 0 ? `; ${this.queue.length} waiting in this process${this.lastProblem ? `: ${this.lastProblem}` : ""}` : "";
+    if (!this.options.bus) return `ledger rpc (NATS disabled: records are not buffered in JetStream, only in this process)${waiting}`;
     if (this.options.bus.state === "connected" && this.streamReady) return `jetstream${waiting}`;
-    return `degraded: JetStream unavailable, records go to the ledger over RPC${waiting}`;
+    return `degraded: JetStream unavailable, records go to the ledger's Record RPC${waiting}`;
   }
 
   /** Queues a record (never throws, never waits). */
   publish(record: events.UsageRecord): void {
-    if (this.closed) return;
+    if (this.closed) {
+      // Only a request that outlived the shutdown grace gets here: say so, it is off the books.
+      this.options.metrics.usageRecords.inc({ outcome: "dropped" });
+      this.options.logger.error("a usage record arrived after the publisher closed; it is not on the books", { request_id: record.requestId });
+      return;
+    }
     const span = trace.getActiveSpan();
     const parent = span?.isRecording() ? span.spanContext() : undefined;
     this.queue.push({ record, parent, failures: 0 });
@@ -113,32 +118,35 @@ export class UsagePublisher {
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, BATCH);
-        const viaLedger: Pending[] = [];
         const js = this.options.bus?.state === "connected" && this.streamReady ? this.js : undefined;
+        // JetStream first; a record it refused JETSTREAM_ATTEMPTS times (or every record, without
+        // JetStream) goes to the ledger's Record RPC.
+        let viaLedger = batch;
+        let retry: Pending[] = [];
+        let delivered = 0;
         if (js) {
-          const direct = batch.filter((p) => p.failures >= JETSTREAM_ATTEMPTS);
-          viaLedger.push(...direct);
-          const failed = await this.toJetStream(js.client, batch.filter((p) => p.failures < JETSTREAM_ATTEMPTS));
-          viaLedger.push(...failed.filter((p) => p.failures >= JETSTREAM_ATTEMPTS));
-          // Failed fewer times: back to the front, tried again after a pause.
-          const retry = failed.filter((p) => p.failures < JETSTREAM_ATTEMPTS);
-          if (retry.length > 0) {
-            this.queue.unshift(...retry);
-            if (viaLedger.length === 0) {
-              this.backOff();
-              return;
-            }
-          }
-        } else {
-          viaLedger.push(...batch);
+          const fresh = batch.filter((p) => p.failures < JETSTREAM_ATTEMPTS);
+          const failed = await this.toJetStream(js.client, fresh);
+          delivered += fresh.length - failed.length;
+          viaLedger = [...batch.filter((p) => !fresh.includes(p)), ...failed.filter((p) => p.failures >= JETSTREAM_ATTEMPTS)];
+          retry = failed.filter((p) => p.failures < JETSTREAM_ATTEMPTS);
         }
-        if (viaLedger.length > 0 && !(await this.toLedger(viaLedger))) {
-          this.queue.unshift(...viaLedger);
+        if (viaLedger.length > 0) {
+          if (await this.toLedger(viaLedger)) delivered += viaLedger.length;
+          else {
+            // Neither path took them: they wait, and try JetStream again first next time (it may
+            // be back while the ledger is not).
+            for (const p of viaLedger) p.failures = 0;
+            retry.push(...viaLedger);
+          }
+        }
+        if (retry.length > 0) this.queue.unshift(...retry);
+        if (delivered === 0) {
           this.backOff();
           return;
         }
         this.backoffMs = 0;
-        if (this.lastProblem) {
+        if (this.lastProblem && retry.length === 0) {
           this.options.logger.info("usage records flowing again", { waiting: this.queue.length });
           this.lastProblem = "";
         }
