@@ -94,7 +94,7 @@ export class LedgerHandler implements ServiceImpl<typeof pb.LedgerService> {
       if (req.tenant) checkTenantName(req.tenant, "tenant");
       if (req.keyId && !KEY_ID.test(req.keyId)) throw invalidArgument("key_id must be 12 lowercase hex digits");
       if (!(req.groupBy in GROUP_BY)) throw invalidArgument(`group_by ${req.groupBy} is not a known GroupBy`);
-      const report = await this.deps.book.usage({ sinceMs, untilMs, tenant: req.tenant || undefined, keyId: req.keyId || undefined, groupBy: GROUP_BY[req.groupBy] });
+      const report = await this.deps.book.usage({ sinceMs, untilMs, tenant: req.tenant || undefined, keyId: req.keyId || undefined, groupBy: GROUP_BY[req.groupBy], costOnly: req.costOnly });
       return create(pb.UsageResponseSchema, {
         sinceUnixMs: sinceMs,
         untilUnixMs: untilMs,

@@ -95,6 +95,8 @@ export interface UsageQuery {
   tenant?: string | undefined;
   keyId?: string | undefined;
   groupBy?: UsageDimension | undefined;
+  /** Only the count and the cost (no groups): see UsageRequest.cost_only. */
+  costOnly?: boolean | undefined;
 }
 
 /** Aggregates over a set of records; money in micro-dollars. */
@@ -209,6 +211,10 @@ export class UsageBook {
       where.push(`key_id = $${params.length}`);
     }
     const filtered = `from usage_records where ${where.join(" and ")}`;
+    if (q.costOnly) {
+      const [row] = await this.db.query(`select count(*)::int8 as requests, coalesce(sum(cost_micro_usd), 0)::int8 as cost_micro_usd ${filtered}`, params);
+      return { totals: figures(row ?? {}), groups: [] };
+    }
     if (!q.groupBy) {
       const [row] = await this.db.query(`select ${AGGREGATES} ${filtered}`, params);
       return { totals: figures(row ?? {}), groups: [] };

@@ -309,6 +309,14 @@ describe.each([pgliteBackend(), postgresBackend()])("the ledger on $kind", (back
       expect(nobody.totals).toMatchObject({ requests: 0n, costMicroUsd: 0n, ttftP50Ms: 0, totalP95Ms: 0 });
     });
 
+    it("answers the cost alone when asked (what a gateway starts a budget from)", async () => {
+      const acme = await client.client.usage({ ...period, tenant: "acme", costOnly: true });
+      expect(acme.totals).toMatchObject({ requests: 4n, costMicroUsd: 21_000n, errors: 0n, ttftP50Ms: 0 });
+      const key = await client.client.usage({ ...period, keyId: "bbbbbbbbbbbb", costOnly: true, groupBy: pb.GroupBy.MODEL });
+      expect(key.totals).toMatchObject({ requests: 2n, costMicroUsd: 20_000n });
+      expect(key.groups).toEqual([]);
+    });
+
     it("defaults to the last 7 days up to now", async () => {
       const res = await client.client.usage({});
       expect(res.untilUnixMs).toBe(BigInt(NOW));

@@ -46,7 +46,7 @@ export function createGatewayBooks(deps: { config: Config; logger: Logger; metri
           spentSince: async (scope: string, sinceMs: number) => {
             const [kind, id] = [scope.slice(0, scope.indexOf(":")), scope.slice(scope.indexOf(":") + 1)];
             const report = await ledger.usage(
-              { ...(kind === "key" ? { keyId: id } : { tenant: id }), sinceUnixMs: BigInt(sinceMs), untilUnixMs: BigInt(Date.now() + 60_000) },
+              { ...(kind === "key" ? { keyId: id } : { tenant: id }), sinceUnixMs: BigInt(sinceMs), untilUnixMs: BigInt(Date.now() + 60_000), costOnly: true },
               { timeoutMs: 1_000 },
             );
             return report.totals?.costMicroUsd ?? 0n;
