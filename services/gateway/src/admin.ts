@@ -53,9 +53,13 @@ export class AdminHandler implements ServiceImpl<typeof adminPb.AdminService> {
       return result;
     } catch (err) {
       const ce = ConnectError.from(err);
-      if (ce.code === Code.Unavailable || ce.code === Code.DeadlineExceeded || ce.code === Code.Unknown || ce.code === Code.Internal) {
+      if (ce.code === Code.Unavailable || ce.code === Code.DeadlineExceeded) {
         this.logger.warn("admin call failed: the ledger did not answer", { method, error: ce.rawMessage });
         throw new ConnectError(`the ledger is unavailable (${ce.rawMessage})`, Code.Unavailable);
+      }
+      if (ce.code === Code.Unknown || ce.code === Code.Internal) {
+        this.logger.error("admin call failed in the ledger", { method, error: ce.rawMessage });
+        throw new ConnectError(`the ledger failed to answer ${method} (${ce.rawMessage})`, Code.Internal);
       }
       throw new ConnectError(ce.rawMessage, ce.code);
     }

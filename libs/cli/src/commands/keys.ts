@@ -49,7 +49,7 @@ export async function keysCommand(argv: string[]): Promise<number> {
       if (positionals.length > 0) throw new Error(`unexpected argument "${positionals[0]}"`);
       if (!values.tenant) throw new Error("--tenant is required");
       const limits = {
-        budgetMicroUsd: values["budget-usd"] === undefined ? 0n : BigInt(Math.round(positive(values["budget-usd"], "--budget-usd") * 1e6)),
+        budgetMicroUsd: values["budget-usd"] === undefined ? 0n : budgetMicro(values["budget-usd"]),
         period: PERIODS[values.period ?? "month"] ?? invalid(`--period must be day, week or month`),
         requestsPerMinute: values.rpm === undefined ? 0 : integer(values.rpm, "--rpm"),
         tokensPerMinute: values.tpm === undefined ? 0 : integer(values.tpm, "--tpm"),
@@ -101,7 +101,13 @@ export async function keysCommand(argv: string[]): Promise<number> {
     process.stderr.write(`switchyard keys: ${(err as Error).message}\n\n${KEYS_HELP}`);
     return 2;
   }
-  const admin = connectAdmin(values.url);
+  let admin;
+  try {
+    admin = connectAdmin(values.url);
+  } catch (err) {
+    process.stderr.write(`switchyard keys: ${(err as Error).message}\n`);
+    return 2;
+  }
   try {
     process.stdout.write(await call(admin));
     return 0;
@@ -111,6 +117,13 @@ export async function keysCommand(argv: string[]): Promise<number> {
   } finally {
     admin.close();
   }
+}
+
+/** `--budget-usd` in micro-dollars; an amount that rounds to nothing would silently mean "no budget". */
+function budgetMicro(text: string): bigint {
+  const micro = Math.round(positive(text, "--budget-usd") * 1e6);
+  if (micro < 1) throw new Error("--budget-usd is below a micro-dollar ($0.000001): that is no budget at all");
+  return BigInt(micro);
 }
 
 function positive(text: string, flag: string): number {

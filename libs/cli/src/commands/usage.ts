@@ -5,7 +5,7 @@ import { adminErrorMessage, connectAdmin } from "./admin-client.js";
 const USAGE_HELP = `usage: switchyard usage [--tenant T] [--key KEY_ID] [--since 7d] [--until TIME] [--by model|tier|day|hour|tenant|key|cache|task] [--json] [--url URL]
 
 What the traffic cost and what routing saved, from the ledger (through the gateway's admin API).
-  --since, --until   a duration back from now (30m, 24h, 7d, 4w) or a date/time (2026-11-01, 2026-11-01T12:00Z); default the last 7 days
+  --since, --until   a duration back from now (30m, 24h, 7d, 4w) or a date/time, UTC unless it says (2026-11-01, 2026-11-01T12:00); default the last 7 days
   --by               the breakdown (default: model)
   --json             one JSON object: requests, cost_usd, baseline_usd, saved_usd, ... and the breakdown
 The admin key, when the gateway needs one, is read from SWITCHYARD_ADMIN_KEY.
@@ -66,7 +66,13 @@ export async function usageCommand(argv: string[]): Promise<number> {
     process.stderr.write(`switchyard usage: --by must be one of ${Object.keys(GROUPS).join(", ")}\n`);
     return 2;
   }
-  const admin = connectAdmin(values.url);
+  let admin;
+  try {
+    admin = connectAdmin(values.url);
+  } catch (err) {
+    process.stderr.write(`switchyard usage: ${(err as Error).message}\n`);
+    return 2;
+  }
   try {
     const report = await admin.client.usage(
       { tenant: values.tenant ?? "", keyId: values.key ?? "", sinceUnixMs: BigInt(since), untilUnixMs: BigInt(until), groupBy },
@@ -91,7 +97,9 @@ export function parseTime(text: string, now: number, flag: string): number {
   const d = /^(\d+(?:\.\d+)?)\s*(m|h|d|w)$/.exec(text.trim());
   if (d) return now - Number(d[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }[d[2] as "m" | "h" | "d" | "w"];
   if (/^\d{4}-\d{2}-\d{2}/.test(text)) {
-    const t = Date.parse(/^\d{4}-\d{2}-\d{2}$/.test(text) ? `${text}T00:00:00Z` : text);
+    // UTC unless the time says otherwise (the ledger's days and hours are UTC too).
+    const withZone = /^\d{4}-\d{2}-\d{2}$/.test(text) ? `${text}T00:00:00Z` : /(Z|[+-]\d{2}:?\d{2})$/i.test(text) ? text : `${text}Z`;
+    const t = Date.parse(withZone);
     if (Number.isFinite(t)) return t;
   }
   throw new Error(`${flag} "${text}" is neither a duration (30m, 24h, 7d, 4w) nor a date (2026-11-01, 2026-11-01T12:00Z)`);

@@ -37,8 +37,8 @@ export function createGatewayBooks(deps: { config: Config; logger: Logger; metri
   const quotas = new QuotaEnforcer({
     config,
     logger,
-    // Admission holds what the request would cost on the tenant's baseline model: the most it should cost.
-    estimateCost: (tenant, inputTokens, outputTokens) => prices.baselineCost(tenant, { inputTokens, outputTokens, cachedInputTokens: 0 }),
+    // Admission holds what the estimated tokens would cost at the highest price of any model.
+    estimateCost: (_tenant, inputTokens, outputTokens) => prices.mostExpensiveCost(inputTokens, outputTokens),
     onFallback: () => metrics.quotaFallbacks.inc(),
     // Budgets start from what the books say this period spent (a restarted gateway or an emptied Redis forgets nothing).
     ...(ledger

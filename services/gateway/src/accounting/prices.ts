@@ -37,6 +37,21 @@ export class PriceBook {
     });
   }
 
+  /**
+   * What these tokens would cost on the most expensive price of any model (input and output
+   * separately): an admission's hold, which no route the request can take costs more than, for the
+   * tokens estimated.
+   */
+  mostExpensiveCost(inputTokens: number, outputTokens: number): bigint {
+    let input = 0n;
+    let output = 0n;
+    for (const p of this.prices.values()) {
+      if (p.inputMicroUsdPerMtok > input) input = p.inputMicroUsdPerMtok;
+      if (p.outputMicroUsdPerMtok > output) output = p.outputMicroUsdPerMtok;
+    }
+    return costMicroUsd({ inputTokens: BigInt(inputTokens), outputTokens: BigInt(outputTokens) }, { inputMicroUsdPerMtok: input, outputMicroUsdPerMtok: output, cachedInputMicroUsdPerMtok: 0n });
+  }
+
   /** The baseline model of a tenant ("provider/model"). */
   baselineModel(tenant: string): string {
     return this.baselines.get(tenant) ?? this.defaultBaseline;
