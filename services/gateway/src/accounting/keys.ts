@@ -96,12 +96,14 @@ export class KeyStore {
         for (const key of res.keys) this.apply(key);
         if (res.version > this.version) this.version = res.version;
       }
-      if (this.lastError) this.options.logger.info("key store synced with the ledger again");
+      if (this.lastError) this.options.logger.info(this.synced ? "key store synced with the ledger again" : "key store synced with the ledger");
       this.lastError = "";
       this.synced = true;
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
-      if (!this.lastError) this.options.logger.warn("cannot refresh API keys from the ledger; keys last seen keep working", { error: reason });
+      // At start the ledger may still be opening its database: not worth a warning until it has answered once.
+      if (!this.lastError && this.synced) this.options.logger.warn("cannot refresh API keys from the ledger; keys last seen keep working", { error: reason });
+      else if (!this.lastError) this.options.logger.info("waiting for the ledger to list API keys", { error: reason });
       this.lastError = "ledger unreachable";
     } finally {
       this.refreshing = false;
