@@ -317,6 +317,8 @@ export const configSchema = z
         gateway_buffer_records: z.number().int().positive().default(100_000),
         /** How often a gateway asks the ledger for new and revoked keys. */
         key_refresh_ms: z.number().int().positive().default(500),
+        /** Usage records older than this many days are deleted (hourly, in small batches); 0 keeps them all. */
+        retention_days: z.number().int().min(0).default(0),
       })
       .strict()
       .prefault({}),

@@ -110,6 +110,21 @@ export async function createLedgerService(runtime: ServiceRuntime, options: Ledg
   }, PROBE_INTERVAL_MS);
   probe.unref();
 
+  // Retention: records older than ledger.retention_days go, an hour apart (every replica may run
+  // it: the deletes are idempotent and short).
+  const prune = async () => {
+    if (!migrated || settings.retention_days === 0) return;
+    try {
+      const pruned = await book.prune(Date.now() - settings.retention_days * 86_400_000);
+      if (pruned > 0) logger.info("pruned usage records past retention", { records: pruned, retention_days: settings.retention_days });
+    } catch (err) {
+      logger.warn("pruning usage records failed; trying again in an hour", { error: (err as Error).message });
+    }
+  };
+  const pruner = settings.retention_days > 0 ? setInterval(() => void prune(), 3_600_000) : undefined;
+  pruner?.unref();
+  if (settings.retention_days > 0) setTimeout(() => void prune(), 60_000).unref();
+
   return {
     serviceNames: [pb.LedgerService.typeName],
     routes: (router) =>
@@ -136,6 +151,7 @@ export async function createLedgerService(runtime: ServiceRuntime, options: Ledg
       stopping = true;
       clearTimeout(retry);
       clearInterval(probe);
+      clearInterval(pruner);
       await consumer?.stop();
       if (ownBus) await bus?.close();
       await db.close();

@@ -198,6 +198,26 @@ export class UsageBook {
     return new Set(rows.map((r) => r.request_id));
   }
 
+  /**
+   * Deletes records older than `beforeMs`, `batch` at a time (short statements: writers are never
+   * held up for long); resolves to how many went.
+   */
+  async prune(beforeMs: number, batch = 5_000): Promise<number> {
+    const before = new Date(beforeMs).toISOString();
+    let total = 0;
+    for (;;) {
+      const rows = await this.db.query<{ n: bigint }>(
+        `with gone as (delete from usage_records where request_id in
+           (select request_id from usage_records where time < $1::timestamptz limit ${Math.floor(batch)}) returning 1)
+         select count(*)::int8 as n from gone`,
+        [before],
+      );
+      const n = Number(rows[0]?.n ?? 0n);
+      total += n;
+      if (n < batch) return total;
+    }
+  }
+
   /** Totals over [sinceMs, untilMs) and, with `groupBy`, the same per group. */
   async usage(q: UsageQuery): Promise<UsageReport> {
     const params: unknown[] = [new Date(Number(q.sinceMs)).toISOString(), new Date(Number(q.untilMs)).toISOString()];

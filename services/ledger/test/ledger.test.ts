@@ -497,3 +497,24 @@ describe("migrations on a fresh Postgres", () => {
     }
   });
 });
+
+describe.each([pgliteBackend(), postgresBackend()])("retention on $kind", (backend: Backend) => {
+  it("deletes records older than the cut-off, in batches, and nothing newer", async () => {
+    const db = await backend.open();
+    try {
+      await migrate(db);
+      const book = new UsageBook(db);
+      const cutoff = Date.parse("2025-06-01T00:00:00Z");
+      const old = Array.from({ length: 25 }, (_, i) => usageRecord({ requestId: `old-${i}`, timeUnixMs: BigInt(cutoff - 1_000 - i * 60_000) }));
+      const recent = Array.from({ length: 5 }, (_, i) => usageRecord({ requestId: `new-${i}`, timeUnixMs: BigInt(cutoff + i * 60_000) }));
+      await book.write([...old, ...recent]);
+      expect(await book.prune(cutoff, 10)).toBe(25);
+      const left = await db.query<{ request_id: string }>("select request_id from usage_records order by request_id");
+      expect(left.map((r) => r.request_id)).toEqual(recent.map((r) => r.requestId));
+      expect(await book.prune(cutoff, 10)).toBe(0);
+    } finally {
+      await db.close();
+      await backend.dispose();
+    }
+  });
+});
