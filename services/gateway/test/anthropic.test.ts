@@ -56,6 +56,19 @@ describe("POST /v1/messages with Anthropic's SDK", () => {
     await expect.poll(() => api.records.find((r) => r.requestId === requestId)).toMatchObject({ api: "anthropic", tenant: "team-a", inputTokens: 31n, outputTokens: 4n, status: 200, streamed: false });
   });
 
+  it("lists the models in Anthropic's shape for Anthropic's SDK", async () => {
+    const ids: string[] = [];
+    for await (const m of client.models.list()) {
+      expect(m.type).toBe("model");
+      ids.push(m.id);
+    }
+    expect(ids).toContain("switchyard/auto");
+    expect(ids).toContain("sim/a");
+    // An OpenAI client, without anthropic-version, still gets OpenAI's list.
+    const openai = await api.send({ path: "/v1/models", headers: { authorization: `Bearer ${KEY}` } });
+    expect(openai.json().object).toBe("list");
+  });
+
   it("sends nothing of OpenAI's shape", async () => {
     const res = await api.send({ path: "/v1/messages", headers: { ...JSON_HEADERS, "x-api-key": KEY }, body: { max_tokens: 10, messages: [{ role: "user", content: "hi" }] } });
     expect(res.status).toBe(200);
