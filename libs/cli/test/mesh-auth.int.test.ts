@@ -4,7 +4,7 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { cache, classifier, health, policy, provider } from "@switchyard/proto";
+import { cache, classifier, health, ledger, policy, provider } from "@switchyard/proto";
 import { createServiceClient, generateMeshCertificates, meshFiles, ServingStatus } from "@switchyard/rpc";
 import { startTestMesh, type TestMesh } from "./support.js";
 
@@ -16,8 +16,8 @@ import { startTestMesh, type TestMesh } from "./support.js";
 describe("an authenticated mesh", () => {
   let m: TestMesh;
   let ca: string;
-  const url = (name: "classifier" | "policy" | "cache" | "provider") => `http://127.0.0.1:${m.config.ports[name]}`;
-  const sideUrl = (name: "classifier" | "policy" | "cache" | "provider") => `http://127.0.0.1:${m.config.ports[`${name}_http`]}`;
+  const url = (name: "classifier" | "policy" | "cache" | "provider" | "ledger") => `http://127.0.0.1:${m.config.ports[name]}`;
+  const sideUrl = (name: "classifier" | "policy" | "cache" | "provider" | "ledger") => `http://127.0.0.1:${m.config.ports[`${name}_http`]}`;
   const stored = { key: { tenant: "default", requestedModel: "switchyard/auto", messages: [{ role: "user", content: "poison" }] }, completion: { provider: "sim", model: "small", content: "attacker's answer", costMicroUsd: 999n } };
 
   beforeAll(async () => {
@@ -40,6 +40,10 @@ describe("an authenticated mesh", () => {
     await expectCode(createServiceClient(cache.CacheService, url("cache"), anon).client.lookup({ key: stored.key }), Code.PermissionDenied);
     await expectCode(createServiceClient(policy.PolicyService, url("policy"), anon).client.route({ tenant: "default", tier: "complex" }), Code.PermissionDenied);
     await expectCode(createServiceClient(classifier.ClassifierService, url("classifier"), anon).client.classify({ messages: [{ role: "user", content: "hi" }], tenant: "default" }), Code.PermissionDenied);
+    // The books: no one but the gateway may write records, read usage or mint keys.
+    await expectCode(createServiceClient(ledger.LedgerService, url("ledger"), anon).client.createKey({ tenant: "default" }), Code.PermissionDenied);
+    await expectCode(createServiceClient(ledger.LedgerService, url("ledger"), anon).client.record({ records: [{ requestId: "forged", tenant: "default" }] }), Code.PermissionDenied);
+    await expectCode(createServiceClient(ledger.LedgerService, url("ledger"), anon).client.usage({}), Code.PermissionDenied);
     const stream = createServiceClient(provider.ProviderService, url("provider"), anon).client.streamGenerate({ provider: "sim", model: "large", messages: [{ role: "user", content: "free tokens" }] });
     await expectCode((async () => { for await (const _ of stream) void _; })(), Code.PermissionDenied);
   });
@@ -48,7 +52,7 @@ describe("an authenticated mesh", () => {
     await expectCode(createServiceClient(cache.CacheService, url("cache")).client.lookup({ key: stored.key }), Code.Unavailable);
     const grpc = createClient(cache.CacheService, createGrpcTransport({ baseUrl: url("cache") }));
     await expect(grpc.lookup({ key: stored.key }, { timeoutMs: 2_000 })).rejects.toThrow();
-    for (const name of ["classifier", "policy", "cache", "provider"] as const) {
+    for (const name of ["classifier", "policy", "cache", "provider", "ledger"] as const) {
       const res = await fetch(`${sideUrl(name)}/switchyard.cache.v1.CacheService/Store`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
       expect(res.status).toBe(404);
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe("not_found");
@@ -65,6 +69,7 @@ describe("an authenticated mesh", () => {
     const files = meshFiles(m.mesh.meshTlsDir!, "cache");
     const asCache = { tls: { ca, cert: readFileSync(files.cert, "utf8"), key: readFileSync(files.key, "utf8") } };
     await expectCode(createServiceClient(policy.PolicyService, url("policy"), asCache).client.route({ tenant: "default", tier: "complex" }), Code.PermissionDenied);
+    await expectCode(createServiceClient(ledger.LedgerService, url("ledger"), asCache).client.listKeys({}), Code.PermissionDenied);
   });
 
   it("answers the gateway, and health checks from anyone, and no attacker's store ever reached the cache", async () => {
