@@ -14,6 +14,7 @@ commands:
   start                                   run the mesh (six services) with the configuration in
                                           SWITCHYARD_CONFIG or ./switchyard.yaml, else the embedded defaults
   train --data FILE... --out ROUTER.json  fit the router on routing-outcome JSONL files
+        [--calibrate]                     (and its difficulty fallback and calibration, under 5-fold CV)
   score --router ROUTER.json --data FILE  predicted quality of every known model, one JSON line per prompt
   eval  --router ROUTER.json --data FILE  APGR, CPT, quality/cost curve (--svg OUT.svg)
   bench                                   gateway overhead: direct vs through the mesh

@@ -4,7 +4,8 @@
  * 0 success, 1 bad input or failure, 2 bad usage.
  */
 import { writeFile } from "node:fs/promises";
-import { applyAliases, parseAliases, readPrices, readRows, RouterInputError, type PriceTable, type RoutingRow } from "./data.js";
+import { applyAliases, parseAliases, readPrices, readRows, RouterInputError, scoreOf, type PriceTable, type RoutingRow } from "./data.js";
+import { fitStage2, type FallbackGate, type Stage1Row } from "./stage2.js";
 import { loadRouter, tierFor } from "./model.js";
 import { trainRouter, type TrainOptions } from "./train.js";
 import { crossValidate, predictRows, type FoldScheme } from "./cv.js";
@@ -19,6 +20,8 @@ interface FlagSpec {
   single: string[];
   /** Flags taking one or more values. */
   multiple?: string[];
+  /** Flags taking no value (present or not). */
+  boolean?: string[];
 }
 
 function parseFlags(command: string, argv: readonly string[], spec: FlagSpec): Map<string, string[]> {
@@ -29,6 +32,12 @@ function parseFlags(command: string, argv: readonly string[], spec: FlagSpec): M
     const eq = arg.indexOf("=");
     const name = arg.startsWith("--") && eq > 0 ? arg.slice(2, eq) : arg.startsWith("--") ? arg.slice(2) : undefined;
     if (name === undefined) throw new UsageError(`${command}: unexpected argument "${arg}" (flags start with --)`);
+    if (spec.boolean?.includes(name)) {
+      if (eq > 0) throw new UsageError(`${command}: --${name} takes no value`);
+      flags.set(name, ["true"]);
+      i++;
+      continue;
+    }
     const isMultiple = spec.multiple?.includes(name) ?? false;
     if (!isMultiple && !spec.single.includes(name)) throw new UsageError(`${command}: unknown flag --${name}`);
     const values: string[] = eq > 0 ? [arg.slice(eq + 1)] : [];
@@ -147,7 +156,7 @@ async function readAll(files: readonly string[]): Promise<RoutingRow[]> {
  */
 export async function trainCommand(argv: string[]): Promise<number> {
   return run("train", async () => {
-    const flags = parseFlags("train", argv, { single: ["out", "prices", "epochs", "seed", "l1", "l2"], multiple: ["data", "alias"] });
+    const flags = parseFlags("train", argv, { single: ["out", "prices", "epochs", "seed", "l1", "l2"], multiple: ["data", "alias"], boolean: ["calibrate"] });
     const files = flags.get("data");
     if (!files) throw new UsageError("train: missing --data FILE... (routing-outcome JSONL)");
     const out = required("train", flags, "out", "ROUTER.json");
@@ -157,7 +166,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     const rows = await readAll(files);
     if (rows.length === 0) throw new RouterInputError(`no rows in ${files.join(", ")}`);
     const started = performance.now();
-    const router = trainRouter(rows, options);
+    const router = flags.has("calibrate") ? trainCalibrated(rows, options) : trainRouter(rows, options);
     await writeFile(out, JSON.stringify(router) + "\n").catch((error: Error) => {
       throw new RouterInputError(`cannot write ${out}: ${error.message}`);
     });
@@ -165,6 +174,34 @@ export async function trainCommand(argv: string[]): Promise<number> {
       `trained router ${router.version} on ${rows.length} rows, ${router.models.length} models (${router.models.join(", ")}) in ${((performance.now() - started) / 1000).toFixed(1)}s → ${out}\n`,
     );
   });
+}
+
+/**
+ * The gate of the shipped router's difficulty fallback (chosen under cross-validation over four
+ * sources by scripts/train-default.ts; see models/CV.md): its share of a prediction is
+ * weight · evidence / (evidence + the neighbours' weight + the kind's rows / 1000).
+ */
+const DEFAULT_GATE: FallbackGate = { weight: 1, evidence: 0.3, kinds: true };
+
+/**
+ * `train --calibrate`: stage 1 as `train`, then stage 2 fitted on its out-of-fold predictions
+ * (grouped 5-fold): the difficulty fallback where the heads have little evidence, and a per-model
+ * calibration so that a predicted 0.8 means about 0.8. Costs five more trainings.
+ */
+function trainCalibrated(rows: readonly RoutingRow[], options: TrainOptions): ReturnType<typeof trainRouter> {
+  const models = options.models ?? [...new Set(rows.flatMap((row) => Object.keys(row.outcomes).filter((m) => scoreOf(row, m) !== undefined)))];
+  const cv = crossValidate(rows, 5, { ...options, models, scheme: "grouped" });
+  const stage1: Stage1Row[] = rows.map((row, i) => ({
+    source: row.source ?? "data",
+    fold: cv.folds[i] as number,
+    raw: cv.raw![i]!,
+    difficulty: cv.difficulty[i] as number,
+    evidence: cv.evidence![i] as number,
+    taskType: cv.taskTypes?.[i],
+    scores: models.map((m) => scoreOf(row, m)),
+  }));
+  const stage2 = fitStage2(stage1, models, { gate: DEFAULT_GATE, calibration: "platt" });
+  return trainRouter(rows, { ...options, models, stage2 });
 }
 
 /** `score --router ROUTER.json --data FILE`: one JSON line per input row, same order: `{"id", "tier", "predicted"}`. */

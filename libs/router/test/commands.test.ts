@@ -28,6 +28,20 @@ describe("train", () => {
     expect(json.models).toEqual(["strong", "weak", "middle"]);
   });
 
+  it("with --calibrate, adds the difficulty fallback and a calibration per model, and the router still scores", async () => {
+    const calibrated = join(dir, "calibrated.json");
+    const result = await capture(() => trainCommand(["--data", dataPath, "--out", calibrated, "--epochs", "3", "--calibrate"]));
+    expect(result.code).toBe(0);
+    const json = JSON.parse(await readFile(calibrated, "utf8"));
+    expect(json.fallback?.weight).toBe(1);
+    expect(Object.keys(json.calibration ?? {}).sort()).toEqual(["middle", "strong", "weak"]);
+    const scored = await capture(() => scoreCommand(["--router", calibrated, "--data", dataPath]));
+    expect(scored.code).toBe(0);
+    const first = JSON.parse(scored.stdout.split("\n")[0]!);
+    for (const v of Object.values(first.predicted as Record<string, number>)) expect(v).toBeGreaterThanOrEqual(0);
+    expect((await capture(() => trainCommand(["--data", dataPath, "--out", calibrated, "--calibrate=yes"]))).code).toBe(2);
+  });
+
   it("names a missing data file, a bad JSON line and an unknown flag, without a stack trace", async () => {
     const missing = await capture(() => trainCommand(["--data", join(dir, "nope.jsonl"), "--out", routerPath]));
     expect(missing.code).toBe(1);
