@@ -2,7 +2,7 @@ import { Code, ConnectError, type Client, type HandlerContext, type ServiceImpl 
 import { admin as adminPb, ledger as ledgerPb } from "@switchyard/proto";
 import type { Logger } from "@switchyard/telemetry";
 import type { GatewayError } from "./errors.js";
-import type { TenantResolver } from "./tenants.js";
+import { rpcCredentials, type TenantResolver } from "./tenants.js";
 
 /**
  * `switchyard.gateway.v1.AdminService`: the operator's view of the books and the keys, for the CLI
@@ -40,7 +40,7 @@ export class AdminHandler implements ServiceImpl<typeof adminPb.AdminService> {
 
   private async forward<T>(ctx: HandlerContext, method: string, call: (ledger: Client<typeof ledgerPb.LedgerService>) => Promise<T>): Promise<T> {
     try {
-      this.tenants.authorizeAdmin({ authorization: ctx.requestHeader.get("authorization") ?? undefined, xApiKey: ctx.requestHeader.get("x-api-key") ?? undefined });
+      this.tenants.authorizeAdmin(rpcCredentials(ctx.requestHeader));
     } catch (err) {
       this.logger.info("admin call refused", { method, reason: (err as GatewayError).code });
       throw (err as GatewayError).toConnectError();

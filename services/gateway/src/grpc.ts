@@ -12,7 +12,7 @@ import type { GatewayMetrics } from "./metrics.js";
 import { parseModel } from "./model-name.js";
 import { StreamInterrupted, type CompletionEvent, type CompletionRequest, type Orchestrator, type RouteTaken } from "./orchestrator.js";
 import { annotateDone, newRequestIdentity } from "./request-context.js";
-import type { Caller, TenantResolver } from "./tenants.js";
+import { rpcCredentials, type Caller, type TenantResolver } from "./tenants.js";
 
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
 
@@ -45,7 +45,7 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
     let answered = false;
     const account = this.accounting.open({ requestId: identity.requestId, traceId: identity.traceId, api: "grpc", receivedAt });
     try {
-      caller = await this.tenants.identify({ authorization: ctx.requestHeader.get("authorization") ?? undefined, xApiKey: ctx.requestHeader.get("x-api-key") ?? undefined });
+      caller = await this.tenants.identify(rpcCredentials(ctx.requestHeader));
       account.identify(caller);
       const request = this.toRequest(req, caller.tenant, identity.requestId, receivedAt);
       // Complete() is StreamComplete read to its end: it counts as not streamed.
@@ -124,7 +124,7 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
     let errorCode = "";
     let explained: pb.RouteExplainResponse | undefined;
     try {
-      caller = await this.tenants.identify({ authorization: ctx.requestHeader.get("authorization") ?? undefined, xApiKey: ctx.requestHeader.get("x-api-key") ?? undefined });
+      caller = await this.tenants.identify(rpcCredentials(ctx.requestHeader));
       const tenant = this.tenantFor(req.tenant, caller);
       explained = await this.explainer.explain(this.toRequest(req.request ?? create(pb.CompleteRequestSchema), tenant, identity.requestId, receivedAt), ctx.signal);
       return explained;

@@ -89,6 +89,11 @@ export class TenantResolver {
   }
 }
 
+/** The credentials of an RPC (gRPC, Connect): the same two headers as on REST. */
+export function rpcCredentials(headers: Headers): Credentials {
+  return { authorization: headers.get("authorization") ?? undefined, xApiKey: headers.get("x-api-key") ?? undefined };
+}
+
 /** The key a request presented, if any. A malformed Authorization header counts as none. */
 function presentedKey(c: Credentials): string | undefined {
   const bearer = /^Bearer\s+(\S+)\s*$/i.exec(c.authorization ?? "");

@@ -134,6 +134,11 @@ function usd(micro: number): string {
   return `$${(micro / 1e6).toFixed(micro < 10_000 ? 6 : 4)}`;
 }
 
+/** A scope's spend counter in this process for the budget period holding `now`. */
+function memorySpendKey(scope: QuotaScope, now: number): string {
+  return `spend:${scope.id}:${periodBounds(scope.limits.period, now).start}`;
+}
+
 /**
  * Counters in this process: right for one replica, and what a replica falls back on while Redis
  * is away (then each replica enforces the limits alone, so together they may allow up to
@@ -158,8 +163,7 @@ export class MemoryQuotaBackend implements QuotaBackend {
         if (used >= l.tokensPerMinute) return refusal(scope, "tokens_per_minute", now, `${Math.round(used)} of ${l.tokensPerMinute} tokens in the last minute`);
       }
       if (l.budgetMicroUsd !== undefined) {
-        const { start } = periodBounds(l.period, now);
-        const spent = this.get(`spend:${scope.id}:${start}`);
+        const spent = this.get(memorySpendKey(scope, now));
         const reserved = this.get(`reserved:${scope.id}`);
         if (spent + reserved >= Number(l.budgetMicroUsd)) {
           return refusal(scope, "budget", now, `${usd(spent)} spent and ${usd(reserved)} held by requests in flight, of ${usd(Number(l.budgetMicroUsd))}`);
@@ -183,13 +187,13 @@ export class MemoryQuotaBackend implements QuotaBackend {
       if (!spendOnly && l.tokensPerMinute !== undefined && this.counters.has(`tpm:${scope.id}:${w}`)) this.add(`tpm:${scope.id}:${w}`, actualTokens - ticket.estimatedTokens);
       if (l.budgetMicroUsd !== undefined) {
         if (!spendOnly) this.add(`reserved:${scope.id}`, -Number(ticket.estimatedMicroUsd));
-        this.add(`spend:${scope.id}:${periodBounds(l.period, now).start}`, Number(actualMicroUsd));
+        this.add(memorySpendKey(scope, now), Number(actualMicroUsd));
       }
     }
   }
 
   async seed(scope: QuotaScope, now: number, spentMicroUsd: bigint): Promise<void> {
-    const key = `spend:${scope.id}:${periodBounds(scope.limits.period, now).start}`;
+    const key = memorySpendKey(scope, now);
     this.counters.set(key, Math.max(this.get(key), Number(spentMicroUsd)));
   }
 
@@ -313,6 +317,13 @@ end
 return 1
 `;
 
+/** The Lua scripts as client methods (ioredis `defineCommand`: number of keys, keys, then arguments). */
+interface QuotaCommands {
+  quotaAdmit(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<[number, string?, string?, string?]>;
+  quotaSettle(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<unknown>;
+  quotaSeed(key: string, value: string, ttlMs: number): Promise<unknown>;
+}
+
 /**
  * Counters in Redis, shared by every gateway replica. Why Redis: the checks sit on every request's
  * path and must be atomic across replicas; one Lua call is one round trip (about 0.1 ms on a LAN)
@@ -323,6 +334,8 @@ return 1
 export class RedisQuotaBackend implements QuotaBackend {
   readonly name = "redis";
   private readonly redis: Redis;
+  /** The scripts above, as ioredis adds them to the client. */
+  private readonly commands: QuotaCommands;
   /** Settles once the first connection is up (or has had its chance): calls wait for it, not later ones. */
   private readonly firstConnect: Promise<void>;
 
@@ -349,10 +362,13 @@ export class RedisQuotaBackend implements QuotaBackend {
     this.redis.defineCommand("quotaAdmit", { lua: ADMIT });
     this.redis.defineCommand("quotaSettle", { lua: SETTLE });
     this.redis.defineCommand("quotaSeed", { numberOfKeys: 1, lua: SEED });
+    this.commands = this.redis as unknown as QuotaCommands;
   }
 
-  get connected(): boolean {
-    return this.redis.status === "ready";
+  /** A scope's spend counter in Redis for the budget period holding `now`, and how long to keep it (a day past the period's end). */
+  private spendKey(scope: QuotaScope, now: number): { key: string; ttlMs: number } {
+    const { start, end } = periodBounds(scope.limits.period, now);
+    return { key: `${this.prefix}${scope.id}:spend:${scope.limits.period}:${start}`, ttlMs: end - now + 86_400_000 };
   }
 
   /** Throws at once while Redis is away (the caller falls back), instead of queueing behind a reconnect. */
@@ -371,15 +387,15 @@ export class RedisQuotaBackend implements QuotaBackend {
     const limitArgs: (string | number)[] = [];
     let periodTtl = MINUTE;
     for (const s of input.scopes) {
-      const { start, end } = periodBounds(s.limits.period, now);
-      periodTtl = Math.max(periodTtl, end - now + 86_400_000);
+      const spend = this.spendKey(s, now);
+      periodTtl = Math.max(periodTtl, spend.ttlMs);
       const p = `${this.prefix}${s.id}`;
-      keys.push(`${p}:rpm:${w}`, `${p}:rpm:${w - 1}`, `${p}:tpm:${w}`, `${p}:tpm:${w - 1}`, `${p}:spend:${s.limits.period}:${start}`, `${p}:held`, `${p}:held-sum`);
+      keys.push(`${p}:rpm:${w}`, `${p}:rpm:${w - 1}`, `${p}:tpm:${w}`, `${p}:tpm:${w - 1}`, spend.key, `${p}:held`, `${p}:held-sum`);
       limitArgs.push(s.limits.requestsPerMinute ?? 0, s.limits.tokensPerMinute ?? 0, String(s.limits.budgetMicroUsd ?? 0n));
     }
     const weight = 1 - (now % MINUTE) / MINUTE;
     const args = [now, input.scopes.length, member(input.requestId, input.estimatedMicroUsd), input.estimatedTokens, String(input.estimatedMicroUsd), now + this.requestTimeoutMs + HOLD_GRACE_MS, weight, periodTtl, ...limitArgs];
-    const res = (await (this.redis as unknown as { quotaAdmit(n: number, ...a: (string | number)[]): Promise<unknown[]> }).quotaAdmit(keys.length, ...keys, ...args)) as [number, string?, string?, string?];
+    const res = await this.commands.quotaAdmit(keys.length, ...keys, ...args);
     if (res[0] === -1) return undefined;
     const scope = input.scopes[res[0]]!;
     const used = Number(res[2]);
@@ -398,13 +414,13 @@ export class RedisQuotaBackend implements QuotaBackend {
     const flags: number[] = [];
     let periodTtl = MINUTE;
     for (const s of ticket.scopes) {
-      const { start, end } = periodBounds(s.limits.period, now);
-      periodTtl = Math.max(periodTtl, end - now + 86_400_000);
+      const spend = this.spendKey(s, now);
+      periodTtl = Math.max(periodTtl, spend.ttlMs);
       const p = `${this.prefix}${s.id}`;
-      keys.push(`${p}:tpm:${w}`, `${p}:spend:${s.limits.period}:${start}`, `${p}:held`, `${p}:held-sum`);
+      keys.push(`${p}:tpm:${w}`, spend.key, `${p}:held`, `${p}:held-sum`);
       flags.push(s.limits.tokensPerMinute ? 1 : 0, s.limits.budgetMicroUsd ? 1 : 0);
     }
-    await (this.redis as unknown as { quotaSettle(n: number, ...a: (string | number)[]): Promise<unknown> }).quotaSettle(
+    await this.commands.quotaSettle(
       keys.length,
       ...keys,
       ticket.scopes.length,
@@ -419,12 +435,8 @@ export class RedisQuotaBackend implements QuotaBackend {
 
   async seed(scope: QuotaScope, now: number, spentMicroUsd: bigint): Promise<void> {
     await this.ready();
-    const { start, end } = periodBounds(scope.limits.period, now);
-    await (this.redis as unknown as { quotaSeed(key: string, value: string, ttl: number): Promise<unknown> }).quotaSeed(
-      `${this.prefix}${scope.id}:spend:${scope.limits.period}:${start}`,
-      String(spentMicroUsd),
-      end - now + 86_400_000,
-    );
+    const spend = this.spendKey(scope, now);
+    await this.commands.quotaSeed(spend.key, String(spentMicroUsd), spend.ttlMs);
   }
 
   /** Calls `handler` whenever the connection comes back after a loss (Redis may have lost its data). */
