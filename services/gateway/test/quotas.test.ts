@@ -194,7 +194,7 @@ describe("budgets start from the books", () => {
       logger,
       estimateCost: () => 10n,
       spentSince: async (scope, since) => {
-        asked.push([scope, since]);
+        asked.push([scope.id, since]);
         return 1_000n; // the ledger says the day's budget is spent
       },
     });

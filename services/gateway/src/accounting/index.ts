@@ -8,7 +8,7 @@ import { Accounting } from "./account.js";
 import { KeyStore } from "./keys.js";
 import { PriceBook } from "./prices.js";
 import { UsagePublisher } from "./publisher.js";
-import { QuotaEnforcer } from "./quotas.js";
+import { QuotaEnforcer, type QuotaScope } from "./quotas.js";
 
 export { Accounting, RequestAccount, type ApiName } from "./account.js";
 export { KeyStore } from "./keys.js";
@@ -43,12 +43,9 @@ export function createGatewayBooks(deps: { config: Config; logger: Logger; metri
     // Budgets start from what the books say this period spent (a restarted gateway or an emptied Redis forgets nothing).
     ...(ledger
       ? {
-          spentSince: async (scope: string, sinceMs: number) => {
-            const [kind, id] = [scope.slice(0, scope.indexOf(":")), scope.slice(scope.indexOf(":") + 1)];
-            const report = await ledger.usage(
-              { ...(kind === "key" ? { keyId: id } : { tenant: id }), sinceUnixMs: BigInt(sinceMs), untilUnixMs: BigInt(Date.now() + 60_000), costOnly: true },
-              { timeoutMs: 1_000 },
-            );
+          spentSince: async (scope: QuotaScope, sinceMs: number) => {
+            if (!scope.owner) return undefined;
+            const report = await ledger.usage({ ...scope.owner, sinceUnixMs: BigInt(sinceMs), untilUnixMs: BigInt(Date.now() + 60_000), costOnly: true }, { timeoutMs: 1_000 });
             return report.totals?.costMicroUsd ?? 0n;
           },
         }

@@ -17,6 +17,8 @@ export interface QuotaLimits {
 export interface QuotaScope {
   id: string;
   limits: QuotaLimits;
+  /** Whose spend it is, as the ledger is asked for it (absent in scopes built by hand in tests). */
+  owner?: { tenant: string } | { keyId: string };
 }
 
 /** Why a request was refused: which scope, which limit, and when to try again. */
@@ -470,7 +472,7 @@ export interface QuotaEnforcerOptions {
    * Budget counters start from it, so a restarted gateway, or a Redis that lost its data, does not
    * forget this period's spend.
    */
-  spentSince?: (scope: string, sinceMs: number) => Promise<bigint | undefined>;
+  spentSince?: (scope: QuotaScope, sinceMs: number) => Promise<bigint | undefined>;
 }
 
 /** A settle waiting to be retried: on which counters, and whether only its spend is to be added (see settle). */
@@ -538,8 +540,8 @@ export class QuotaEnforcer {
   ): Promise<{ ticket?: QuotaTicket; refusal?: QuotaRefusal }> {
     const scopes: QuotaScope[] = [];
     const tenant = this.tenants.get(request.tenant);
-    if (tenant) scopes.push({ id: `tenant:${request.tenant}`, limits: tenant });
-    if (request.keyLimits && request.keyId) scopes.push({ id: `key:${request.keyId}`, limits: request.keyLimits });
+    if (tenant) scopes.push({ id: `tenant:${request.tenant}`, limits: tenant, owner: { tenant: request.tenant } });
+    if (request.keyLimits && request.keyId) scopes.push({ id: `key:${request.keyId}`, limits: request.keyLimits, owner: { keyId: request.keyId } });
     if (scopes.length === 0) return {};
     const inputTokens = Math.ceil(request.inputChars / 4);
     const outputTokens = request.maxOutputTokens ?? request.defaultOutputTokens;
@@ -596,7 +598,7 @@ export class QuotaEnforcer {
           let flight = this.seeding.get(key);
           if (!flight) {
             flight = (async () => {
-              const spent = await spentSince(scope.id, start).catch(() => undefined);
+              const spent = await spentSince(scope, start).catch(() => undefined);
               if (spent === undefined) {
                 this.seeded.set(key, now + SEED_RETRY_MS);
                 return;
