@@ -5,7 +5,7 @@ import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-
 import { context, ROOT_CONTEXT, SpanKind, trace, type SpanContext } from "@opentelemetry/api";
 import { ensureUsageStream, usageSubject, type Bus, type UsageStreamSettings } from "@switchyard/bus";
 import { events, ledger as ledgerPb } from "@switchyard/proto";
-import { tracer, type Logger } from "@switchyard/telemetry";
+import { traceparentOf, tracer, type Logger } from "@switchyard/telemetry";
 import type { GatewayMetrics } from "../metrics.js";
 
 export interface UsagePublisherOptions {
@@ -171,10 +171,7 @@ export class UsagePublisher {
           : undefined;
         try {
           const h = span ? natsHeaders() : undefined;
-          if (span && h) {
-            const c = span.spanContext();
-            h.set("traceparent", `00-${c.traceId}-${c.spanId}-0${c.traceFlags & 1}`);
-          }
+          if (span && h) h.set("traceparent", traceparentOf(span));
           await client.publish(usageSubject(this.options.settings, p.record.tenant), toBinary(events.UsageRecordSchema, p.record), {
             msgID: p.record.requestId,
             timeout: PUBLISH_TIMEOUT_MS,
