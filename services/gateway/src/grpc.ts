@@ -11,7 +11,7 @@ import type { RouteExplainer } from "./explain.js";
 import type { GatewayMetrics } from "./metrics.js";
 import { parseModel } from "./model-name.js";
 import { StreamInterrupted, type CompletionEvent, type CompletionRequest, type Orchestrator, type RouteTaken } from "./orchestrator.js";
-import { annotateDone, newRequestIdentity } from "./request-context.js";
+import { annotateDone, newRequestIdentity, type RequestIdentity } from "./request-context.js";
 import { rpcCredentials, type Caller, type TenantResolver } from "./tenants.js";
 
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
@@ -35,11 +35,7 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
   async *streamComplete(req: pb.CompleteRequest, ctx: HandlerContext): AsyncGenerator<pb.CompleteResponse> {
     const labels = { api: "grpc", status: "OK", model: "", tier: "", cache: "" };
     const receivedAt = performance.now();
-    // The server interceptor made this RPC a span; answer with it so the client can find the trace.
-    const span = trace.getActiveSpan() ?? trace.wrapSpanContext({ traceId: "0".repeat(32), spanId: "0".repeat(16), traceFlags: 0 });
-    const identity = newRequestIdentity(span);
-    ctx.responseHeader.set("x-switchyard-request-id", identity.requestId);
-    ctx.responseHeader.set("traceparent", identity.traceparent);
+    const { span, identity } = rpcIdentity(ctx);
     let caller: Caller = { tenant: "", keyId: "" };
     let errorCode = "";
     let answered = false;
@@ -115,10 +111,7 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
    */
   async routeExplain(req: pb.RouteExplainRequest, ctx: HandlerContext): Promise<pb.RouteExplainResponse> {
     const receivedAt = performance.now();
-    const span = trace.getActiveSpan() ?? trace.wrapSpanContext({ traceId: "0".repeat(32), spanId: "0".repeat(16), traceFlags: 0 });
-    const identity = newRequestIdentity(span);
-    ctx.responseHeader.set("x-switchyard-request-id", identity.requestId);
-    ctx.responseHeader.set("traceparent", identity.traceparent);
+    const { identity } = rpcIdentity(ctx);
     let caller: Caller = { tenant: "", keyId: "" };
     let status = "OK";
     let errorCode = "";
@@ -214,6 +207,18 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
     this.logger.error("unexpected error", { err });
     return new GatewayError(500, "api_error", "internal_error", "internal error in the gateway").toConnectError();
   }
+}
+
+/**
+ * A call's request id and trace context, sent in its response headers. The server interceptor made
+ * the RPC a span; the call answers with it so the client can find the trace.
+ */
+function rpcIdentity(ctx: HandlerContext): { span: Span; identity: RequestIdentity } {
+  const span = trace.getActiveSpan() ?? trace.wrapSpanContext({ traceId: "0".repeat(32), spanId: "0".repeat(16), traceFlags: 0 });
+  const identity = newRequestIdentity(span);
+  ctx.responseHeader.set("x-switchyard-request-id", identity.requestId);
+  ctx.responseHeader.set("traceparent", identity.traceparent);
+  return { span, identity };
 }
 
 /**
