@@ -55,3 +55,26 @@ export function adminErrorMessage(err: unknown, url: string): string {
       return ce.rawMessage;
   }
 }
+
+/**
+ * Runs one admin call for a CLI command and prints what it returns: exit 0; a bad `--url` is a
+ * usage error (exit 2); a call that fails prints why (exit 1). The connection is closed either way.
+ */
+export async function runAdminCall(command: string, url: string | undefined, call: (admin: AdminConnection) => Promise<string>): Promise<number> {
+  let admin: AdminConnection;
+  try {
+    admin = connectAdmin(url);
+  } catch (err) {
+    process.stderr.write(`switchyard ${command}: ${(err as Error).message}\n`);
+    return 2;
+  }
+  try {
+    process.stdout.write(await call(admin));
+    return 0;
+  } catch (err) {
+    process.stderr.write(`switchyard ${command}: ${adminErrorMessage(err, admin.url)}\n`);
+    return 1;
+  } finally {
+    admin.close();
+  }
+}

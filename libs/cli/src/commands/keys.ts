@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import { ledger } from "@switchyard/proto";
-import { adminErrorMessage, connectAdmin } from "./admin-client.js";
+import { runAdminCall, type AdminConnection } from "./admin-client.js";
 
 const KEYS_HELP = `usage: switchyard keys create --tenant T [--name NAME] [--budget-usd 50 [--period day|week|month]] [--rpm 600] [--tpm 200000] [--url URL]
        switchyard keys list [--tenant T] [--all] [--json] [--url URL]
@@ -43,7 +43,7 @@ export async function keysCommand(argv: string[]): Promise<number> {
     return 2;
   }
   const { values, positionals } = parsed;
-  let call: (admin: ReturnType<typeof connectAdmin>) => Promise<string>;
+  let call: (admin: AdminConnection) => Promise<string>;
   try {
     if (sub === "create") {
       if (positionals.length > 0) throw new Error(`unexpected argument "${positionals[0]}"`);
@@ -101,22 +101,7 @@ export async function keysCommand(argv: string[]): Promise<number> {
     process.stderr.write(`switchyard keys: ${(err as Error).message}\n\n${KEYS_HELP}`);
     return 2;
   }
-  let admin;
-  try {
-    admin = connectAdmin(values.url);
-  } catch (err) {
-    process.stderr.write(`switchyard keys: ${(err as Error).message}\n`);
-    return 2;
-  }
-  try {
-    process.stdout.write(await call(admin));
-    return 0;
-  } catch (err) {
-    process.stderr.write(`switchyard keys ${sub}: ${adminErrorMessage(err, admin.url)}\n`);
-    return 1;
-  } finally {
-    admin.close();
-  }
+  return runAdminCall(`keys ${sub}`, values.url, call);
 }
 
 /** `--budget-usd` in micro-dollars; an amount that rounds to nothing would silently mean "no budget". */

@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import { ledger } from "@switchyard/proto";
-import { adminErrorMessage, connectAdmin } from "./admin-client.js";
+import { runAdminCall } from "./admin-client.js";
 
 const USAGE_HELP = `usage: switchyard usage [--tenant T] [--key KEY_ID] [--since 7d] [--until TIME] [--by model|tier|day|hour|tenant|key|cache|task] [--json] [--url URL]
 
@@ -66,27 +66,13 @@ export async function usageCommand(argv: string[]): Promise<number> {
     process.stderr.write(`switchyard usage: --by must be one of ${Object.keys(GROUPS).join(", ")}\n`);
     return 2;
   }
-  let admin;
-  try {
-    admin = connectAdmin(values.url);
-  } catch (err) {
-    process.stderr.write(`switchyard usage: ${(err as Error).message}\n`);
-    return 2;
-  }
-  try {
+  return runAdminCall("usage", values.url, async (admin) => {
     const report = await admin.client.usage(
       { tenant: values.tenant ?? "", keyId: values.key ?? "", sinceUnixMs: BigInt(since), untilUnixMs: BigInt(until), groupBy },
       admin.callOptions,
     );
-    if (values.json) process.stdout.write(`${JSON.stringify(usageJson(report, by, values.tenant))}\n`);
-    else process.stdout.write(usageTable(report, by, values.tenant));
-    return 0;
-  } catch (err) {
-    process.stderr.write(`switchyard usage: ${adminErrorMessage(err, admin.url)}\n`);
-    return 1;
-  } finally {
-    admin.close();
-  }
+    return values.json ? `${JSON.stringify(usageJson(report, by, values.tenant))}\n` : usageTable(report, by, values.tenant);
+  });
 }
 
 /**
