@@ -1,5 +1,8 @@
-import { mkdirSync } from "node:fs";
-import { resolve } from "node:path";
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { PGlite, types as pgliteTypes } from "@electric-sql/pglite";
 import type pg from "pg";
 
@@ -268,7 +271,7 @@ export async function openPostgres(connectionString: string, options: PostgresOp
 export async function openPglite(dataDir: string | undefined, options: OpenOptions = {}): Promise<Database> {
   const kind = "pglite";
   const tracker = new StatusTracker(options.onStatus);
-  if (dataDir !== undefined) mkdirSync(dataDir, { recursive: true });
+  if (dataDir !== undefined) await createPgliteFolder(dataDir);
   const parsers = { parsers: { [pgliteTypes.INT8]: int8AsBigint } };
   const db = dataDir === undefined ? await PGlite.create(parsers) : await PGlite.create(dataDir, parsers);
   let closed = false;
@@ -301,6 +304,53 @@ export async function openPglite(dataDir: string | undefined, options: OpenOptio
       await db.close();
     },
   };
+}
+
+/** How long Postgres's initdb may take in the child that creates a new PGlite folder. */
+const INITDB_TIMEOUT_MS = 180_000;
+
+/**
+ * Creates a PGlite folder that does not exist yet, in a child process that exits when it is done.
+ * Postgres's initdb, run in WebAssembly, peaks at about 1.1 GB of RSS and a WebAssembly memory
+ * never shrinks: a ledger that ran initdb itself would carry about 600 MB for its whole life,
+ * against about 300 MB for one that opens a finished folder (measured on PGlite 0.5.17). initdb
+ * writes into a sibling folder that is renamed into place once complete, so a start killed halfway
+ * (out of memory, say) leaves no half-made cluster behind to be opened next time; only where that
+ * rename cannot work (the folder is itself a mount point) does initdb write in place.
+ */
+export async function createPgliteFolder(dataDir: string): Promise<void> {
+  if (existsSync(join(dataDir, "PG_VERSION"))) return;
+  mkdirSync(dirname(dataDir), { recursive: true });
+  const inPlace = existsSync(dataDir) && readdirSync(dataDir).length > 0;
+  const target = inPlace ? dataDir : `${dataDir}.initdb`;
+  rmSync(`${dataDir}.initdb`, { recursive: true, force: true });
+  await runInitdb(target);
+  if (inPlace) return;
+  try {
+    renameSync(target, dataDir); // replaces an empty folder
+  } catch (err) {
+    // An empty mount point cannot be replaced: make the cluster again, in place.
+    rmSync(target, { recursive: true, force: true });
+    if ((err as NodeJS.ErrnoException).code !== "EBUSY" && (err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
+    await runInitdb(dataDir);
+  }
+}
+
+function runInitdb(dir: string): Promise<void> {
+  const entry = pathToFileURL(createRequire(import.meta.url).resolve("@electric-sql/pglite")).href;
+  const script = `const { PGlite } = await import(${JSON.stringify(entry)}); const db = await PGlite.create(process.argv[1]); await db.close();`;
+  return new Promise((done, fail) => {
+    execFile(process.execPath, ["--input-type=module", "-e", script, dir], { timeout: INITDB_TIMEOUT_MS }, (err, _stdout, stderr) => {
+      if (!err) return done();
+      const why = err.killed
+        ? `initdb took longer than ${INITDB_TIMEOUT_MS / 1000} s`
+        : err.signal
+          ? `initdb was killed by ${err.signal} (out of memory? it needs about 1.1 GB)`
+          : `initdb exited with code ${String(err.code)}`;
+      const detail = stderr.trim().split("\n").slice(-3).join(" | ");
+      fail(new DatabaseUnavailableError("pglite", `creating the PGlite folder ${dir} failed: ${why}${detail ? `: ${detail}` : ""}`));
+    });
+  });
 }
 
 /** Where the ledger keeps its books, as the configuration and environment say. */

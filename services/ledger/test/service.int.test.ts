@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -9,7 +9,7 @@ import { ledger as pb } from "@switchyard/proto";
 import { createRpcServer, createServiceClient, HealthStatus, type ServiceParts, type ServiceRuntime } from "@switchyard/rpc";
 import { createLogger, Registry } from "@switchyard/telemetry";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openPostgres, type Database } from "../src/database.js";
+import { createPgliteFolder, openPglite, openPostgres, type Database } from "../src/database.js";
 import { createLedgerService } from "../src/service.js";
 import { capturingLogger, createTestDatabase, eventually, NATS_URL, PostgresProxy, unique, usageRecord, type TestDatabase } from "./helpers.js";
 import { freePort, streamSettings, UsagePublisher } from "./jetstream.js";
@@ -79,6 +79,32 @@ describe("createLedgerService", () => {
       } finally {
         await b.stop();
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("makes a new PGlite folder with initdb in a child process, in place of what a start killed halfway left", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ledger-initdb-"));
+    const books = join(dir, "books");
+    try {
+      mkdirSync(books); // an empty folder, as an operator might have made it
+      mkdirSync(`${books}.initdb`); // what an initdb killed halfway (out of memory) leaves
+      writeFileSync(join(`${books}.initdb`, "PG_VERSION"), "half\n");
+      const before = process.memoryUsage().rss;
+      await createPgliteFolder(books);
+      // initdb in this process would keep about 550 MB of WebAssembly memory for good.
+      expect(process.memoryUsage().rss - before).toBeLessThan(150 * 1024 * 1024);
+      expect(existsSync(join(books, "PG_VERSION"))).toBe(true);
+      expect(existsSync(`${books}.initdb`)).toBe(false);
+      const db = await openPglite(books);
+      try {
+        expect(await db.query("select current_database() as name")).toEqual([{ name: "postgres" }]);
+      } finally {
+        await db.close();
+      }
+      await createPgliteFolder(books); // a finished folder is left as it is
+      expect(existsSync(`${books}.initdb`)).toBe(false);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
