@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { SERVICE_NAMES, type Config, type ServiceName } from "@switchyard/config";
 import { health } from "@switchyard/proto";
 import { createServiceClient, generateMeshCertificates, loadMeshCa, ServingStatus, writeMeshCertificates } from "@switchyard/rpc";
+import { inCgroup } from "./bench/memory-limits.js";
 
 const require = createRequire(import.meta.url);
 
@@ -32,6 +33,8 @@ export interface MeshOptions {
   restart?: boolean;
   /** Run all six services in one child process (`switchyard start --single-process`). */
   singleProcess?: boolean;
+  /** A memory cgroup folder to start a service in (`switchyard bench --memory-limits`). */
+  cgroupOf?: (name: ServiceName) => string | undefined;
 }
 
 /** Six service processes, watched and restarted. */
@@ -144,7 +147,9 @@ export class Mesh {
 
   private spawn(name: ServiceName): void {
     const args = this.options.singleProcess ? [join(dirname(fileURLToPath(import.meta.url)), "..", "bin", "switchyard.js"), "start", "--single-process"] : [serviceEntry(name)];
-    const child = spawn(process.execPath, args, {
+    const cgroup = this.options.cgroupOf?.(name);
+    const command = cgroup ? inCgroup(cgroup, process.execPath, args) : { command: process.execPath, args };
+    const child = spawn(command.command, command.args, {
       env: { ...this.childEnv, OTEL_SERVICE_NAME: name },
       stdio: ["ignore", this.options.childOutput ?? "inherit", this.options.childOutput ?? "inherit", "ipc"],
     });

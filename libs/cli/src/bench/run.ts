@@ -10,6 +10,7 @@ import { freePort } from "../ports.js";
 import { DEFAULT_FAKE_UPSTREAM, type FakeUpstreamOptions } from "./fake-upstream.js";
 import type { LoadJob, LoadResult } from "./loadgen.js";
 import { addDeltas, svg, table, toRow, type BenchRow } from "./report.js";
+import { MemoryCgroups } from "./memory-limits.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -38,6 +39,8 @@ export interface BenchOptions {
   upstreamPort?: number;
   /** Extra configuration merged over the bench configuration (YAML file). */
   configOverlay?: string;
+  /** Memory limit per service of the five-process mesh, MiB (each in its own memory cgroup). */
+  memoryLimitsMib?: Record<string, number>;
   out: string;
 }
 
@@ -137,7 +140,10 @@ export function writeReport(rows: BenchRow[], o: BenchOptions): string {
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, Node ${process.version}, ${process.platform}`;
   const header =
     `switchyard bench: ${o.durationMs} ms per run after ${o.warmupMs} ms warm-up; upstream TTFT ${o.upstream.ttftMs} ms, ` +
-    `${o.upstream.chunks} chunks ${o.upstream.chunkIntervalMs} ms apart\nmachine: ${machine}\n\n`;
+    `${o.upstream.chunks} chunks ${o.upstream.chunkIntervalMs} ms apart\nmachine: ${machine}\n` +
+    (o.memoryLimitsMib ? `memory limits (MiB, one cgroup per service): ${Object.entries(o.memoryLimitsMib).map(([n, mib]) => `${n} ${mib}`).join(", ")}\n` : "") +
+    (process.env.NODE_OPTIONS ? `NODE_OPTIONS: ${process.env.NODE_OPTIONS}\n` : "") +
+    "\n";
   const text = header + table(rows);
   mkdirSync(dirname(o.out), { recursive: true });
   writeFileSync(o.out, JSON.stringify({ date: new Date().toISOString(), machine, options: o, rows }, null, 2) + "\n");
@@ -151,6 +157,15 @@ async function startMesh(layout: "five" | "single", upstreamUrl: string, dir: st
   const configPath = join(dir, `${layout}.yaml`);
   writeFileSync(configPath, benchConfig(upstreamUrl, ports, join(dir, `${layout}-ledger`), o.configOverlay));
   const config = parseConfig(readFileSync(configPath, "utf8"), configPath);
+  const limits = layout === "five" ? o.memoryLimitsMib : undefined;
+  const cgroups = limits ? MemoryCgroups.open() : undefined;
+  const cgroupDirs = new Map<string, string>();
+  try {
+    for (const [name, mib] of Object.entries(limits ?? {})) cgroupDirs.set(name, cgroups!.create(name, mib));
+  } catch (err) {
+    cgroups?.remove();
+    throw err;
+  }
   const mesh = new Mesh({
     config,
     env: { ...process.env, SWITCHYARD_CONFIG: configPath, SWITCHYARD_NATS_ENABLED: "false" },
@@ -158,6 +173,7 @@ async function startMesh(layout: "five" | "single", upstreamUrl: string, dir: st
     childOutput: process.env.SWITCHYARD_BENCH_LOGS ? "inherit" : "ignore",
     restart: false,
     singleProcess: layout === "single",
+    cgroupOf: (name) => cgroupDirs.get(name),
   });
   await mesh.start();
   await mesh.waitReady();
@@ -169,7 +185,10 @@ async function startMesh(layout: "five" | "single", upstreamUrl: string, dir: st
     headers: {},
     pids: () => mesh.pids(),
     modes: o.modes,
-    stop: () => mesh.stop(5_000),
+    stop: async () => {
+      await mesh.stop(5_000);
+      cgroups?.remove();
+    },
   };
 }
 

@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { DEFAULT_FAKE_UPSTREAM, runBench, writeReport, type BenchOptions, type Layout, type Mode, type Peer } from "../bench/run.js";
+import { parseMemoryLimits } from "../bench/memory-limits.js";
 import { percentile } from "../bench/report.js";
 import { measurePropagation } from "../propagation.js";
 
@@ -21,6 +22,9 @@ options:
   --upstream-port N            run the fake upstream on this port (so a peer can be pointed at it)
   --ttft-ms 50 --chunks 8 --chunk-interval-ms 1.6   the fake upstream's answer
   --config FILE                YAML merged over the bench configuration (e.g. capacity settings)
+  --memory-limits chart        run each service of the five-process mesh under a memory limit, in
+                               its own cgroup (needs root): "chart" for the Helm chart's, or
+                               gateway=768,provider=512,... in MiB. Node sizes its heap from it
   --smoke                      a few hundred ms per run: checks the harness, not the targets
   --out .bench/load.json       JSON results; the SVG plot goes beside it`;
 
@@ -133,6 +137,9 @@ function parseOptions(argv: string[]): BenchOptions {
         break;
       case "--config":
         o.configOverlay = take();
+        break;
+      case "--memory-limits":
+        o.memoryLimitsMib = parseMemoryLimits(take());
         break;
       case "--smoke":
         o.durationMs = 300;
