@@ -235,6 +235,11 @@ export const configSchema = z
         redis_url: z.string().default("redis://127.0.0.1:6379"),
         ttl_seconds: z.number().int().positive().default(3_600),
         max_entries: z.number().int().positive().default(100_000),
+        /**
+         * Memory of the in-process (memory) backend: values, keys and each entry's place in the
+         * semantic index (about 3 KB per entry at 256 dimensions), so the cache process needs
+         * about this plus 150 MB (the chart gives it 512Mi).
+         */
         max_bytes: z.number().int().positive().default(256 * 1024 * 1024),
         lookup_budget_ms: z.number().int().positive().default(50),
         /** Environment variable holding the HMAC key for cache keys; a random per-process key when unset. */

@@ -2,6 +2,8 @@
 interface Slot {
   value: Uint8Array;
   expiresAtMs: number;
+  /** What the entry is charged against `maxBytes`. */
+  bytes: number;
 }
 
 /** Why an entry left the cache (replacing an entry by the same key reports nothing). */
@@ -21,9 +23,13 @@ export interface LruStats {
   evictions: number;
 }
 
-/** Bytes an entry is charged: its value, its key (UTF-16) and the bookkeeping around them. */
+/**
+ * Bytes an entry is charged: its value, its key (UTF-16) and the bookkeeping around them (the
+ * Map entry, the slot, the Uint8Array and its backing store: about 500 bytes measured on Node 24
+ * with `node --expose-gc`, heap and array buffers after a full GC).
+ */
 export function entryBytes(key: string, value: Uint8Array): number {
-  return value.byteLength + key.length * 2 + 64;
+  return value.byteLength + key.length * 2 + 512;
 }
 
 /**
@@ -52,16 +58,19 @@ export class LruCache {
     return slot.value;
   }
 
-  /** Stores a value; false when it alone is larger than the whole cache. */
-  set(key: string, value: Uint8Array, ttlMs: number): boolean {
-    const size = entryBytes(key, value);
+  /**
+   * Stores a value; false when it alone is larger than the whole cache. `extraBytes` is memory
+   * held elsewhere for this entry (its vector in a semantic index), charged until it leaves.
+   */
+  set(key: string, value: Uint8Array, ttlMs: number, extraBytes = 0): boolean {
+    const size = entryBytes(key, value) + extraBytes;
     if (size > this.options.maxBytes) return false;
     const old = this.map.get(key);
     if (old) {
       this.map.delete(key);
-      this.bytes -= entryBytes(key, old.value);
+      this.bytes -= old.bytes;
     }
-    this.map.set(key, { value, expiresAtMs: this.now() + ttlMs });
+    this.map.set(key, { value, expiresAtMs: this.now() + ttlMs, bytes: size });
     this.bytes += size;
     while (this.map.size > this.options.maxEntries || this.bytes > this.options.maxBytes) {
       const [oldestKey, oldest] = this.map.entries().next().value as [string, Slot];
@@ -90,7 +99,7 @@ export class LruCache {
 
   private remove(key: string, slot: Slot, reason: RemovalReason): void {
     this.map.delete(key);
-    this.bytes -= entryBytes(key, slot.value);
+    this.bytes -= slot.bytes;
     this.options.onRemove?.(key, reason);
   }
 }

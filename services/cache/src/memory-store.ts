@@ -17,6 +17,7 @@ export interface MemoryStoreOptions {
 /**
  * Entries in this process: one LRU bounded by entries and bytes across all tenants, and a vector
  * index per (tenant, partition) that follows it (an entry evicted or expired leaves its index).
+ * An entry's bytes include its place in the index, so `max_bytes` bounds the memory both take.
  */
 export class MemoryStore implements CacheStore {
   readonly backend = "memory";
@@ -44,7 +45,7 @@ export class MemoryStore implements CacheStore {
 
   put(ref: EntryRef, value: Uint8Array, semantic?: SemanticSlot): Promise<boolean> {
     const key = lruKey(ref);
-    if (!this.lru.set(key, value, this.options.ttlMs)) return Promise.resolve(false);
+    if (!this.lru.set(key, value, this.options.ttlMs, semantic ? VectorIndex.bytesPerEntry(semantic.vector.length) : 0)) return Promise.resolve(false);
     this.unindex(key);
     if (semantic) {
       let partitions = this.indexes.get(ref.tenant);

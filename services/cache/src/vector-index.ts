@@ -116,6 +116,16 @@ export class VectorIndex {
     return this.slotOf.size;
   }
 
+  /**
+   * Memory one entry takes in an index of `dims` dimensions: its vector in arrays that grow by
+   * doubling (1.5 times the vector on average), its codes, and its places in the 16 LSH tables and
+   * the id maps. At 256 dimensions: about 3 KB, against 2.96 KB measured per entry over 100,000
+   * entries (Node 24, heap and array buffers after a full GC).
+   */
+  static bytesPerEntry(dims: number): number {
+    return dims * 6 + 1_500;
+  }
+
   has(id: string): boolean {
     return this.slotOf.has(id);
   }
