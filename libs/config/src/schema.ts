@@ -238,7 +238,7 @@ export const configSchema = z
         /**
          * Memory of the in-process (memory) backend: values, keys and each entry's place in the
          * semantic index (about 3 KB per entry at 256 dimensions), so the cache process needs
-         * about this plus 150 MB (the chart gives it 512Mi).
+         * about this plus 200 MB: 452 MB RSS measured when full at the default, under the chart's 512Mi.
          */
         max_bytes: z.number().int().positive().default(256 * 1024 * 1024),
         lookup_budget_ms: z.number().int().positive().default(50),
