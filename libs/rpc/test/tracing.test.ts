@@ -56,12 +56,12 @@ describe("tracing interceptors", () => {
     const work = spans.filter((s) => s.name.startsWith("work "));
     expect(work).toHaveLength(3);
     for (const w of work) expect(w.parentSpanContext?.spanId).toBe(serverSpan.spanContext().spanId);
-    // The server span lasts as long as the stream (three 10 ms steps), not just until the handler
-    // was called. Compared by duration: the SDK anchors each span's start to Date.now() (whole
+    // The server span lasts as long as the stream (three 10 ms steps, each of which may end up to
+    // a millisecond early on libuv's whole-millisecond clock), not just until the handler was called. Compared by duration: the SDK anchors each span's start to Date.now() (whole
     // milliseconds) and times its length with performance.now(), so the end times of two spans can
     // disagree by up to a millisecond, while a span's own duration is exact.
     const ms = ([s, ns]: [number, number]) => s * 1e3 + ns / 1e6;
-    expect(ms(serverSpan.duration)).toBeGreaterThanOrEqual(28);
+    expect(ms(serverSpan.duration)).toBeGreaterThanOrEqual(25);
     expect(ms(clientSpan.duration)).toBeGreaterThanOrEqual(ms(serverSpan.duration) - 1);
   });
 });

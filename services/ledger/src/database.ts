@@ -1,7 +1,7 @@
-import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { PGlite, types as pgliteTypes } from "@electric-sql/pglite";
 import type pg from "pg";
@@ -308,49 +308,106 @@ export async function openPglite(dataDir: string | undefined, options: OpenOptio
 
 /** How long Postgres's initdb may take in the child that creates a new PGlite folder. */
 const INITDB_TIMEOUT_MS = 180_000;
+/**
+ * Present in a PGlite folder while it is being made, holding the pid of the process making it: a
+ * folder that still has it was cut short (killed, out of memory) and is made again.
+ */
+const INITDB_MARKER = ".switchyard-initdb";
+/** An argument of the initdb child, so that a leftover one is recognised before it is stopped. */
+const INITDB_TAG = "switchyard-initdb";
+/** Entries a new volume may hold that are not ours. */
+const FOREIGN_OK = new Set(["lost+found", INITDB_MARKER]);
 
 /**
- * Creates a PGlite folder that does not exist yet, in a child process that exits when it is done.
- * Postgres's initdb, run in WebAssembly, peaks at about 1.1 GB of RSS and a WebAssembly memory
- * never shrinks: a ledger that ran initdb itself would carry about 600 MB for its whole life,
- * against about 300 MB for one that opens a finished folder (measured on PGlite 0.5.17). initdb
- * writes into a sibling folder that is renamed into place once complete, so a start killed halfway
- * (out of memory, say) leaves no half-made cluster behind to be opened next time; only where that
- * rename cannot work (the folder is itself a mount point) does initdb write in place.
+ * Makes the PGlite folder `dataDir` unless it holds a finished one, in a child process that exits
+ * when done. Postgres's initdb, run in WebAssembly, peaks at about 1.1 GB of RSS and WebAssembly
+ * memory never shrinks: a ledger that ran initdb itself would carry about 600 MB for its whole
+ * life, against about 330 MB for one that opens a finished folder (PGlite 0.5.17, Node 24).
+ *
+ * initdb writes in place (the folder may be a mount point, its parent read-only), under a marker
+ * file: a folder left with the marker was cut short, so its initdb is stopped if still running
+ * and the folder emptied and made again. A folder with other files and no database is refused
+ * rather than written into.
  */
 export async function createPgliteFolder(dataDir: string): Promise<void> {
-  if (existsSync(join(dataDir, "PG_VERSION"))) return;
-  mkdirSync(dirname(dataDir), { recursive: true });
-  const inPlace = existsSync(dataDir) && readdirSync(dataDir).length > 0;
-  const target = inPlace ? dataDir : `${dataDir}.initdb`;
-  rmSync(`${dataDir}.initdb`, { recursive: true, force: true });
-  await runInitdb(target);
-  if (inPlace) return;
-  try {
-    renameSync(target, dataDir); // replaces an empty folder
-  } catch (err) {
-    // An empty mount point cannot be replaced: make the cluster again, in place.
-    rmSync(target, { recursive: true, force: true });
-    if ((err as NodeJS.ErrnoException).code !== "EBUSY" && (err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
-    await runInitdb(dataDir);
+  const marker = join(dataDir, INITDB_MARKER);
+  if (existsSync(marker)) {
+    await stopLeftoverInitdb(readFileSync(marker, "utf8"));
+    emptyFolder(dataDir);
+  } else if (existsSync(join(dataDir, "PG_VERSION"))) {
+    return;
+  } else if (existsSync(dataDir)) {
+    const foreign = readdirSync(dataDir).filter((entry) => !FOREIGN_OK.has(entry));
+    if (foreign.length > 0) {
+      throw new DatabaseUnavailableError("pglite", `${dataDir} holds files but no database (${foreign.slice(0, 3).join(", ")}): empty it or set ledger.data_dir elsewhere`);
+    }
   }
+  mkdirSync(dataDir, { recursive: true });
+  writeFileSync(marker, "starting\n"); // before the child exists, so that no initdb ever runs unmarked
+  try {
+    await runInitdb(dataDir, (pid) => writeFileSync(marker, `${pid}\n`));
+  } catch (err) {
+    emptyFolder(dataDir);
+    throw err;
+  }
+  rmSync(marker);
 }
 
-function runInitdb(dir: string): Promise<void> {
+function runInitdb(dir: string, started: (pid: number) => void): Promise<void> {
   const entry = pathToFileURL(createRequire(import.meta.url).resolve("@electric-sql/pglite")).href;
-  const script = `const { PGlite } = await import(${JSON.stringify(entry)}); const db = await PGlite.create(process.argv[1]); await db.close();`;
+  const script =
+    `try { const { PGlite } = await import(${JSON.stringify(entry)}); const db = await PGlite.create(process.argv[1]); await db.close(); } ` +
+    `catch (err) { process.stderr.write(String((err && err.message) || err).split("\\n")[0]); process.exit(1); }`;
   return new Promise((done, fail) => {
-    execFile(process.execPath, ["--input-type=module", "-e", script, dir], { timeout: INITDB_TIMEOUT_MS }, (err, _stdout, stderr) => {
-      if (!err) return done();
-      const why = err.killed
-        ? `initdb took longer than ${INITDB_TIMEOUT_MS / 1000} s`
-        : err.signal
-          ? `initdb was killed by ${err.signal} (out of memory? it needs about 1.1 GB)`
-          : `initdb exited with code ${String(err.code)}`;
-      const detail = stderr.trim().split("\n").slice(-3).join(" | ");
-      fail(new DatabaseUnavailableError("pglite", `creating the PGlite folder ${dir} failed: ${why}${detail ? `: ${detail}` : ""}`));
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script, dir, INITDB_TAG], { stdio: ["ignore", "ignore", "pipe"] });
+    if (child.pid !== undefined) started(child.pid);
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      if (stderr.length < 4_096) stderr += chunk;
+    });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill("SIGKILL");
+    }, INITDB_TIMEOUT_MS);
+    const failed = (why: string) => {
+      clearTimeout(timer);
+      fail(new DatabaseUnavailableError("pglite", `making the PGlite folder ${dir} failed: ${why}`));
+    };
+    child.once("error", (err) => failed(`initdb could not start (${(err as NodeJS.ErrnoException).code ?? err.message})`));
+    child.once("close", (code, signal) => {
+      if (code === 0) {
+        clearTimeout(timer);
+        return done();
+      }
+      const detail = stderr.trim().split("\n").at(-1) ?? "";
+      if (timedOut) return failed(`initdb took longer than ${INITDB_TIMEOUT_MS / 1000} s`);
+      if (signal) return failed(`initdb was killed by ${signal} (out of memory? it needs about 1.1 GB)`);
+      failed(`initdb exited with code ${String(code)}${detail ? `: ${detail}` : ""}`);
     });
   });
+}
+
+/** Stops the initdb child named in a leftover marker, if it still runs (a ledger killed while making its folder). */
+async function stopLeftoverInitdb(markerText: string): Promise<void> {
+  const pid = Number(markerText.trim());
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return;
+  try {
+    if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(INITDB_TAG)) return; // the pid was reused
+  } catch {
+    return; // gone (or no /proc: nothing to recognise it by)
+  }
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    return;
+  }
+  for (let i = 0; i < 100 && existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 50));
+}
+
+/** Removes what a folder holds, the folder itself and a volume's lost+found excepted. */
+function emptyFolder(dir: string): void {
+  for (const entry of readdirSync(dir)) if (entry !== "lost+found") rmSync(join(dir, entry), { recursive: true, force: true });
 }
 
 /** Where the ledger keeps its books, as the configuration and environment say. */

@@ -56,7 +56,7 @@ async function rpcError(call: Promise<unknown>): Promise<ConnectError> {
 }
 
 describe("createLedgerService", () => {
-  it("on PGlite in a folder, without NATS: serves Record and Usage, keeps its books across a restart, migrates once", async () => {
+  it("on PGlite in a folder, without NATS: serves Record and Usage, keeps its books across a restart, migrates once", { timeout: 60_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), "ledger-pglite-"));
     const config = configWith({ nats: { enabled: false }, ledger: { data_dir: join(dir, "books"), database_url_env: "LEDGER_TEST_UNSET_DATABASE_URL" } });
     try {
@@ -84,19 +84,23 @@ describe("createLedgerService", () => {
     }
   });
 
-  it("makes a new PGlite folder with initdb in a child process, in place of what a start killed halfway left", async () => {
+  it("makes a new PGlite folder with initdb in a child process, makes again one whose making was cut short, refuses a folder of other files", { timeout: 120_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), "ledger-initdb-"));
     const books = join(dir, "books");
+    // What a ledger killed while making its folder leaves: the marker naming its initdb child
+    // (still running here), and half a cluster.
+    const leftover = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)", "switchyard-initdb"], { stdio: "ignore" });
+    const stopped = new Promise((r) => leftover.once("exit", (_code, signal) => r(signal)));
     try {
-      mkdirSync(books); // an empty folder, as an operator might have made it
-      mkdirSync(`${books}.initdb`); // what an initdb killed halfway (out of memory) leaves
-      writeFileSync(join(`${books}.initdb`, "PG_VERSION"), "half\n");
+      mkdirSync(books);
+      writeFileSync(join(books, ".switchyard-initdb"), `${leftover.pid}\n`);
+      writeFileSync(join(books, "PG_VERSION"), "17\n");
       const before = process.memoryUsage().rss;
       await createPgliteFolder(books);
+      expect(await Promise.race([stopped, new Promise((r) => setTimeout(r, 5_000, "still running"))])).toBe("SIGKILL");
       // initdb in this process would keep about 550 MB of WebAssembly memory for good.
       expect(process.memoryUsage().rss - before).toBeLessThan(150 * 1024 * 1024);
-      expect(existsSync(join(books, "PG_VERSION"))).toBe(true);
-      expect(existsSync(`${books}.initdb`)).toBe(false);
+      expect(existsSync(join(books, ".switchyard-initdb"))).toBe(false);
       const db = await openPglite(books);
       try {
         expect(await db.query("select current_database() as name")).toEqual([{ name: "postgres" }]);
@@ -104,8 +108,14 @@ describe("createLedgerService", () => {
         await db.close();
       }
       await createPgliteFolder(books); // a finished folder is left as it is
-      expect(existsSync(`${books}.initdb`)).toBe(false);
+
+      const other = join(dir, "other");
+      mkdirSync(other);
+      writeFileSync(join(other, "notes.txt"), "mine\n");
+      await expect(createPgliteFolder(other)).rejects.toThrow(/other holds files but no database \(notes\.txt\)/);
+      expect(existsSync(join(other, "notes.txt"))).toBe(true);
     } finally {
+      leftover.kill("SIGKILL");
       rmSync(dir, { recursive: true, force: true });
     }
   });

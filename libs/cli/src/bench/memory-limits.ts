@@ -22,7 +22,7 @@ export function parseMemoryLimits(value: string): Record<string, number> {
   for (const part of value.split(",").map((s) => s.trim()).filter(Boolean)) {
     const [name, mib] = part.split("=");
     const n = Number(mib);
-    if (!name || !(name in CHART_MEMORY_LIMITS_MIB) || !Number.isInteger(n) || n < 64) {
+    if (!name || !Object.hasOwn(CHART_MEMORY_LIMITS_MIB, name) || !Number.isInteger(n) || n < 64) {
       throw new Error(`--memory-limits takes "chart" or service=MiB pairs (services: ${Object.keys(CHART_MEMORY_LIMITS_MIB).join(", ")}; at least 64), got "${part}"`);
     }
     limits[name] = n;
@@ -40,26 +40,40 @@ export class MemoryCgroups {
   private constructor(
     private readonly base: string,
     private readonly limitFile: string,
+    private readonly swapFile: string,
   ) {}
 
   static open(): MemoryCgroups {
     const v2 = "/sys/fs/cgroup";
-    if (existsSync(join(v2, "cgroup.controllers")) && readFileSync(join(v2, "cgroup.controllers"), "utf8").includes("memory")) return new MemoryCgroups(v2, "memory.max");
+    if (existsSync(join(v2, "cgroup.subtree_control"))) {
+      // cgroup v2: children get a memory.max only where the parent delegates the memory controller.
+      if (!readFileSync(join(v2, "cgroup.subtree_control"), "utf8").split(/\s+/).includes("memory")) {
+        throw new Error(`--memory-limits: ${v2} does not delegate the memory controller to its children (cgroup.subtree_control lacks "memory")`);
+      }
+      return new MemoryCgroups(v2, "memory.max", "memory.swap.max");
+    }
     const v1 = "/sys/fs/cgroup/memory";
-    if (existsSync(join(v1, "memory.limit_in_bytes"))) return new MemoryCgroups(v1, "memory.limit_in_bytes");
+    if (existsSync(join(v1, "memory.limit_in_bytes"))) return new MemoryCgroups(v1, "memory.limit_in_bytes", "memory.memsw.limit_in_bytes");
     throw new Error("--memory-limits needs a memory cgroup file system at /sys/fs/cgroup (Linux)");
   }
 
-  /** Makes a cgroup limited to `mib` and returns its folder, into which a child moves itself. */
+  /** Makes a cgroup limited to `mib` (swap included) and returns its folder, into which a child moves itself. */
   create(name: string, mib: number): string {
     const dir = join(this.base, `switchyard-bench-${process.pid}-${name}`);
     try {
       mkdirSync(dir);
+      this.made.push(dir);
       writeFileSync(join(dir, this.limitFile), String(mib * 1024 * 1024));
     } catch (err) {
-      throw new Error(`--memory-limits could not make a memory cgroup in ${this.base} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): it needs root`);
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new Error(`--memory-limits could not make a memory cgroup in ${this.base} (${code ?? (err as Error).message})${code === "EACCES" || code === "EPERM" || code === "EROFS" ? ": it needs root" : ""}`);
     }
-    this.made.push(dir);
+    // Where swap is accounted, none: a service over its limit is killed, as in Kubernetes, not swapped.
+    try {
+      writeFileSync(join(dir, this.swapFile), this.swapFile === "memory.swap.max" ? "0" : String(mib * 1024 * 1024));
+    } catch {
+      // no swap accounting on this kernel: nothing to limit
+    }
     return dir;
   }
 
@@ -69,7 +83,7 @@ export class MemoryCgroups {
       try {
         rmdirSync(dir);
       } catch {
-        // a process still in it: the kernel refuses, and the folder stays until reboot
+        // a process still in it: the kernel refuses; rmdir works once it has exited
       }
     }
   }

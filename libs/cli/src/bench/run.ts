@@ -141,7 +141,7 @@ export function writeReport(rows: BenchRow[], o: BenchOptions): string {
   const header =
     `switchyard bench: ${o.durationMs} ms per run after ${o.warmupMs} ms warm-up; upstream TTFT ${o.upstream.ttftMs} ms, ` +
     `${o.upstream.chunks} chunks ${o.upstream.chunkIntervalMs} ms apart\nmachine: ${machine}\n` +
-    (o.memoryLimitsMib ? `memory limits (MiB, one cgroup per service): ${Object.entries(o.memoryLimitsMib).map(([n, mib]) => `${n} ${mib}`).join(", ")}\n` : "") +
+    (o.memoryLimitsMib ? `memory limits of the six-process mesh (MiB, one cgroup per service): ${Object.entries(o.memoryLimitsMib).map(([n, mib]) => `${n} ${mib}`).join(", ")}\n` : "") +
     (process.env.NODE_OPTIONS ? `NODE_OPTIONS: ${process.env.NODE_OPTIONS}\n` : "") +
     "\n";
   const text = header + table(rows);
@@ -169,14 +169,23 @@ async function startMesh(layout: "five" | "single", upstreamUrl: string, dir: st
   const mesh = new Mesh({
     config,
     env: { ...process.env, SWITCHYARD_CONFIG: configPath, SWITCHYARD_NATS_ENABLED: "false" },
-    log: () => {},
+    // Under --memory-limits a service may be killed for its memory: say so rather than only "not ready".
+    log: (event, fields) => {
+      if (event.startsWith("service exited")) process.stderr.write(`switchyard bench: ${event} ${JSON.stringify(fields ?? {})}\n`);
+    },
     childOutput: process.env.SWITCHYARD_BENCH_LOGS ? "inherit" : "ignore",
     restart: false,
     singleProcess: layout === "single",
     cgroupOf: (name) => cgroupDirs.get(name),
   });
-  await mesh.start();
-  await mesh.waitReady();
+  try {
+    await mesh.start();
+    await mesh.waitReady();
+  } catch (err) {
+    await mesh.stop(1_000);
+    cgroups?.remove();
+    throw err;
+  }
   return {
     name: layout === "five" ? "switchyard (6 processes)" : "switchyard (1 process)",
     openaiUrl: `http://127.0.0.1:${config.ports.gateway_http}/v1`,
