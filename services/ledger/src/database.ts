@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -271,9 +271,20 @@ export async function openPostgres(connectionString: string, options: PostgresOp
 export async function openPglite(dataDir: string | undefined, options: OpenOptions = {}): Promise<Database> {
   const kind = "pglite";
   const tracker = new StatusTracker(options.onStatus);
-  if (dataDir !== undefined) await createPgliteFolder(dataDir);
-  const parsers = { parsers: { [pgliteTypes.INT8]: int8AsBigint } };
-  const db = dataDir === undefined ? await PGlite.create(parsers) : await PGlite.create(dataDir, parsers);
+  let unlock = () => {};
+  if (dataDir !== undefined) {
+    mkdirSync(dataDir, { recursive: true });
+    unlock = lockFolder(dataDir);
+  }
+  let db: PGlite;
+  try {
+    if (dataDir !== undefined) await createPgliteFolder(dataDir);
+    const parsers = { parsers: { [pgliteTypes.INT8]: int8AsBigint } };
+    db = dataDir === undefined ? await PGlite.create(parsers) : await PGlite.create(dataDir, parsers);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
   let closed = false;
   const guard = () => {
     if (closed) throw new DatabaseUnavailableError(kind, "closed");
@@ -301,9 +312,78 @@ export async function openPglite(dataDir: string | undefined, options: OpenOptio
     close: async () => {
       if (closed) return;
       closed = true;
-      await db.close();
+      try {
+        await db.close();
+      } finally {
+        unlock();
+      }
     },
   };
+}
+
+/** In a PGlite folder while a process has it open, holding its pid: two must never open one folder. */
+const LOCK_FILE = ".switchyard-ledger.lock";
+
+/** Folders this process has open (its own pid in a lock may also be a previous life's, as pid 1 in a container). */
+const lockedHere = new Set<string>();
+
+/** Takes the folder's lock, or throws naming the process that holds it; returns the release. */
+function lockFolder(dataDir: string): () => void {
+  const path = join(dataDir, LOCK_FILE);
+  if (lockedHere.has(path)) throw new DatabaseUnavailableError("pglite", `${dataDir} is already open in this process`);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      writeFileSync(path, `${process.pid}\n`, { flag: "wx" });
+      lockedHere.add(path);
+      return () => {
+        lockedHere.delete(path);
+        rmSync(path, { force: true });
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 0) throw err;
+      const holder = liveHolder(path);
+      if (holder !== undefined) {
+        throw new DatabaseUnavailableError("pglite", `${dataDir} is open in process ${holder}: one ledger per PGlite folder (several ledgers need Postgres)`);
+      }
+      rmSync(path, { force: true }); // left by a process that is gone
+    }
+  }
+}
+
+/**
+ * The pid in a lock file if that process is alive and was already running when the lock was
+ * written: a pid used again since (a restarted container's ledger is often pid 1 again) does
+ * not hold it.
+ */
+function liveHolder(lockPath: string): number | undefined {
+  let pid: number;
+  let lockedAtMs: number;
+  try {
+    pid = Number(readFileSync(lockPath, "utf8").trim());
+    lockedAtMs = statSync(lockPath).mtimeMs;
+  } catch {
+    return undefined;
+  }
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined;
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ESRCH") return undefined; // EPERM: alive, another user's
+  }
+  const startedAtMs = processStartMs(pid);
+  return startedAtMs !== undefined && startedAtMs > lockedAtMs + 1_000 ? undefined : pid;
+}
+
+/** When a process started (Linux: /proc/<pid>/stat field 22, clock ticks of 10 ms since boot); undefined elsewhere. */
+function processStartMs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const startTicks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+    const bootSeconds = Number(/^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"))?.[1]);
+    return Number.isFinite(startTicks) && Number.isFinite(bootSeconds) ? bootSeconds * 1_000 + startTicks * 10 : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** How long Postgres's initdb may take in the child that creates a new PGlite folder. */
@@ -316,7 +396,7 @@ const INITDB_MARKER = ".switchyard-initdb";
 /** An argument of the initdb child, so that a leftover one is recognised before it is stopped. */
 const INITDB_TAG = "switchyard-initdb";
 /** Entries a new volume may hold that are not ours. */
-const FOREIGN_OK = new Set(["lost+found", INITDB_MARKER]);
+const FOREIGN_OK = new Set(["lost+found", INITDB_MARKER, ".switchyard-ledger.lock"]);
 
 /**
  * Makes the PGlite folder `dataDir` unless it holds a finished one, in a child process that exits
@@ -405,9 +485,9 @@ async function stopLeftoverInitdb(markerText: string): Promise<void> {
   for (let i = 0; i < 100 && existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 50));
 }
 
-/** Removes what a folder holds, the folder itself and a volume's lost+found excepted. */
+/** Removes what a folder holds, except a volume's lost+found and the lock of the process emptying it. */
 function emptyFolder(dir: string): void {
-  for (const entry of readdirSync(dir)) if (entry !== "lost+found") rmSync(join(dir, entry), { recursive: true, force: true });
+  for (const entry of readdirSync(dir)) if (entry !== "lost+found" && entry !== LOCK_FILE) rmSync(join(dir, entry), { recursive: true, force: true });
 }
 
 /** Where the ledger keeps its books, as the configuration and environment say. */

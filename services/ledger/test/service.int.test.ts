@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -116,6 +116,36 @@ describe("createLedgerService", () => {
       expect(existsSync(join(other, "notes.txt"))).toBe(true);
     } finally {
       leftover.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("opens a PGlite folder in one process at a time, and takes over the lock of a process that is gone", { timeout: 120_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ledger-lock-"));
+    const books = join(dir, "books");
+    const lock = join(books, ".switchyard-ledger.lock");
+    const other = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
+    try {
+      const db = await openPglite(books);
+      await expect(openPglite(books)).rejects.toThrow(/is already open in this process/);
+      await db.close();
+      expect(existsSync(lock)).toBe(false);
+
+      // Another live process holds it.
+      writeFileSync(lock, `${other.pid}\n`);
+      await expect(openPglite(books)).rejects.toThrow(new RegExp(`is open in process ${other.pid}: one ledger per PGlite folder`));
+      // The same pid, but the lock is older than that process: the pid was used again since.
+      utimesSync(lock, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+      await (await openPglite(books)).close();
+      // A process that is gone.
+      const gone = spawn(process.execPath, ["-e", ""], { stdio: "ignore" });
+      await new Promise((r) => gone.once("exit", r));
+      writeFileSync(lock, `${gone.pid}\n`);
+      const again = await openPglite(books);
+      expect(readFileSync(lock, "utf8").trim()).toBe(String(process.pid));
+      await again.close();
+    } finally {
+      other.kill("SIGKILL");
       rmSync(dir, { recursive: true, force: true });
     }
   });
