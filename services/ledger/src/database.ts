@@ -266,7 +266,7 @@ export async function openPostgres(connectionString: string, options: PostgresOp
 
 /**
  * Opens PGlite with its data in `dataDir` (created if missing), or in memory when `dataDir` is
- * undefined. Opening takes a few seconds. One process only: two processes must not open one folder.
+ * undefined. Opening takes a few seconds. One process at a time: a lock file in the folder refuses a second.
  */
 export async function openPglite(dataDir: string | undefined, options: OpenOptions = {}): Promise<Database> {
   const kind = "pglite";
