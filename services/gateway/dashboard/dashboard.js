@@ -211,10 +211,9 @@
       ]),
       9,
     );
-    $("reasons-sample").textContent = o.reasons.sampled > 0 ? `the last ${int(o.reasons.sampled)} requests of the period` : "";
     fillTable(
       "reasons-table",
-      o.reasons.groups.slice(0, 12).map((/** @type {any} */ r) => [el("td", {}, [r.reason]), num(int(r.requests)), num(pct(r.share))]),
+      o.reasons.slice(0, 12).map((/** @type {any} */ r) => [el("td", {}, [r.reason]), num(int(r.requests)), num(pct(r.share))]),
       3,
     );
   }

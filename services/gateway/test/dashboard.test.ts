@@ -57,6 +57,11 @@ function fakeBooks(books: Books) {
           ],
           [ledger.GroupBy.TASK_TYPE]: [{ key: "chat", totals: totals({ requests: 4n }) }],
           [ledger.GroupBy.TENANT]: [{ key: "default", totals: all }, { key: "retired", totals: totals({ requests: 1n }) }],
+          [ledger.GroupBy.REASON]: [
+            { key: "tier standard: sim/a is the cheapest", totals: totals({ requests: 2n }) },
+            { key: "not routed (rate_limited)", totals: totals({ requests: 1n, errors: 1n }) },
+            { key: "pinned to sim/a by the client", totals: totals({ requests: 1n }) },
+          ],
         };
         return create(ledger.UsageResponseSchema, { sinceUnixMs: req.sinceUnixMs, untilUnixMs: req.untilUnixMs, totals: all, groupBy: req.groupBy, groups: groups[req.groupBy] ?? [] });
       },
@@ -262,19 +267,16 @@ describe("the data, as the ledger and the policy give it", () => {
     expect(o.task_types[0]).toMatchObject({ key: "chat" });
     // Tenants to choose from: the configured one and any the books know.
     expect(o.tenants).toEqual(["default", "retired"]);
-    // Reasons of the period's records only (the 40-day-old one is left out), most frequent first.
-    expect(o.reasons).toEqual({
-      sampled: 4,
-      groups: [
-        { reason: "tier standard: sim/a is the cheapest", requests: 2, share: 0.5 },
-        { reason: "not routed (rate_limited)", requests: 1, share: 0.25 },
-        { reason: "pinned to sim/a by the client", requests: 1, share: 0.25 },
-      ],
-    });
+    // Reasons over the whole period, as the ledger groups them, with their share of its requests.
+    expect(o.reasons).toEqual([
+      { reason: "tier standard: sim/a is the cheapest", requests: 2, share: 0.5 },
+      { reason: "not routed (rate_limited)", requests: 1, share: 0.25 },
+      { reason: "pinned to sim/a by the client", requests: 1, share: 0.25 },
+    ]);
     // One period for every query, all tenants, and the tenant list always over all tenants.
     for (const call of page.books.usageCalls) expect([call.sinceUnixMs, call.untilUnixMs]).toEqual([BigInt(NOW - 7 * 86_400_000), BigInt(NOW)]);
     expect(new Set(page.books.usageCalls.map((c) => c.groupBy))).toEqual(
-      new Set([ledger.GroupBy.HOUR, ledger.GroupBy.TIER, ledger.GroupBy.MODEL, ledger.GroupBy.CACHE, ledger.GroupBy.TASK_TYPE, ledger.GroupBy.TENANT]),
+      new Set([ledger.GroupBy.HOUR, ledger.GroupBy.TIER, ledger.GroupBy.MODEL, ledger.GroupBy.CACHE, ledger.GroupBy.TASK_TYPE, ledger.GroupBy.TENANT, ledger.GroupBy.REASON]),
     );
   });
 
@@ -286,7 +288,8 @@ describe("the data, as the ledger and the policy give it", () => {
     const byGroup = (g: ledger.GroupBy) => page.books.usageCalls.find((c) => c.groupBy === g)!;
     expect(byGroup(ledger.GroupBy.DAY).tenant).toBe("default");
     expect(byGroup(ledger.GroupBy.TENANT).tenant).toBe("");
-    expect(page.books.recentCalls[0]).toMatchObject({ tenant: "default", limit: 1000 });
+    expect(byGroup(ledger.GroupBy.REASON).tenant).toBe("default");
+    expect(page.books.recentCalls).toHaveLength(0); // the overview reads groups, not records
     expect((await page.get("/dashboard/api/overview?period=24h")).json().series).toHaveLength(25);
     const bad = await page.get("/dashboard/api/overview?period=1y");
     expect(bad.status).toBe(400);
@@ -370,7 +373,7 @@ describe("admin key", () => {
       expect((await page.get(path, { headers: { "x-api-key": ADMIN_KEY } })).status, path).toBe(200);
     }
     // Refused calls never reached the ledger, and the log has the refusal, not the key.
-    expect(page.books.usageCalls.length).toBe(6 * 2);
+    expect(page.books.usageCalls.length).toBe(7 * 2); // seven Usage calls per overview, two overviews let through
     expect(page.logs.some((l) => l.includes("dashboard call refused"))).toBe(true);
     expect(page.logs.join("\n")).not.toContain(ADMIN_KEY);
     expect(page.logs.join("\n")).not.toContain(TENANT_KEY);

@@ -33,6 +33,7 @@ const GROUP_BY: Record<pb.GroupBy, UsageDimension | undefined> = {
   [pb.GroupBy.KEY]: "key",
   [pb.GroupBy.CACHE]: "cache",
   [pb.GroupBy.TASK_TYPE]: "task_type",
+  [pb.GroupBy.REASON]: "reason",
 };
 
 const PERIOD_IN: Record<pb.BudgetPeriod, BudgetPeriod> = {

@@ -74,7 +74,7 @@ export interface WriteOutcome {
 }
 
 /** How usage is broken down. */
-export type UsageDimension = "model" | "tier" | "day" | "hour" | "tenant" | "key" | "cache" | "task_type";
+export type UsageDimension = "model" | "tier" | "day" | "hour" | "tenant" | "key" | "cache" | "task_type" | "reason";
 
 const DIMENSION_SQL: Record<UsageDimension, string> = {
   model: "model",
@@ -85,6 +85,10 @@ const DIMENSION_SQL: Record<UsageDimension, string> = {
   key: "key_id",
   cache: "cache",
   task_type: "task_type",
+  // The decision itself; the notes after the first "; " (fallbacks, admission notes) vary by request.
+  reason: `case when reason <> '' then split_part(reason, '; ', 1)
+    when status >= 400 then 'not routed (' || case when error_code <> '' then error_code else status::text end || ')'
+    else '(none given)' end`,
 };
 
 /** Which records a usage report covers: [sinceMs, untilMs), optionally one tenant and one key. */
@@ -251,8 +255,9 @@ export class UsageBook {
       if (row["rollup"] === 1) totals = figures(row);
       else groups.push({ key: String(row["k"] ?? ""), totals: figures(row) });
     }
-    // Time groups in time order; the others biggest spender first.
+    // Time groups in time order, reasons most frequent first, the others biggest spender first.
     if (q.groupBy === "day" || q.groupBy === "hour") groups.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    else if (q.groupBy === "reason") groups.sort((a, b) => (a.totals.requests !== b.totals.requests ? (a.totals.requests > b.totals.requests ? -1 : 1) : a.key < b.key ? -1 : 1));
     else {
       groups.sort((a, b) => {
         if (a.totals.costMicroUsd !== b.totals.costMicroUsd) return a.totals.costMicroUsd > b.totals.costMicroUsd ? -1 : 1;

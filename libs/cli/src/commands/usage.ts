@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { ledger } from "@switchyard/proto";
 import { runAdminCall } from "./admin-client.js";
 
-const USAGE_HELP = `usage: switchyard usage [--tenant T] [--key KEY_ID] [--since 7d] [--until TIME] [--by model|tier|day|hour|tenant|key|cache|task] [--json] [--url URL]
+const USAGE_HELP = `usage: switchyard usage [--tenant T] [--key KEY_ID] [--since 7d] [--until TIME] [--by model|tier|day|hour|tenant|key|cache|task|reason] [--json] [--url URL]
 
 What the traffic cost and what routing saved, from the ledger (through the gateway's admin API).
   --since, --until   a duration back from now (30m, 24h, 7d, 4w) or a date/time, UTC unless it says (2026-11-01, 2026-11-01T12:00); default the last 7 days
@@ -20,6 +20,7 @@ const GROUPS: Record<string, ledger.GroupBy> = {
   key: ledger.GroupBy.KEY,
   cache: ledger.GroupBy.CACHE,
   task: ledger.GroupBy.TASK_TYPE,
+  reason: ledger.GroupBy.REASON,
 };
 
 /** `switchyard usage`: totals and a breakdown of the books over a period. */

@@ -80,8 +80,8 @@ export interface OverviewView {
   task_types: GroupView[];
   /** Tenants to choose from: those configured and those with records. */
   tenants: string[];
-  /** The routing reasons of the most recent requests of the period (at most `sampled` of them). */
-  reasons: { sampled: number; groups: ReasonView[] };
+  /** Requests per routing decision over the period (the ledger's GROUP_BY_REASON), most frequent first. */
+  reasons: ReasonView[];
 }
 
 /** One request as the "last requests" list shows it. */
@@ -157,8 +157,6 @@ export interface DashboardSources {
 
 const LEDGER_TIMEOUT_MS = 10_000;
 const LIVE_TIMEOUT_MS = 2_000;
-/** How many recent records the reasons table reads (RecentRequests' own maximum). */
-const REASON_SAMPLE = 1_000;
 
 /** Reads the ledger and the live state for the page. */
 export class DashboardData {
@@ -177,7 +175,7 @@ export class DashboardData {
     const usage = (groupBy: ledgerPb.GroupBy, forTenant = tenant) =>
       this.sources.ledger.usage({ tenant: forTenant, ...range, groupBy }, { timeoutMs: LEDGER_TIMEOUT_MS });
     const G = ledgerProto.GroupBy;
-    const [series, tiers, models, cache, taskTypes, tenants, recent] = await Promise.all([
+    const [series, tiers, models, cache, taskTypes, tenants, reasons] = await Promise.all([
       usage(bucket === "hour" ? G.HOUR : G.DAY),
       usage(G.TIER),
       usage(G.MODEL),
@@ -185,9 +183,9 @@ export class DashboardData {
       usage(G.TASK_TYPE),
       // Every tenant with records, whichever is shown: the page's tenant list.
       usage(G.TENANT, ""),
-      this.sources.ledger.recentRequests({ tenant, limit: REASON_SAMPLE }, { timeoutMs: LEDGER_TIMEOUT_MS }),
+      usage(G.REASON),
     ]);
-    const inPeriod = recent.records.filter((r) => Number(r.timeUnixMs) >= since && Number(r.timeUnixMs) < until);
+    const requests = Number(reasons.totals?.requests ?? 0n);
     return {
       tenant,
       period,
@@ -201,7 +199,10 @@ export class DashboardData {
       cache: groupsView(cache),
       task_types: groupsView(taskTypes),
       tenants: [...new Set([...this.sources.tenants, ...tenants.groups.map((g) => g.key).filter((k) => k !== "")])],
-      reasons: { sampled: inPeriod.length, groups: countReasons(inPeriod) },
+      reasons: reasons.groups.map((g) => {
+        const n = Number(g.totals?.requests ?? 0n);
+        return { reason: g.key, requests: n, share: requests > 0 ? n / requests : 0 };
+      }),
     };
   }
 
@@ -292,18 +293,6 @@ export function fillSeries(groups: ledgerPb.UsageGroup[], since: number, until: 
 export function bucketKey(ms: number, bucket: Bucket): string {
   const iso = new Date(ms).toISOString();
   return bucket === "hour" ? iso.slice(0, 13) : iso.slice(0, 10);
-}
-
-/** Requests per routing reason, most frequent first. */
-export function countReasons(records: events.UsageRecord[]): ReasonView[] {
-  const counts = new Map<string, number>();
-  for (const r of records) {
-    const reason = r.reason || (r.status >= 400 ? `not routed (${r.errorCode || r.status})` : "(none given)");
-    counts.set(reason, (counts.get(reason) ?? 0) + 1);
-  }
-  return [...counts]
-    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
-    .map(([reason, requests]) => ({ reason, requests, share: records.length > 0 ? requests / records.length : 0 }));
 }
 
 export function requestView(r: events.UsageRecord, jaegerUrl: string): RequestView {
