@@ -21,6 +21,18 @@ export function healthPort(config: Config, name: ServiceName): number {
   return name === "gateway" ? config.ports.gateway_grpc : config.ports[name];
 }
 
+/** A service process ended before it reported SERVING (with restarts off). */
+export class ServiceExitedError extends Error {
+  override readonly name = "ServiceExitedError";
+  constructor(
+    readonly service: string,
+    readonly code: number | null,
+    readonly signal: NodeJS.Signals | null,
+  ) {
+    super(`${service} exited (${signal ? `signal ${signal}` : `code ${String(code)}`}) before it was ready`);
+  }
+}
+
 export interface MeshOptions {
   config: Config;
   /** Environment of every child (config file, NATS, keys). */
@@ -89,6 +101,13 @@ export class Mesh {
     const deadline = Date.now() + timeoutMs;
     try {
       while (pending.size > 0) {
+        // Without restarts, a service that exited will never be ready: say which and how at once.
+        if (this.options.restart === false) {
+          for (const name of pending) {
+            const child = this.children.get(name);
+            if (child && (child.exitCode !== null || child.signalCode !== null)) throw new ServiceExitedError(name, child.exitCode, child.signalCode);
+          }
+        }
         if (Date.now() > deadline) throw new Error(`not ready after ${timeoutMs} ms: ${[...pending].join(", ")}`);
         await Promise.all(
           [...pending].map(async (name) => {

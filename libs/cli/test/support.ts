@@ -6,7 +6,7 @@ import { parseConfig, type Config } from "@switchyard/config";
 import { spawn } from "node:child_process";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { Mesh, serviceEntry } from "../src/mesh.js";
+import { Mesh, ServiceExitedError, serviceEntry } from "../src/mesh.js";
 import { freePort } from "../src/ports.js";
 
 /** A running mesh of six real service processes on free ports. */
@@ -68,10 +68,14 @@ export function isolatedLedger(dir: string): Record<string, unknown> {
 export async function startTestMesh(extra: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = {}, singleProcess = false): Promise<TestMesh> {
   const dir = mkdtempSync(join(tmpdir(), "switchyard-test-"));
   const names = ["gateway_http", "gateway_grpc", "classifier", "policy", "cache", "provider", "ledger", "classifier_http", "policy_http", "cache_http", "provider_http", "ledger_http"];
-  const ports: Record<string, number> = {};
-  for (const n of names) ports[n] = await freePort();
   const configPath = join(dir, "switchyard.yaml");
-  writeFileSync(
+  const configure = async () => {
+    const ports: Record<string, number> = {};
+    for (const n of names) ports[n] = await freePort();
+    writeConfig(ports);
+    return parseConfig(readFileSync(configPath, "utf8"), configPath);
+  };
+  const writeConfig = (ports: Record<string, number>) => writeFileSync(
     configPath,
     toYaml({
       listen_host: "127.0.0.1",
@@ -83,15 +87,18 @@ export async function startTestMesh(extra: Record<string, unknown> = {}, env: No
       telemetry: { log_level: "warn" },
       limits: { shutdown_grace_ms: 5000 },
       ...extra,
+      ports: { ...ports, ...(extra.ports as object | undefined) },
       ledger: { ...isolatedLedger(dir), ...(extra.ledger as object | undefined) },
     }),
   );
-  const config = parseConfig(readFileSync(configPath, "utf8"), configPath);
+  let config = await configure();
   const launch = async () => {
     const mesh = new Mesh({
       config,
       env: { PATH: process.env.PATH, HOME: process.env.HOME, SWITCHYARD_CONFIG: configPath, ...env },
-      log: () => {},
+      log: (event, fields) => {
+        if (event.startsWith("service exited")) process.stderr.write(`test mesh: ${event} ${JSON.stringify(fields ?? {})}\n`);
+      },
       childOutput: process.env.SWITCHYARD_TEST_LOGS ? "inherit" : "ignore",
       restart: false,
       singleProcess,
@@ -105,12 +112,24 @@ export async function startTestMesh(extra: Record<string, unknown> = {}, env: No
     }
     return mesh;
   };
+  let first: Mesh | undefined;
+  for (let attempt = 1; !first; attempt++) {
+    try {
+      first = await launch();
+    } catch (err) {
+      // A port found free can be taken by another test's process before the service binds it:
+      // the service exits at once. Try again on other ports.
+      if (!(err instanceof ServiceExitedError) || attempt === 3) throw err;
+      process.stderr.write(`test mesh: ${(err as Error).message}; starting again on other ports\n`);
+      config = await configure();
+    }
+  }
   const test: TestMesh = {
     config,
     configPath,
-    mesh: await launch(),
-    httpUrl: `http://127.0.0.1:${ports.gateway_http}`,
-    grpcUrl: `http://127.0.0.1:${ports.gateway_grpc}`,
+    mesh: first,
+    httpUrl: `http://127.0.0.1:${config.ports.gateway_http}`,
+    grpcUrl: `http://127.0.0.1:${config.ports.gateway_grpc}`,
     restart: async () => {
       await test.mesh.stop(5_000);
       test.mesh = await launch();
