@@ -1,6 +1,9 @@
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
+import { createConnection, createServer } from "node:net";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { PGlite, types as pgliteTypes } from "@electric-sql/pglite";
@@ -266,7 +269,7 @@ export async function openPostgres(connectionString: string, options: PostgresOp
 
 /**
  * Opens PGlite with its data in `dataDir` (created if missing), or in memory when `dataDir` is
- * undefined. Opening takes a few seconds. One process at a time: a lock file in the folder refuses a second.
+ * undefined. Opening takes a few seconds. One ledger at a time: a lock in the folder refuses a second.
  */
 export async function openPglite(dataDir: string | undefined, options: OpenOptions = {}): Promise<Database> {
   const kind = "pglite";
@@ -274,7 +277,7 @@ export async function openPglite(dataDir: string | undefined, options: OpenOptio
   let unlock = () => {};
   if (dataDir !== undefined) {
     mkdirSync(dataDir, { recursive: true });
-    unlock = lockFolder(dataDir);
+    unlock = await lockFolder(dataDir);
   }
   let db: PGlite;
   try {
@@ -321,69 +324,67 @@ export async function openPglite(dataDir: string | undefined, options: OpenOptio
   };
 }
 
-/** In a PGlite folder while a process has it open, holding its pid: two must never open one folder. */
+/** The lock of a PGlite folder: a Unix socket a ledger listens on while it has the folder open. */
 const LOCK_FILE = ".switchyard-ledger.lock";
 
-/** Folders this process has open (its own pid in a lock may also be a previous life's, as pid 1 in a container). */
-const lockedHere = new Set<string>();
-
-/** Takes the folder's lock, or throws naming the process that holds it; returns the release. */
-function lockFolder(dataDir: string): () => void {
-  const path = join(dataDir, LOCK_FILE);
-  if (lockedHere.has(path)) throw new DatabaseUnavailableError("pglite", `${dataDir} is already open in this process`);
-  for (let attempt = 0; ; attempt++) {
-    try {
-      writeFileSync(path, `${process.pid}\n`, { flag: "wx" });
-      lockedHere.add(path);
-      return () => {
-        lockedHere.delete(path);
-        rmSync(path, { force: true });
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 0) throw err;
-      const holder = liveHolder(path);
-      if (holder !== undefined) {
-        throw new DatabaseUnavailableError("pglite", `${dataDir} is open in process ${holder}: one ledger per PGlite folder (several ledgers need Postgres)`);
-      }
-      rmSync(path, { force: true }); // left by a process that is gone
-    }
-  }
-}
-
 /**
- * The pid in a lock file if that process is alive and was already running when the lock was
- * written: a pid used again since (a restarted container's ledger is often pid 1 again) does
- * not hold it.
+ * Takes the folder for this process, or throws when a ledger has it open; returns the release.
+ * The lock is a Unix socket listening in the folder: the kernel closes it when its process ends,
+ * however it ends, so it is held exactly while that process lives, whatever its pid, pid
+ * namespace or host name (a restarted container's ledger is pid 1 again). Another process finds
+ * it by connecting. Two ledgers starting on a stale lock within the same instant could both take
+ * it; nothing short of the kernel's own file locks (not in Node) closes that gap.
  */
-function liveHolder(lockPath: string): number | undefined {
-  let pid: number;
-  let lockedAtMs: number;
-  try {
-    pid = Number(readFileSync(lockPath, "utf8").trim());
-    lockedAtMs = statSync(lockPath).mtimeMs;
-  } catch {
-    return undefined;
+async function lockFolder(dataDir: string): Promise<() => void> {
+  if (process.platform === "win32") return () => {};
+  const path = lockPath(dataDir);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const server = createServer((socket) => socket.destroy());
+    const failed = await new Promise<NodeJS.ErrnoException | undefined>((done) => {
+      server.once("error", done);
+      server.listen(path, () => done(undefined));
+    });
+    if (!failed) {
+      server.unref();
+      const inode = statSync(path).ino;
+      return () => {
+        server.close();
+        // Only our own socket: after a takeover in the gap above the file may be another's.
+        if (safeInode(path) === inode) rmSync(path, { force: true });
+      };
+    }
+    if (failed.code !== "EADDRINUSE") throw new DatabaseUnavailableError("pglite", `could not lock ${dataDir} (${failed.code ?? failed.message})`);
+    if (await listening(path)) throw new DatabaseUnavailableError("pglite", `${dataDir} is open in another ledger: one ledger per PGlite folder (several ledgers need Postgres)`);
+    rmSync(path, { force: true }); // the socket of a process that is gone
   }
-  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ESRCH") return undefined; // EPERM: alive, another user's
-  }
-  const startedAtMs = processStartMs(pid);
-  return startedAtMs !== undefined && startedAtMs > lockedAtMs + 1_000 ? undefined : pid;
+  throw new DatabaseUnavailableError("pglite", `${dataDir} was locked by another ledger starting at the same moment`);
 }
 
-/** When a process started (Linux: /proc/<pid>/stat field 22, clock ticks of 10 ms since boot); undefined elsewhere. */
-function processStartMs(pid: number): number | undefined {
+/** Whether a process listens on the Unix socket at `path` (refused: nobody; gone: nobody; anything else: somebody we may not reach). */
+function listening(path: string): Promise<boolean> {
+  return new Promise((done) => {
+    const socket = createConnection(path);
+    socket.once("connect", () => {
+      socket.destroy();
+      done(true);
+    });
+    socket.once("error", (err: NodeJS.ErrnoException) => done(err.code !== "ECONNREFUSED" && err.code !== "ENOENT"));
+  });
+}
+
+function safeInode(path: string): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const startTicks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
-    const bootSeconds = Number(/^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"))?.[1]);
-    return Number.isFinite(startTicks) && Number.isFinite(bootSeconds) ? bootSeconds * 1_000 + startTicks * 10 : undefined;
+    return statSync(path).ino;
   } catch {
     return undefined;
   }
+}
+
+/** In the folder, or, where that path is too long for a socket (about 107 bytes), in the temp folder under a name derived from the folder's real path. */
+function lockPath(dataDir: string): string {
+  const inFolder = join(dataDir, LOCK_FILE);
+  if (Buffer.byteLength(inFolder) <= 100) return inFolder;
+  return join(tmpdir(), `switchyard-ledger-${createHash("sha256").update(realpathSync(dataDir)).digest("hex").slice(0, 24)}.lock`);
 }
 
 /** How long Postgres's initdb may take in the child that creates a new PGlite folder. */

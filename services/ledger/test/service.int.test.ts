@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -120,32 +120,40 @@ describe("createLedgerService", () => {
     }
   });
 
-  it("opens a PGlite folder in one process at a time, and takes over the lock of a process that is gone", { timeout: 120_000 }, async () => {
+  it("opens a PGlite folder in one ledger at a time, and takes over the lock of one that is gone", { timeout: 120_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), "ledger-lock-"));
     const books = join(dir, "books");
     const lock = join(books, ".switchyard-ledger.lock");
-    const other = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
+    let other: ChildProcess | undefined;
     try {
       const db = await openPglite(books);
-      await expect(openPglite(books)).rejects.toThrow(/is already open in this process/);
+      await expect(openPglite(books)).rejects.toThrow(/books is open in another ledger: one ledger per PGlite folder/);
       await db.close();
       expect(existsSync(lock)).toBe(false);
 
-      // Another live process holds it.
-      writeFileSync(lock, `${other.pid}\n`);
-      await expect(openPglite(books)).rejects.toThrow(new RegExp(`is open in process ${other.pid}: one ledger per PGlite folder`));
-      // The same pid, but the lock is older than that process: the pid was used again since.
-      utimesSync(lock, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
-      await (await openPglite(books)).close();
-      // A process that is gone.
-      const gone = spawn(process.execPath, ["-e", ""], { stdio: "ignore" });
-      await new Promise((r) => gone.once("exit", r));
-      writeFileSync(lock, `${gone.pid}\n`);
-      const again = await openPglite(books);
-      expect(readFileSync(lock, "utf8").trim()).toBe(String(process.pid));
-      await again.close();
-    } finally {
+      // Another process listens on the lock (as a ledger with the folder open does): refused.
+      other = spawn(process.execPath, ["-e", "require('node:net').createServer().listen(process.argv[1], () => console.log('up'))", lock], { stdio: ["ignore", "pipe", "ignore"] });
+      await new Promise((r) => other!.stdout!.once("data", r));
+      await expect(openPglite(books)).rejects.toThrow(/is open in another ledger/);
+      // Killed, it leaves its socket file behind with nobody listening: taken over.
       other.kill("SIGKILL");
+      await new Promise((r) => other!.once("exit", r));
+      expect(existsSync(lock)).toBe(true);
+      const again = await openPglite(books);
+      expect(await again.query("select 1 as one")).toEqual([{ one: 1 }]);
+      await again.close();
+
+      // A folder too deep for a socket path (about 107 bytes) is locked by a socket in the temp folder.
+      const deep = join(dir, "d".repeat(60), "e".repeat(60), "books");
+      const deepDb = await openPglite(deep);
+      try {
+        await expect(openPglite(deep)).rejects.toThrow(/is open in another ledger/);
+        expect(existsSync(join(deep, ".switchyard-ledger.lock"))).toBe(false);
+      } finally {
+        await deepDb.close();
+      }
+    } finally {
+      other?.kill("SIGKILL");
       rmSync(dir, { recursive: true, force: true });
     }
   });
