@@ -30,6 +30,8 @@ interface Books {
   recentCalls: ledger.RecentRequestsRequest[];
   down?: boolean;
   policyDown?: boolean;
+  /** A ledger from before GROUP_BY_REASON (a rolling upgrade): it refuses that grouping. */
+  noReasonGrouping?: boolean;
 }
 
 const totals = (t: MessageInitShape<typeof ledger.UsageTotalsSchema>) => create(ledger.UsageTotalsSchema, t);
@@ -42,6 +44,7 @@ function fakeBooks(books: Books) {
       usage: (req: ledger.UsageRequest) => {
         books.usageCalls.push(req);
         if (books.down) throw new ConnectError("the ledger's database (postgres) is unreachable; try again later", Code.Unavailable);
+        if (books.noReasonGrouping && req.groupBy === ledger.GroupBy.REASON) throw new ConnectError("group_by: unknown value 9", Code.InvalidArgument);
         const all = totals({ requests: 4n, errors: 1n, costMicroUsd: 1_500n, baselineMicroUsd: 6_000n, savedMicroUsd: 4_500n, cacheHits: 1n, cacheSavedMicroUsd: 300n, ttftP50Ms: 12.5, ttftP95Ms: 40 });
         const groups: Record<number, { key: string; totals: ledger.UsageTotals }[]> = {
           [ledger.GroupBy.HOUR]: [{ key: bucketKey(NOW - 3_600_000, "hour"), totals: all }],
@@ -327,6 +330,14 @@ describe("the data, as the ledger and the policy give it", () => {
       { name: "usage_records", value: "jetstream", level: "ok" },
     ]);
     expect(live.ledger).toMatchObject({ level: "ok", detail: "answering" });
+  });
+
+  it("shows the overview without reasons when the ledger is older than the reason grouping (a rolling upgrade)", async () => {
+    const page = await startPage();
+    page.books.noReasonGrouping = true;
+    const overview = await page.get("/dashboard/api/overview");
+    expect(overview.status).toBe(200);
+    expect(overview.json()).toMatchObject({ reasons: [], totals: expect.objectContaining({ requests: 4 }) });
   });
 
   it("says what is down instead of failing: the ledger's own message (503), the policy's absence in live", async () => {

@@ -85,8 +85,11 @@ const DIMENSION_SQL: Record<UsageDimension, string> = {
   key: "key_id",
   cache: "cache",
   task_type: "task_type",
-  // The decision itself; the notes after the first "; " (fallbacks, admission notes) vary by request.
-  reason: `case when reason <> '' then split_part(reason, '; ', 1)
+  // The decision itself: the reason up to its first "; " (the notes after it, fallbacks and
+  // admission, vary by request), without the parts that vary within one decision (a semantic
+  // hit's similarity, how many candidates met the target).
+  reason: `case when reason <> '' then regexp_replace(regexp_replace(split_part(reason, '; ', 1),
+      ' \\(similarity [0-9.]+\\)', '', 'g'), 'of [0-9]+ candidate\\(s\\)', 'of the candidates', 'g')
     when status >= 400 then 'not routed (' || case when error_code <> '' then error_code else status::text end || ')'
     else '(none given)' end`,
 };

@@ -203,11 +203,11 @@ describe.each([pgliteBackend(), postgresBackend()])("the ledger on $kind", (back
   describe("usage", () => {
     // Hand-computed expectations below refer to these records.
     const R = {
-      r1: usageRecord({ requestId: "u1", reason: "tier fast: sim/fast-1 is the cheapest; fell back 1 time(s): upstream 503", timeUnixMs: at("2025-03-10T10:15:00Z"), tenant: "acme", model: "sim/fast-1", tier: "fast", keyId: "aaaaaaaaaaaa", cache: "miss", taskType: "chat", inputTokens: 100n, outputTokens: 50n, costMicroUsd: 1_000n, baselineMicroUsd: 4_000n, savedMicroUsd: 3_000n, ttftMs: 100, totalMs: 1_000, status: 200 }),
-      r2: usageRecord({ requestId: "u2", reason: "tier fast: sim/fast-1 is the cheapest", timeUnixMs: at("2025-03-10T10:45:00Z"), tenant: "acme", model: "sim/fast-1", tier: "fast", keyId: "aaaaaaaaaaaa", cache: "hit", cacheKind: "exact", taskType: "chat", inputTokens: 100n, outputTokens: 50n, costMicroUsd: 0n, baselineMicroUsd: 4_000n, savedMicroUsd: 4_000n, cacheSavedMicroUsd: 1_000n, ttftMs: 20, totalMs: 30, status: 200 }),
+      r1: usageRecord({ requestId: "u1", reason: "tier fast: sim/fast-1 is the cheapest of 3 candidate(s) meeting quality 0.50; fell back 1 time(s): upstream 503", timeUnixMs: at("2025-03-10T10:15:00Z"), tenant: "acme", model: "sim/fast-1", tier: "fast", keyId: "aaaaaaaaaaaa", cache: "miss", taskType: "chat", inputTokens: 100n, outputTokens: 50n, costMicroUsd: 1_000n, baselineMicroUsd: 4_000n, savedMicroUsd: 3_000n, ttftMs: 100, totalMs: 1_000, status: 200 }),
+      r2: usageRecord({ requestId: "u2", reason: "served from the semantic cache (similarity 0.934)", timeUnixMs: at("2025-03-10T10:45:00Z"), tenant: "acme", model: "sim/fast-1", tier: "fast", keyId: "aaaaaaaaaaaa", cache: "hit", cacheKind: "exact", taskType: "chat", inputTokens: 100n, outputTokens: 50n, costMicroUsd: 0n, baselineMicroUsd: 4_000n, savedMicroUsd: 4_000n, cacheSavedMicroUsd: 1_000n, ttftMs: 20, totalMs: 30, status: 200 }),
       r3: usageRecord({ requestId: "u3", timeUnixMs: at("2025-03-10T11:05:00Z"), tenant: "acme", model: "sim/smart-1", tier: "smart", keyId: "bbbbbbbbbbbb", cache: "miss", taskType: "code", inputTokens: 1_000n, outputTokens: 500n, costMicroUsd: 20_000n, baselineMicroUsd: 40_000n, savedMicroUsd: 20_000n, ttftMs: 400, totalMs: 5_000, status: 200 }),
       r4: usageRecord({ requestId: "u4", reason: "", timeUnixMs: at("2025-03-11T09:00:00Z"), tenant: "acme", model: "", provider: "", tier: "smart", keyId: "bbbbbbbbbbbb", cache: "bypass", taskType: "code", inputTokens: 0n, outputTokens: 0n, costMicroUsd: 0n, baselineMicroUsd: 0n, savedMicroUsd: 0n, ttftMs: 0, totalMs: 250, status: 502, errorCode: "upstream_error" }),
-      r5: usageRecord({ requestId: "u5", reason: "pinned to sim/fast-1 by the client", timeUnixMs: at("2025-03-11T09:30:00Z"), tenant: "globex", model: "sim/fast-1", tier: "fast", keyId: "", cache: "miss", taskType: "chat", inputTokens: 10n, outputTokens: 5n, costMicroUsd: 100n, baselineMicroUsd: 400n, savedMicroUsd: 300n, ttftMs: 50, totalMs: 200, status: 200 }),
+      r5: usageRecord({ requestId: "u5", reason: "tier fast: sim/fast-1 is the cheapest of 2 candidate(s) meeting quality 0.50", timeUnixMs: at("2025-03-11T09:30:00Z"), tenant: "globex", model: "sim/fast-1", tier: "fast", keyId: "", cache: "miss", taskType: "chat", inputTokens: 10n, outputTokens: 5n, costMicroUsd: 100n, baselineMicroUsd: 400n, savedMicroUsd: 300n, ttftMs: 50, totalMs: 200, status: 200 }),
       // Just before the period, and exactly at its (excluded) end.
       before: usageRecord({ requestId: "u6", timeUnixMs: at("2025-03-09T23:59:59.999Z"), tenant: "acme", costMicroUsd: 999_999n }),
       atEnd: usageRecord({ requestId: "u7", timeUnixMs: at("2025-03-12T00:00:00.000Z"), tenant: "acme", costMicroUsd: 777_777n }),
@@ -300,13 +300,13 @@ describe.each([pgliteBackend(), postgresBackend()])("the ledger on $kind", (back
       ]);
     });
 
-    it("groups by the router's decision: the reason up to its notes, and why a request was not routed; most frequent first", async () => {
+    it("groups by the router's decision: the reason up to its notes, without what varies within a decision, and why a request was not routed; most frequent first", async () => {
       const res = await client.client.usage({ ...period, groupBy: pb.GroupBy.REASON });
       expect(res.groups.map((g) => [g.key, g.totals!.requests, g.totals!.costMicroUsd])).toEqual([
-        ["tier fast: sim/fast-1 is the cheapest", 2n, 1_000n],
+        ["tier fast: sim/fast-1 is the cheapest of the candidates meeting quality 0.50", 2n, 1_100n],
         ["cheapest healthy", 1n, 20_000n],
         ["not routed (upstream_error)", 1n, 0n],
-        ["pinned to sim/fast-1 by the client", 1n, 100n],
+        ["served from the semantic cache", 1n, 0n],
       ]);
       expect(res.totals).toMatchObject({ requests: 5n });
     });

@@ -156,6 +156,8 @@ export interface DashboardSources {
 }
 
 const LEDGER_TIMEOUT_MS = 10_000;
+/** Reasons the overview sends, most frequent first (the page shows 12). */
+const MAX_REASONS = 20;
 const LIVE_TIMEOUT_MS = 2_000;
 
 /** Reads the ledger and the live state for the page. */
@@ -183,9 +185,10 @@ export class DashboardData {
       usage(G.TASK_TYPE),
       // Every tenant with records, whichever is shown: the page's tenant list.
       usage(G.TENANT, ""),
-      usage(G.REASON),
+      // A ledger older than the reason grouping refuses it (a rolling upgrade): no reasons, the rest still shown.
+      usage(G.REASON).catch(() => undefined),
     ]);
-    const requests = Number(reasons.totals?.requests ?? 0n);
+    const requests = Number(reasons?.totals?.requests ?? 0n);
     return {
       tenant,
       period,
@@ -199,7 +202,7 @@ export class DashboardData {
       cache: groupsView(cache),
       task_types: groupsView(taskTypes),
       tenants: [...new Set([...this.sources.tenants, ...tenants.groups.map((g) => g.key).filter((k) => k !== "")])],
-      reasons: reasons.groups.map((g) => {
+      reasons: (reasons?.groups ?? []).slice(0, MAX_REASONS).map((g) => {
         const n = Number(g.totals?.requests ?? 0n);
         return { reason: g.key, requests: n, share: requests > 0 ? n / requests : 0 };
       }),
