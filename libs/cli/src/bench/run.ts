@@ -20,6 +20,8 @@ export interface Peer {
   /** Base URL up to /v1. */
   url: string;
   headers: Record<string, string>;
+  /** The model the peer is asked for (default "fixed", the fake upstream's, as a plain proxy forwards it). */
+  model?: string;
 }
 
 export type Layout = "direct" | "five" | "single";
@@ -89,7 +91,7 @@ export async function runBench(o: BenchOptions): Promise<BenchRow[]> {
     }
     for (const peer of o.peers) {
       const headers = Object.fromEntries(Object.entries(peer.headers).map(([k, v]) => [k, v.replaceAll("{upstream}", upstreamBase)]));
-      targets.push(async () => ({ name: peer.name, openaiUrl: peer.url, model: "fixed", headers, pids: () => ({}), modes: o.peerModes, stop: async () => {} }));
+      targets.push(async () => ({ name: peer.name, openaiUrl: peer.url, model: peer.model ?? "fixed", headers, pids: () => ({}), modes: o.peerModes, stop: async () => {} }));
     }
     for (const start of targets) {
       const target = await start();

@@ -18,6 +18,8 @@ options:
                                printed at start and in {upstream} of --peer-header values
   --peer-name NAME             name of the last --peer in the table
   --peer-header name:value     a header for the last --peer (repeatable)
+  --peer-model NAME            the model the last --peer is asked for (default: the upstream's,
+                               "fixed"; switchyard/auto for a Switchyard started on its own)
   --peer-modes openai-json     modes measured on peers (default: non-streamed only)
   --upstream-port N            run the fake upstream on this port (so a peer can be pointed at it)
   --ttft-ms 50 --chunks 8 --chunk-interval-ms 1.6   the fake upstream's answer
@@ -114,6 +116,9 @@ function parseOptions(argv: string[]): BenchOptions {
       }
       case "--peer-name":
         lastPeer().name = take();
+        break;
+      case "--peer-model":
+        lastPeer().model = take();
         break;
       case "--peer-header": {
         const peer = lastPeer();
