@@ -25,11 +25,12 @@ function record(i: number, tenant = "team-a"): events.UsageRecord {
 /** A ledger that keeps what it is given (or refuses, while `down`). */
 function fakeLedger() {
   const received: events.UsageRecord[] = [];
-  const state = { down: false };
+  const state = { down: false, calls: 0 };
   const transport = createRouterTransport(({ service }) => {
     service(ledger.LedgerService, {
       record: (req: ledger.RecordRequest) => {
         if (state.down) throw new Error("ledger down");
+        state.calls++;
         received.push(...req.records);
         return { written: req.records.length };
       },
@@ -107,6 +108,23 @@ describe("usage records on their way to the ledger", () => {
     expect(ledgerFake.received.map((r) => r.requestId)).toEqual(sent.slice(5).map((r) => r.requestId));
     const dropped = (await metrics.usageRecords.get()).values.find((v) => v.labels.outcome === "dropped");
     expect(dropped?.value).toBe(5);
+    await publisher.close();
+  });
+
+  it("go to the ledger in batches: records of the same moment share one call (an insert costs per batch)", async () => {
+    const metrics = createGatewayMetrics(new Registry());
+    const ledgerFake = fakeLedger();
+    const publisher = new UsagePublisher({ bus: undefined, ledger: ledgerFake.client, settings: settings(), metrics, logger });
+    // Eight records 2 ms apart, as eight requests ending one after another.
+    const sent = Array.from({ length: 8 }, (_, i) => record(i));
+    for (const r of sent) {
+      publisher.publish(r);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await until("the ledger to get the records", () => ledgerFake.received.length === 8, 2_000);
+    // One call, or two or three on a slow machine: not one per record.
+    expect(ledgerFake.state.calls).toBeLessThanOrEqual(4);
+    expect(ledgerFake.received.map((r) => r.requestId)).toEqual(sent.map((r) => r.requestId));
     await publisher.close();
   });
 

@@ -29,6 +29,13 @@ interface Pending {
 /** Records one JetStream publish may fail before it goes to the ledger over RPC instead. */
 const JETSTREAM_ATTEMPTS = 3;
 const BATCH = 256;
+/**
+ * How long a record waits for others before it is sent, unless a batch is full sooner. The
+ * ledger's insert costs per batch far more than per record (PGlite, measured on Node 24: 680 µs
+ * of CPU per record written alone, 73 in batches of 16, 37 from 64), and the record is off the
+ * request path: the wait costs no client anything.
+ */
+const LINGER_MS = 20;
 const PUBLISH_TIMEOUT_MS = 2_000;
 
 /**
@@ -44,6 +51,8 @@ export class UsagePublisher {
   private readonly queue: Pending[] = [];
   private pumping = false;
   private timer: NodeJS.Timeout | undefined;
+  /** A pump is scheduled (a linger, a back-off or a restart), so a new record need not schedule one. */
+  private timerSet = false;
   private backoffMs = 0;
   private js: { nc: NatsConnection; client: JetStreamClient } | undefined;
   private streamReady = false;
@@ -89,7 +98,9 @@ export class UsagePublisher {
       this.problem(`the usage buffer is full (${this.options.settings.gateway_buffer_records} records); dropping the oldest`, { request_id: dropped.record.requestId });
     }
     this.options.metrics.usageBacklog.set(this.queue.length);
-    if (!this.pumping && this.backoffMs === 0) this.schedule(0);
+    if (this.pumping || this.backoffMs > 0) return;
+    if (this.queue.length >= BATCH) this.schedule(0);
+    else if (!this.timerSet) this.schedule(LINGER_MS);
   }
 
   /** Sends what is queued, for at most `deadlineMs` (at shutdown). */
@@ -108,7 +119,11 @@ export class UsagePublisher {
   private schedule(delayMs: number): void {
     if (this.closed) return;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.pump(), delayMs);
+    this.timerSet = true;
+    this.timer = setTimeout(() => {
+      this.timerSet = false;
+      void this.pump();
+    }, delayMs);
     this.timer.unref();
   }
 
