@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { fromBinary } from "@bufbuild/protobuf";
 import {
   AckPolicy,
@@ -54,6 +55,13 @@ export interface UsageConsumerOptions {
 }
 
 const FIRST_BACKOFF_MS = 250;
+/**
+ * How long a batch waits for the next record before it is written. An insert costs per batch far
+ * more than per record (PGlite on Node 24: 680 µs of CPU per record written alone, 37 in batches
+ * of 64), and a record acked 20 ms later costs no client anything.
+ */
+const LINGER_MS = 20;
+const LINGERED = Symbol("lingered");
 
 /**
  * Writes the usage records the gateways publish to JetStream. A durable pull consumer with explicit
@@ -187,9 +195,9 @@ export class UsageConsumer {
   }
 
   /**
-   * One pull of up to `batch_size` records. Records are handled as they arrive, in batches: what
-   * has arrived is written as soon as nothing more is waiting (or the batch is full), so a single
-   * record is not held back and a burst is written in few transactions.
+   * One pull of up to `batch_size` records. Records are handled as they arrive, in batches: a
+   * batch is written when it is full or when no record has come for LINGER_MS, so records that
+   * arrive a few milliseconds apart (requests ending one after another) share one transaction.
    */
   private async pull(consumer: Consumer): Promise<void> {
     const { settings } = this.options;
@@ -199,15 +207,27 @@ export class UsageConsumer {
     let batch: JsMsg[] = [];
     let writable = true;
     let seen = 0;
+    const arrivals = messages[Symbol.asyncIterator]();
+    let next = arrivals.next();
     try {
-      for await (const m of messages) {
+      for (;;) {
+        const lingering = batch.length > 0 && writable && !this.stopped;
+        const arrived = lingering ? await Promise.race([next, delay(LINGER_MS, LINGERED, { ref: false })]) : await next;
+        if (arrived === LINGERED) {
+          writable = await this.handle(batch);
+          batch = [];
+          continue;
+        }
+        if (arrived.done) break;
+        next = arrivals.next();
+        const m = arrived.value;
         seen++;
         if (!writable || this.stopped) {
           m.nak(this.backoffMs);
           continue;
         }
         batch.push(m);
-        if (batch.length >= settings.batch_size || messages.getPending() === 0) {
+        if (batch.length >= settings.batch_size) {
           writable = await this.handle(batch);
           batch = [];
         }

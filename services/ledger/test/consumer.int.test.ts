@@ -83,6 +83,30 @@ describe.each([pgliteBackend(), postgresBackend()])("usage records from JetStrea
     }
   });
 
+  it("write records that arrive a few milliseconds apart in one transaction, not one each", async () => {
+    const settings = streamSettings();
+    const publisher = await UsagePublisher.open(settings);
+    const { logger } = capturingLogger();
+    const running = startConsumer(db, settings, testBus(undefined, logger), logger);
+    try {
+      await eventually(async () => running.consumer.state === "consuming", 10_000, "the consumer bound");
+      const records = ids("apart", 8).map((requestId) => usageRecord({ requestId }));
+      for (const r of records) {
+        await publisher.publish(r);
+        await new Promise((done) => setTimeout(done, 2));
+      }
+      await eventually(async () => (await metricValue(running.registry, "switchyard_ledger_records_written_total", { source: "jetstream" })) === 8, 15_000, "eight written");
+      const { values } = await running.registry.getSingleMetric("switchyard_ledger_write_seconds")!.get();
+      const batches = values.find((v) => v.metricName === "switchyard_ledger_write_seconds_count" && v.labels.source === "jetstream")?.value ?? 0;
+      // One batch, or two or three on a slow machine: never one per record.
+      expect(batches).toBeGreaterThan(0);
+      expect(batches).toBeLessThanOrEqual(4);
+    } finally {
+      await stop(running);
+      await publisher.close();
+    }
+  });
+
   it("terminate and count malformed messages, and keep writing the good ones after them", async () => {
     const settings = streamSettings();
     const publisher = await UsagePublisher.open(settings);
