@@ -116,6 +116,11 @@ export class VectorIndex {
     return this.slotOf.size;
   }
 
+  /** Vectors the arrays have room for (what the index's memory follows). */
+  get capacity(): number {
+    return this.vectors.length / this.dims;
+  }
+
   /**
    * Memory one entry takes in an index of `dims` dimensions: its vector in arrays that grow by
    * doubling (1.5 times the vector on average), its codes, and its places in the 16 LSH tables and
@@ -167,6 +172,10 @@ export class VectorIndex {
         if (bucket.length === 0) this.tables[t]!.delete(code);
       }
     }
+    // Arrays only grow as entries come; an index down to a quarter of its slots gives the rest
+    // back, so that its memory follows its entries (the cache charges each entry for its place
+    // here, and bounds the total by max_bytes).
+    if (this.slots >= 64 && this.slotOf.size * 4 < this.slots) this.compact();
     return true;
   }
 
@@ -249,6 +258,34 @@ export class VectorIndex {
       const bucket = table.get(code);
       if (bucket) bucket.push(slot);
       else table.set(code, [slot]);
+    }
+  }
+
+  /** Moves the live entries to the front of arrays twice their number, and rebuilds the tables. */
+  private compact(): void {
+    const live = [...this.slotOf];
+    const allocated = Math.max(1, live.length * 2);
+    const d = this.dims;
+    const vectors = new Float32Array(allocated * d);
+    const codes = new Uint32Array(allocated * TABLES);
+    const ids: (string | undefined)[] = [];
+    live.forEach(([id, old], slot) => {
+      vectors.set(this.vectors.subarray(old * d, (old + 1) * d), slot * d);
+      codes.set(this.codes.subarray(old * TABLES, (old + 1) * TABLES), slot * TABLES);
+      ids.push(id);
+      this.slotOf.set(id, slot);
+    });
+    this.vectors = vectors;
+    this.codes = codes;
+    this.seen = new Uint32Array(allocated);
+    this.epoch = 0;
+    this.ids = ids;
+    this.slots = live.length;
+    this.free.length = 0;
+    this.tables = undefined;
+    if (live.length > this.exactScanBelow) {
+      this.tables = Array.from({ length: TABLES }, () => new Map<number, number[]>());
+      for (let slot = 0; slot < live.length; slot++) this.bucket(slot);
     }
   }
 

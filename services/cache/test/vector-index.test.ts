@@ -33,6 +33,25 @@ function near(v: Float32Array, cos: number, next: () => number): Float32Array {
 }
 
 describe("VectorIndex", () => {
+  it("gives memory back when it shrinks to a quarter, and still finds every entry left (scan and LSH)", () => {
+    const next = rng(7);
+    const index = new VectorIndex(256, 512);
+    const vectors = Array.from({ length: 20_000 }, () => randomUnit(256, next));
+    vectors.forEach((v, i) => index.add(`v${i}`, v));
+    expect(index.capacity).toBeGreaterThanOrEqual(20_000);
+    for (let i = 0; i < 19_000; i++) index.remove(`v${i}`);
+    expect(index.capacity).toBeLessThanOrEqual(4 * 1_000);
+    expect(index.size).toBe(1_000);
+    // Every entry left is found at itself (LSH: 1,000 entries are above exactScanBelow), none removed.
+    for (let i = 19_000; i < 20_000; i += 37) expect(index.nearest(vectors[i]!, 0.99)?.id).toBe(`v${i}`);
+    expect(index.nearest(vectors[5]!, 0.99)).toBeUndefined();
+    // Below exactScanBelow it scans, and keeps taking entries.
+    for (let i = 19_000; i < 19_900; i++) index.remove(`v${i}`);
+    for (let i = 19_900; i < 20_000; i += 7) expect(index.nearest(vectors[i]!, 0.99)?.id).toBe(`v${i}`);
+    index.add("again", vectors[3]!);
+    expect(index.nearest(vectors[3]!, 0.99)?.id).toBe("again");
+  });
+
   it("finds the best match above the threshold by exact scan, and nothing below it", () => {
     const next = rng(1);
     const index = new VectorIndex(64, 1_000);
