@@ -175,7 +175,7 @@ export class VectorIndex {
     // Arrays only grow as entries come; an index down to a quarter of its slots gives the rest
     // back, so that its memory follows its entries (the cache charges each entry for its place
     // here, and bounds the total by max_bytes).
-    if (this.slots >= 64 && this.slotOf.size * 4 < this.slots) this.compact();
+    if (this.capacity >= 64 && this.slotOf.size * 4 < this.capacity) this.compact();
     return true;
   }
 

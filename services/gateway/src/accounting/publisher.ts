@@ -16,6 +16,8 @@ export interface UsagePublisherOptions {
   settings: UsageStreamSettings & { gateway_buffer_records: number };
   metrics: GatewayMetrics;
   logger: Logger;
+  /** How long a record waits for others before it is sent (default LINGER_MS). */
+  lingerMs?: number;
 }
 
 interface Pending {
@@ -100,16 +102,21 @@ export class UsagePublisher {
     this.options.metrics.usageBacklog.set(this.queue.length);
     if (this.pumping || this.backoffMs > 0) return;
     if (this.queue.length >= BATCH) this.schedule(0);
-    else if (!this.timerSet) this.schedule(LINGER_MS);
+    else if (!this.timerSet) this.schedule(this.options.lingerMs ?? LINGER_MS);
   }
 
   /** Sends what is queued, for at most `deadlineMs` (at shutdown). */
   async close(deadlineMs = 2_000): Promise<void> {
     const until = Date.now() + deadlineMs;
     this.backoffMs = 0;
-    while (this.queue.length > 0 && Date.now() < until) {
-      if (!this.pumping) await this.pump();
-      else await new Promise((r) => setTimeout(r, 20));
+    // A pump in flight has taken its batch off the queue: wait for it too. After a pump that
+    // delivered nothing, wait a little before the next try rather than spin until the deadline.
+    while ((this.queue.length > 0 || this.pumping) && Date.now() < until) {
+      if (!this.pumping) {
+        this.backoffMs = 0;
+        await this.pump();
+        if (this.backoffMs > 0 && this.queue.length > 0) await new Promise((r) => setTimeout(r, 20));
+      } else await new Promise((r) => setTimeout(r, 20));
     }
     this.closed = true;
     clearTimeout(this.timer);
