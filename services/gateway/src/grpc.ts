@@ -78,19 +78,10 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
       this.metrics.requests.inc(labels);
       // The audit line: who (tenant, key id; never the key), what, and how it ended.
       this.logger.info("request", {
-        request_id: identity.requestId,
-        trace_id: identity.traceId,
-        api: "grpc",
-        protocol: ctx.protocolName,
-        method: ctx.method.name,
-        status: labels.status,
-        tenant: caller.tenant,
-        key_id: caller.keyId,
-        ...(errorCode ? { error: errorCode } : {}),
+        ...auditFields(ctx, identity, caller, labels.status, errorCode, receivedAt),
         model: labels.model,
         tier: labels.tier,
         cache: labels.cache,
-        duration_ms: Math.round((performance.now() - receivedAt) * 100) / 100,
       });
     }
   }
@@ -128,17 +119,8 @@ export class GatewayHandler implements ServiceImpl<typeof pb.GatewayService> {
       throw this.toConnect(err);
     } finally {
       this.logger.info("request", {
-        request_id: identity.requestId,
-        trace_id: identity.traceId,
-        api: "grpc",
-        protocol: ctx.protocolName,
-        method: ctx.method.name,
-        status,
-        tenant: caller.tenant,
-        key_id: caller.keyId,
-        ...(errorCode ? { error: errorCode } : {}),
+        ...auditFields(ctx, identity, caller, status, errorCode, receivedAt),
         ...(explained ? { model: explained.model, tier: explained.tier } : {}),
-        duration_ms: Math.round((performance.now() - receivedAt) * 100) / 100,
       });
     }
   }
@@ -225,6 +207,22 @@ function rpcIdentity(ctx: HandlerContext): { span: Span; identity: RequestIdenti
  * Why a call's signal fired, as the status the audit line records: the client cancelled (499, as
  * the REST API logs a client that hung up) or its deadline passed (504).
  */
+/** The audit line's common fields: who (tenant, key id; never the key), what, how it ended, how long it took. */
+function auditFields(ctx: HandlerContext, identity: RequestIdentity, caller: Caller, status: string, errorCode: string | undefined, receivedAt: number): Record<string, unknown> {
+  return {
+    request_id: identity.requestId,
+    trace_id: identity.traceId,
+    api: "grpc",
+    protocol: ctx.protocolName,
+    method: ctx.method.name,
+    status,
+    tenant: caller.tenant,
+    key_id: caller.keyId,
+    ...(errorCode ? { error: errorCode } : {}),
+    duration_ms: Math.round((performance.now() - receivedAt) * 100) / 100,
+  };
+}
+
 function abortError(reason: unknown): GatewayError {
   return ConnectError.from(reason).code === Code.DeadlineExceeded
     ? new GatewayError(504, "timeout_error", "deadline_exceeded", "the call's deadline passed")

@@ -397,7 +397,7 @@ const INITDB_MARKER = ".switchyard-initdb";
 /** An argument of the initdb child, so that a leftover one is recognised before it is stopped. */
 const INITDB_TAG = "switchyard-initdb";
 /** Entries a new volume may hold that are not ours. */
-const FOREIGN_OK = new Set(["lost+found", INITDB_MARKER, ".switchyard-ledger.lock"]);
+const FOREIGN_OK = new Set(["lost+found", INITDB_MARKER, LOCK_FILE]);
 
 /**
  * Makes the PGlite folder `dataDir` unless it holds a finished one, in a child process that exits

@@ -108,7 +108,6 @@ export class UsagePublisher {
   /** Sends what is queued, for at most `deadlineMs` (at shutdown). */
   async close(deadlineMs = 2_000): Promise<void> {
     const until = Date.now() + deadlineMs;
-    this.backoffMs = 0;
     // A pump in flight has taken its batch off the queue: wait for it too. After a pump that
     // delivered nothing, wait a little before the next try rather than spin until the deadline.
     while ((this.queue.length > 0 || this.pumping) && Date.now() < until) {

@@ -4,12 +4,11 @@ import { AUTO_MODEL, parseModel } from "../model-name.js";
 import type { Sampling } from "../orchestrator.js";
 import type { ParsedCompletion } from "../rest/format.js";
 import {
-  checkDepth,
   optionalInt,
   optionalNumber,
   parseStop,
   parseSwitchyardOptions,
-  refuseRedirecting,
+  requestObject,
   toolFields,
   type ConversationTurn,
   type ToolChoiceSpec,
@@ -29,11 +28,8 @@ export type MessagesRequest = ParsedCompletion;
  * naming the field: every provider behind Switchyard must be able to answer the request.
  */
 export function parseMessagesRequest(body: unknown, config: Config, cacheHeader: string | undefined): MessagesRequest {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) throw invalidRequest("the request body must be a JSON object");
   const limits = config.limits;
-  checkDepth(body, limits.max_json_depth);
-  const b = body as Record<string, unknown>;
-  refuseRedirecting(b);
+  const b = requestObject(body, limits.max_json_depth);
   if (b.model !== undefined && typeof b.model !== "string") throw invalidRequest("model: must be a string", "model");
   const requestedModel = (b.model as string | undefined) ?? AUTO_MODEL;
   const choice = parseModel(requestedModel, config);

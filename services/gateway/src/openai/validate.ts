@@ -21,13 +21,8 @@ export interface ChatRequest {
  * and of two price caps on the same price, the stricter wins.
  */
 export function parseChatRequest(body: unknown, config: Config, cacheHeader: string | undefined): ChatRequest {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) throw invalidRequest("the request body must be a JSON object");
   const limits = config.limits;
-  // First, before anything walks the body recursively (JSON.stringify of tool parameters would
-  // overflow the stack on a body nested 100,000 deep).
-  checkDepth(body, limits.max_json_depth);
-  const b = body as Record<string, unknown>;
-  refuseRedirecting(b);
+  const b = requestObject(body, limits.max_json_depth);
   checkUser(b.user, limits.max_user_chars);
   checkMetadata(b.metadata, limits);
   if (b.model !== undefined && typeof b.model !== "string") throw invalidRequest("'model' must be a string", "model");
@@ -115,6 +110,19 @@ export function parseSwitchyardOptions(ext: unknown, cacheHeader: string | undef
  * Refuses the fields that other gateways honour to send the upstream call elsewhere or with other
  * credentials (see REDIRECTING_FIELDS), naming the field.
  */
+/**
+ * What every API's body check starts with: a JSON object, no deeper than `maxDepth` (first, before
+ * anything walks the body recursively: JSON.stringify of tool parameters would overflow the
+ * stack on a body nested 100,000 deep), with no field that would send the request elsewhere.
+ */
+export function requestObject(body: unknown, maxDepth: number): Record<string, unknown> {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) throw invalidRequest("the request body must be a JSON object");
+  checkDepth(body, maxDepth);
+  const b = body as Record<string, unknown>;
+  refuseRedirecting(b);
+  return b;
+}
+
 export function refuseRedirecting(b: Record<string, unknown>): void {
   for (const field of REDIRECTING_FIELDS) {
     if (Object.hasOwn(b, field) && b[field] !== null && b[field] !== undefined) {

@@ -4,12 +4,11 @@ import { AUTO_MODEL, parseModel } from "../model-name.js";
 import type { Sampling } from "../orchestrator.js";
 import type { ParsedCompletion } from "../rest/format.js";
 import {
-  checkDepth,
   checkMetadata,
   optionalInt,
   optionalNumber,
   parseSwitchyardOptions,
-  refuseRedirecting,
+  requestObject,
   toolFields,
   type ConversationTurn,
   type ToolChoiceSpec,
@@ -44,11 +43,8 @@ export interface ResponseEcho {
  * files and structured output formats are refused too, naming the field.
  */
 export function parseResponsesRequest(body: unknown, config: Config, cacheHeader: string | undefined): ResponsesRequest {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) throw invalidRequest("the request body must be a JSON object");
   const limits = config.limits;
-  checkDepth(body, limits.max_json_depth);
-  const b = body as Record<string, unknown>;
-  refuseRedirecting(b);
+  const b = requestObject(body, limits.max_json_depth);
   if (b.store === true) {
     throw invalidRequest("'store: true' is not supported: Switchyard keeps no responses yet; send 'store: false' (or leave it out) and carry the conversation in 'input'", "store", "unsupported_parameter");
   }
