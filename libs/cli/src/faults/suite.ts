@@ -396,7 +396,9 @@ export async function runFaults(o: FaultsOptions): Promise<FaultsReport> {
               await primary.reset();
               // A fault just before (500 bursts) may have opened the primary's circuit: routing
               // skips it for the circuit's cool-down, and a stall nobody is routed to proves nothing.
-              const primaryBackMs = await timeUntil(async () => (await primary.stats()).requests > 0, t.recoveryBoundMs);
+              // A single request is not enough (a half-open circuit lets a probe through and may
+              // open again): wait until routing sends it a steady share of the load.
+              const primaryBackMs = await timeUntil(async () => (await primary.stats()).requests >= PRIMARY_TRAFFIC_BEFORE_STALL, t.recoveryBoundMs);
               m.notes.primaryTakingTrafficAfterMs = primaryBackMs;
               m.faultAt();
               await primary.set({ mode: "stall", afterChunks: 3 });
@@ -523,6 +525,9 @@ async function serviceBack(mesh: MeshUnderTest, name: ServiceName, killedPid: nu
     return null;
   }
 }
+
+/** Requests the primary upstream must have taken since its reset before the stall is set. */
+const PRIMARY_TRAFFIC_BEFORE_STALL = 50;
 
 async function timeUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<number | null> {
   const started = Date.now();
